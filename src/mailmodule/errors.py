@@ -1,0 +1,371 @@
+"""One exception hierarchy for mailmodule, rooted at `MailModuleError`.
+
+Go's `error` values become exceptions here. Sentinels of the seed (`ErrNoSuchBlob`,
+`ErrUnknownCredentials`) become classes, kept under their Go names as aliases too.
+Errors that can reach an SMTP client are `SMTPError`s and carry the reply code, the enhanced
+status code and the text, as maddy's `exterrors.SMTPError` does.
+
+The tree is shallow, grouped by cause:
+
+    MailModuleError
+    ├── SMTPError
+    ├── ConfigError
+    ├── RegistryError: UnknownModuleError, DuplicateModuleError, ModuleInitError
+    ├── DataError: MetadataError, AddressError, HeaderError
+    ├── StorageError: NoSuchBlobError
+    └── AuthError: UnknownCredentialsError
+
+Every error pickles and unpickles to an equal error, so queue workers can pass them between
+processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TypeVar
+
+__all__ = [
+    "AddressError",
+    "AuthError",
+    "ConfigError",
+    "DataError",
+    "DuplicateModuleError",
+    "ErrNoSuchBlob",
+    "ErrUnknownCredentials",
+    "HeaderError",
+    "MailModuleError",
+    "MetadataError",
+    "ModuleInitError",
+    "NoSuchBlobError",
+    "RegistryError",
+    "SMTPError",
+    "StorageError",
+    "UnknownCredentialsError",
+    "UnknownModuleError",
+]
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def _restore(cls: type[_E], args: tuple[object, ...], state: dict[str, object]) -> _E:
+    # Rebuild without calling __init__: keyword-only constructor arguments live in the
+    # instance dict, which default exception pickling would lose.
+    err = cls.__new__(cls, *args)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
+
+class MailModuleError(Exception):
+    """Raised when anything in mailmodule fails; the root of every mailmodule error.
+
+    Catch it to handle every failure of the library at once; catch a subclass to handle one
+    cause.
+    """
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
+
+
+class SMTPError(MailModuleError):
+    """Raised when a message or command must be refused with an SMTP reply.
+
+    Mirrors maddy's `exterrors.SMTPError`: `code` is the three-digit reply code,
+    `enhanced_code` the RFC 3463 status as three integers such as `(5, 7, 1)`, `message` the
+    text the client sees. `check_name` and `target_name` name the module that refused;
+    `misc` holds further fields for logs only. The underlying cause, if any, is `__cause__`
+    and is never shown to the client.
+
+    The caller should relay `code`, `enhanced_code` and `message` to the client and treat
+    the failure as temporary when `is_temporary` is true.
+    """
+
+    code: int
+    enhanced_code: tuple[int, int, int]
+    message: str
+    check_name: str | None
+    target_name: str | None
+    misc: Mapping[str, object]
+
+    def __init__(
+        self,
+        code: int,
+        enhanced_code: tuple[int, int, int],
+        message: str,
+        *,
+        check_name: str | None = None,
+        target_name: str | None = None,
+        misc: Mapping[str, object] | None = None,
+    ) -> None:
+        if not isinstance(code, int) or isinstance(code, bool) or not 200 <= code <= 599:
+            raise ValueError(f"SMTPError code must be an int from 200 to 599, got {code!r}")
+        if (
+            not isinstance(enhanced_code, tuple)
+            or len(enhanced_code) != 3
+            or not all(isinstance(p, int) and not isinstance(p, bool) for p in enhanced_code)
+            or enhanced_code[0] not in (2, 4, 5)
+            or not all(0 <= p <= 999 for p in enhanced_code)
+        ):
+            raise ValueError(
+                "SMTPError enhanced_code must be three ints with class 2, 4 or 5, "
+                f"got {enhanced_code!r}"
+            )
+        super().__init__(code, enhanced_code, message)
+        self.code = code
+        self.enhanced_code = enhanced_code
+        self.message = message
+        self.check_name = check_name
+        self.target_name = target_name
+        self.misc = MappingProxyType(dict(misc or {}))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        state = dict(self.__dict__)
+        state["misc"] = dict(self.misc)  # a mappingproxy does not pickle
+        return (_restore_smtp, (type(self), self.args, state))
+
+    @property
+    def is_temporary(self) -> bool:
+        """True for a 4xx reply: the client may try again later."""
+        return 400 <= self.code < 500
+
+    @property
+    def enhanced_code_str(self) -> str:
+        """The enhanced status code as it is written in a reply, such as "5.7.1"."""
+        return ".".join(str(p) for p in self.enhanced_code)
+
+    def fields(self) -> dict[str, object]:
+        """The error as flat fields for structured logging, as maddy logs it."""
+        out: dict[str, object] = dict(self.misc)
+        out["smtp_code"] = self.code
+        out["smtp_enchcode"] = self.enhanced_code_str
+        out["smtp_msg"] = self.message
+        if self.check_name is not None:
+            out["check"] = self.check_name
+        if self.target_name is not None:
+            out["target"] = self.target_name
+        if self.__cause__ is not None:
+            out["reason"] = str(self.__cause__)
+        return out
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.enhanced_code_str} {self.message}"
+
+    def __repr__(self) -> str:
+        extra = ""
+        if self.check_name is not None:
+            extra += f", check_name={self.check_name!r}"
+        if self.target_name is not None:
+            extra += f", target_name={self.target_name!r}"
+        return f"SMTPError({self.code}, {self.enhanced_code!r}, {self.message!r}{extra})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SMTPError):
+            return NotImplemented
+        return (
+            type(self) is type(other)
+            and self.args == other.args
+            and self.check_name == other.check_name
+            and self.target_name == other.target_name
+            and dict(self.misc) == dict(other.misc)
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.args))
+
+
+def _restore_smtp(
+    cls: type[SMTPError], args: tuple[object, ...], state: dict[str, object]
+) -> SMTPError:
+    err = _restore(cls, args, state)
+    err.misc = MappingProxyType(dict(err.misc))
+    return err
+
+
+class ConfigError(MailModuleError):
+    """Raised when a module's configuration is missing, mistyped or unknown.
+
+    `module`, `key`, `file` and `section` say where, when known. The caller should fix the
+    configuration; retrying does not help.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        module: str | None = None,
+        key: str | None = None,
+        file: str | None = None,
+        section: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.module = module
+        self.key = key
+        self.file = file
+        self.section = section
+
+    def __str__(self) -> str:
+        where = []
+        if self.file is not None:
+            where.append(f"file {self.file!r}")
+        if self.section is not None:
+            where.append(f"section {self.section!r}")
+        if self.module is not None:
+            where.append(f"module {self.module!r}")
+        if self.key is not None:
+            where.append(f"key {self.key!r}")
+        return f"{', '.join(where)}: {self.message}" if where else self.message
+
+
+class RegistryError(MailModuleError):
+    """Raised when the module registry cannot do what was asked; see the subclasses."""
+
+
+class UnknownModuleError(RegistryError, KeyError):
+    """Raised when no module, endpoint or instance is registered under `name`.
+
+    `suggestions` lists registered names close to it. The caller should check the spelling
+    or import the package that registers the module.
+    """
+
+    def __init__(self, name: str, *, kind: str = "module", suggestions: tuple[str, ...] = ()):
+        super().__init__(name)
+        self.name = name
+        self.kind = kind
+        self.suggestions = tuple(suggestions)
+
+    def __str__(self) -> str:
+        text = f"unknown {self.kind} {self.name!r}"
+        if self.suggestions:
+            text += f" (did you mean {', '.join(repr(s) for s in self.suggestions)}?)"
+        return text
+
+
+class DuplicateModuleError(RegistryError, KeyError):
+    """Raised when `name` is registered a second time; Go's `Register` panics there.
+
+    The caller should pick another name or register into its own `Registry`.
+    """
+
+    def __init__(self, name: str, *, kind: str = "module") -> None:
+        super().__init__(name)
+        self.name = name
+        self.kind = kind
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name!r} is already registered"
+
+
+class ModuleInitError(RegistryError):
+    """Raised when a module instance's `init` fails; the original error is `__cause__`.
+
+    `instance_name` names the instance. No half-initialized instance is handed out; the
+    caller should fix the configuration or the module and initialize again.
+    """
+
+    def __init__(self, instance_name: str, reason: str) -> None:
+        super().__init__(instance_name, reason)
+        self.instance_name = instance_name
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"module instance {self.instance_name!r} failed to initialize: {self.reason}"
+
+
+class DataError(MailModuleError, ValueError):
+    """Raised when data from outside (a file, the network, a JSON document) is malformed."""
+
+
+class MetadataError(DataError):
+    """Raised when message or queue metadata cannot be read or written.
+
+    `path` is the JSON path of the culprit, such as "MsgMeta.SMTPOpts.Size", when known.
+    The caller should treat the document as corrupt; nothing was half-built.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class AddressError(DataError):
+    """Raised when an e-mail address or domain is malformed; `address` is the culprit."""
+
+    def __init__(self, message: str, *, address: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.address = address
+
+    def __str__(self) -> str:
+        return f"invalid address {self.address!r}: {self.message}"
+
+
+class HeaderError(DataError):
+    """Raised when a message header is malformed.
+
+    `line` is the 1-based line number of the culprit and `text` its raw bytes, when known.
+    """
+
+    def __init__(self, message: str, *, line: int | None = None, text: bytes | None = None):
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.text = text
+
+    def __str__(self) -> str:
+        out = self.message
+        if self.line is not None:
+            out = f"header line {self.line}: {out}"
+        if self.text is not None:
+            shown = self.text if len(self.text) <= 80 else self.text[:77] + b"..."
+            out += f": {shown!r}"
+        return out
+
+
+class StorageError(MailModuleError):
+    """Raised when a storage backend (a blob store, a table's file) fails."""
+
+
+class NoSuchBlobError(StorageError):
+    """Raised when a blob store has no object under the key asked for (seed: ErrNoSuchBlob).
+
+    Raisable without arguments as the Go sentinel is used; `key` names the key when known.
+    """
+
+    def __init__(self, key: str | None = None) -> None:
+        super().__init__(*(() if key is None else (key,)))
+        self.key = key
+
+    def __str__(self) -> str:
+        text = "blob_store: no such object"
+        return text if self.key is None else f"{text}: {self.key!r}"
+
+
+class AuthError(MailModuleError):
+    """Raised when authentication fails. Never carries the password."""
+
+
+class UnknownCredentialsError(AuthError):
+    """Raised by an auth provider when the credentials are not recognized (seed:
+    ErrUnknownCredentials), for example a user not found in its database.
+
+    The caller may try the next provider. `username` names the user when known.
+    """
+
+    def __init__(self, username: str | None = None) -> None:
+        super().__init__(*(() if username is None else (username,)))
+        self.username = username
+
+    def __str__(self) -> str:
+        text = "unknown credentials"
+        return text if self.username is None else f"{text}: user {self.username!r}"
+
+
+#: The seed's sentinel names, for readers coming from Go.
+ErrNoSuchBlob = NoSuchBlobError
+ErrUnknownCredentials = UnknownCredentialsError
