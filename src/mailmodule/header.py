@@ -1,0 +1,305 @@
+"""Message header: an ordered, case-insensitive multimap that keeps every field's raw bytes.
+
+The twin of go-message's `textproto.Header`. A parsed header is written back byte for byte
+(DKIM signatures depend on it): each field keeps the bytes it was read from, folding and line
+endings included, and so does the empty line that ends the header.
+
+    >>> header, offset = read_header(b"Subject: hi\\r\\nFrom: a@example.org\\r\\n\\r\\nbody")
+    >>> header.get("subject")
+    'hi'
+    >>> header.add("Received", "from localhost")  # new fields go on top, as trace fields do
+    >>> header.to_bytes()[:26]
+    b'Received: from localhost\\r\\n'
+"""
+
+from __future__ import annotations
+
+import email.message
+import email.parser
+import email.policy
+import re
+from collections.abc import Iterable, Iterator
+from typing import Protocol, final, overload
+
+import attrs
+
+from mailmodule.errors import HeaderError
+
+__all__ = ["Header", "HeaderField", "read_header"]
+
+# RFC 5322 ftext: printable US-ASCII except the colon.
+_FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
+_FIELD_NAME_STR = re.compile(r"[\x21-\x39\x3b-\x7e]+")
+_FOLD = re.compile(rb"\r?\n(?=[ \t])")
+_FOLD_WIDTH = 78
+
+
+class _Writable(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+
+@final
+@attrs.frozen
+class HeaderField:
+    """One header field: its name as written, and the raw bytes it was read from.
+
+    `key` is the name in lower case, which lookups compare.
+
+    `raw` holds the whole field, name, folding and line ending included; `value` is the
+    unfolded text after the colon with surrounding white space removed, decoded as UTF-8
+    (bytes that are not UTF-8 show as U+FFFD; `raw` keeps them).
+    """
+
+    name: str
+    raw: bytes = attrs.field(repr=False)
+    key: str = attrs.field(
+        init=False, eq=False, repr=False, default=attrs.Factory(lambda f: f.name.lower(), True)
+    )
+
+    @property
+    def value(self) -> str:
+        colon = self.raw.index(b":")
+        body = _FOLD.sub(b"", self.raw[colon + 1 :])
+        return body.strip(b" \t\r\n").decode("utf-8", "replace")
+
+    @classmethod
+    def build(cls, name: str, value: str, *, eol: bytes = b"\r\n") -> HeaderField:
+        """A new field `name: value`, folded at white space to 78 columns where it can be.
+
+        Raises:
+            HeaderError: the name is not RFC 5322 field text, or the value holds a line
+                break (which would smuggle in another field).
+        """
+        if not _FIELD_NAME_STR.fullmatch(name):
+            raise HeaderError(f"invalid field name {name!r}")
+        if "\r" in value or "\n" in value or "\0" in value:
+            raise HeaderError(f"value of field {name!r} contains a line break or NUL")
+        return cls(name, _fold(f"{name}: {value}", eol).encode("utf-8"))
+
+
+def _fold(line: str, eol: bytes) -> str:
+    nl = eol.decode("ascii")
+    if len(line) <= _FOLD_WIDTH:
+        return line + nl
+    out: list[str] = []
+    current = ""
+    # Split before each run of white space; a fold goes before white space only.
+    for word in re.split(r"(?=[ \t])", line):
+        if current and len(current) + len(word) > _FOLD_WIDTH and current.strip():
+            out.append(current)
+            current = word
+        else:
+            current += word
+    out.append(current)
+    return nl.join(out) + nl
+
+
+@final
+class Header:
+    """An ordered, case-insensitive multimap of header fields, top field first.
+
+    Lookups ignore case. `add` puts a field on top, as go-message does, so trace fields such as
+    `Received` are prepended. Iteration yields `HeaderField`s in order.
+
+    A header that was parsed is written back byte for byte by `to_bytes`; fields added later
+    use the line ending the parsed header used (CRLF for a new header).
+    """
+
+    __slots__ = ("_eoh", "_eol", "_fields")
+
+    def __init__(self, fields: Iterable[tuple[str, str]] = ()) -> None:
+        self._fields: list[HeaderField] = []
+        self._eol = b"\r\n"
+        self._eoh = b"\r\n"
+        for name, value in fields:
+            self._fields.append(HeaderField.build(name, value))
+
+    @classmethod
+    def parse(cls, block: bytes) -> Header:
+        """Read a header block alone, optionally ended by its empty line.
+
+        Raises:
+            HeaderError: a line is not a header field, or data follows the empty line.
+        """
+        header, offset = _parse(block)
+        if offset != len(block):
+            line = block.count(b"\n", 0, offset) + 1
+            raise HeaderError("data follows the end of the header", line=line)
+        return header
+
+    @classmethod
+    def _make(cls, fields: list[HeaderField], eol: bytes, eoh: bytes) -> Header:
+        header = cls()
+        header._fields = fields
+        header._eol = eol
+        header._eoh = eoh
+        return header
+
+    # Reading
+
+    @overload
+    def get(self, key: str) -> str | None: ...
+    @overload
+    def get(self, key: str, default: str) -> str: ...
+    def get(self, key: str, default: str | None = None) -> str | None:
+        """The value of the topmost field named `key`, or `default`."""
+        k = key.lower()
+        for f in self._fields:
+            if f.key == k:
+                return f.value
+        return default
+
+    def values(self, key: str) -> list[str]:
+        """The values of every field named `key`, top first."""
+        k = key.lower()
+        return [f.value for f in self._fields if f.key == k]
+
+    def fields(self, key: str | None = None) -> list[HeaderField]:
+        """The fields named `key` (all fields without a key), top first."""
+        if key is None:
+            return list(self._fields)
+        k = key.lower()
+        return [f for f in self._fields if f.key == k]
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        k = key.lower()
+        return any(f.key == k for f in self._fields)
+
+    def __iter__(self) -> Iterator[HeaderField]:
+        return iter(list(self._fields))
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Header):
+            return NotImplemented
+        return self._fields == other._fields and self._eoh == other._eoh
+
+    def __repr__(self) -> str:
+        return f"Header({[(f.name, f.value) for f in self._fields]!r})"
+
+    # Changing
+
+    def add(self, key: str, value: str) -> None:
+        """Put a new field `key: value` on top.
+
+        Raises:
+            HeaderError: `key` is not a valid field name or `value` holds a line break.
+        """
+        self._fields.insert(0, HeaderField.build(key, value, eol=self._eol))
+
+    def add_field(self, field: HeaderField) -> None:
+        """Put an existing field (raw bytes kept) on top."""
+        self._fields.insert(0, field)
+
+    def set(self, key: str, value: str) -> None:
+        """Replace every field named `key` with one field `key: value` on top."""
+        new = HeaderField.build(key, value, eol=self._eol)
+        self.delete(key)
+        self._fields.insert(0, new)
+
+    def delete(self, key: str) -> None:
+        """Remove every field named `key`; a missing key is not an error."""
+        k = key.lower()
+        self._fields = [f for f in self._fields if f.key != k]
+
+    def copy(self) -> Header:
+        """An independent copy: changing one never changes the other."""
+        return Header._make(list(self._fields), self._eol, self._eoh)
+
+    # Writing
+
+    def to_bytes(self) -> bytes:
+        """The header as bytes, including the empty line that ends it.
+
+        A parsed header comes back byte for byte, also its empty line; a header read from a
+        message that had no empty line (a header and no body) is written back without one.
+        """
+        return b"".join([f.raw for f in self._fields]) + self._eoh
+
+    def write_to(self, stream: _Writable) -> None:
+        """Write `to_bytes()` to a binary stream."""
+        stream.write(self.to_bytes())
+
+    # The standard library
+
+    def to_email_message(self) -> email.message.EmailMessage[str, str]:
+        """A stdlib `EmailMessage` with these fields (and no body), in this order."""
+        parser = email.parser.BytesHeaderParser(policy=email.policy.default)
+        msg = parser.parsebytes(self.to_bytes())
+        assert isinstance(msg, email.message.EmailMessage)
+        return msg
+
+    @classmethod
+    def from_email_message(cls, msg: email.message.Message) -> Header:
+        """The header fields of a stdlib message, in its order, as its policy writes them.
+
+        Raises:
+            HeaderError: the stdlib message holds a field that is not valid on the wire.
+        """
+        policy = msg.policy.clone(linesep="\r\n")
+        raw = b"".join(policy.fold_binary(name, value) for name, value in msg.raw_items())
+        return cls.parse(raw + b"\r\n")
+
+
+def read_header(data: bytes) -> tuple[Header, int]:
+    """Read the header of a whole message.
+
+    Returns the header and the offset where the body starts, so that
+    `header.to_bytes() + data[offset:] == data`. CRLF and LF-only line endings are both read;
+    a message with no empty line is all header.
+
+    Raises:
+        HeaderError: a line before the empty line is not a header field; names the line.
+    """
+    return _parse(data)
+
+
+def _parse(data: bytes) -> tuple[Header, int]:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"header data must be bytes, got {type(data).__name__}")
+    data = bytes(data)
+    fields: list[HeaderField] = []
+    append = fields.append
+    find = data.find
+    n = len(data)
+    pos = 0
+    lineno = 0
+    eol = b""
+    name = ""
+    start = -1  # start of the field being read
+    while pos < n:
+        nl = find(b"\n", pos)
+        end = n if nl < 0 else nl + 1
+        lineno += 1
+        first = data[pos]
+        if first == 0x0A or (first == 0x0D and end - pos == 2 and nl >= 0):
+            # The empty line ends the header.
+            if start >= 0:
+                append(HeaderField(name, data[start:pos]))
+            return Header._make(fields, eol or data[pos:end], data[pos:end]), end
+        if first == 0x20 or first == 0x09:
+            if start < 0:
+                raise HeaderError(
+                    "continuation line before any field", line=lineno, text=data[pos:end]
+                )
+        else:
+            if start >= 0:
+                append(HeaderField(name, data[start:pos]))
+            colon = find(b":", pos, end)
+            if colon < 0:
+                raise HeaderError("not a header field (no colon)", line=lineno, text=data[pos:end])
+            raw_name = data[pos:colon].rstrip(b" \t")
+            if not _FIELD_NAME.fullmatch(raw_name):
+                raise HeaderError("invalid field name", line=lineno, text=data[pos:end])
+            name = raw_name.decode("ascii")
+            start = pos
+            if not eol and nl >= 0:
+                eol = b"\r\n" if nl > 0 and data[nl - 1] == 0x0D else b"\n"
+        pos = end
+    if start >= 0:
+        append(HeaderField(name, data[start:n]))
+    return Header._make(fields, eol or b"\r\n", b""), n
