@@ -1,0 +1,244 @@
+"""Message body buffers: the twin of maddy's `buffer.Buffer`.
+
+A body is read once from the network and then read again by every check and target, so it is
+buffered: small bodies in memory (`MemoryBuffer`), large ones in a temporary file
+(`FileBuffer`). `buffer_body` picks for you.
+
+    >>> import asyncio
+    >>> buf = asyncio.run(buffer_body(b"Hello\\r\\n"))
+    >>> with buf.open() as reader:
+    ...     reader.read()
+    b'Hello\\r\\n'
+    >>> buf.remove()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from collections.abc import AsyncIterable
+from typing import BinaryIO, Protocol, final, runtime_checkable
+
+from mailmodule.errors import SMTPError, StorageError
+
+__all__ = [
+    "DEFAULT_MAX_MEMORY",
+    "AsyncReader",
+    "Buffer",
+    "FileBuffer",
+    "MemoryBuffer",
+    "buffer_body",
+    "read_all",
+]
+
+#: Bodies up to this many bytes stay in memory.
+DEFAULT_MAX_MEMORY = 1 << 20
+
+_CHUNK = 1 << 18  # what one read asks of the reader
+
+
+@runtime_checkable
+class Buffer(Protocol):
+    """A message body that can be read many times.
+
+    Callers may assume: every `open()` returns a fresh, independent reader positioned at the
+    start; `len(buf)` is the body length in bytes; the content never changes.
+    Implementers must: make `remove()` release the storage and be idempotent; after
+    `remove()`, `open()` may fail.
+    Raises: `StorageError` from `open()` when the storage is gone.
+    """
+
+    def open(self) -> BinaryIO:
+        """A new reader over the whole body; close it when done."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    def remove(self) -> None:
+        """Release the storage (delete the file). Calling it twice is harmless."""
+        ...
+
+
+@final
+class MemoryBuffer:
+    """A body held in memory."""
+
+    __slots__ = ("_data", "_len")
+
+    def __init__(self, data: bytes | bytearray) -> None:
+        self._data: bytes | None = bytes(data)
+        self._len = len(self._data)
+
+    def open(self) -> BinaryIO:
+        if self._data is None:
+            raise StorageError("memory buffer was removed")
+        return io.BytesIO(self._data)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def remove(self) -> None:
+        self._data = None
+
+    def __repr__(self) -> str:
+        return f"MemoryBuffer(<{self._len} bytes>)"
+
+
+@final
+class FileBuffer:
+    """A body in a file, which `remove()` deletes.
+
+    Args:
+        path: the file.
+        length: its size when known; read from the file system otherwise.
+    """
+
+    __slots__ = ("_len", "path")
+
+    def __init__(self, path: str | os.PathLike[str], length: int | None = None) -> None:
+        self.path = os.fspath(path)
+        if length is None:
+            try:
+                length = os.stat(self.path).st_size
+            except OSError as exc:
+                raise StorageError(f"cannot read body file {self.path!r}: {exc}") from exc
+        self._len = length
+
+    def open(self) -> BinaryIO:
+        try:
+            return open(self.path, "rb")  # the caller owns and closes it
+        except OSError as exc:
+            raise StorageError(f"cannot open body file {self.path!r}: {exc}") from exc
+
+    def __len__(self) -> int:
+        return self._len
+
+    def remove(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StorageError(f"cannot remove body file {self.path!r}: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"FileBuffer({self.path!r}, length={self._len})"
+
+
+@runtime_checkable
+class AsyncReader(Protocol):
+    """What `buffer_body` reads from: `asyncio.StreamReader` and the like."""
+
+    async def read(self, n: int = -1, /) -> bytes: ...
+
+
+def read_all(buf: Buffer) -> bytes:
+    """The whole body as bytes (for small bodies and tests; prefer `open()` otherwise)."""
+    with buf.open() as reader:
+        return reader.read()
+
+
+async def buffer_body(
+    source: AsyncReader | AsyncIterable[bytes] | bytes,
+    *,
+    max_memory: int = DEFAULT_MAX_MEMORY,
+    directory: str | os.PathLike[str] | None = None,
+    max_size: int | None = None,
+) -> Buffer:
+    """Buffer a body: in memory up to `max_memory` bytes, in a temporary file beyond.
+
+    Args:
+        source: an async reader (`read(n)` returning b"" at the end), an async iterable of
+            chunks, or the bytes themselves.
+        max_memory: the largest body kept in memory.
+        directory: where the temporary file goes (the system's temporary directory by
+            default).
+        max_size: the largest body accepted; beyond it an SMTP 552 error is raised.
+
+    Returns:
+        A `Buffer` the caller owns: call `remove()` when done.
+
+    Raises:
+        SMTPError: 552 5.3.4 when the body is larger than `max_size`.
+        StorageError: the temporary file cannot be written.
+        Whatever the source raises, unchanged. On any error or cancellation nothing is left
+        behind: no open file, no temporary file.
+    """
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        _check_size(len(data), max_size)
+        if len(data) <= max_memory:
+            return MemoryBuffer(data)
+        return await _spill(data, _empty(), directory, max_size)
+
+    chunks = _chunks(source)
+    # One growing bytearray, not a list of chunks: each chunk's memory is reused at once.
+    pending = bytearray()
+    async for chunk in chunks:
+        pending += chunk
+        _check_size(len(pending), max_size)
+        if len(pending) > max_memory:
+            return await _spill(pending, chunks, directory, max_size)
+    return MemoryBuffer(pending)
+
+
+def _check_size(total: int, max_size: int | None) -> None:
+    if max_size is not None and total > max_size:
+        raise SMTPError(552, (5, 3, 4), f"Message too big (limit is {max_size} bytes)")
+
+
+async def _empty() -> AsyncIterable[bytes]:
+    return
+    yield
+
+
+async def _chunks(source: AsyncReader | AsyncIterable[bytes]) -> AsyncIterable[bytes]:
+    # A reader is read by size even when it is also iterable (StreamReader iterates lines).
+    if isinstance(source, AsyncReader):
+        while chunk := await source.read(_CHUNK):
+            yield chunk
+        return
+    async for piece in source:
+        if piece:
+            yield bytes(piece)
+
+
+async def _spill(
+    pending: bytes | bytearray,
+    rest: AsyncIterable[bytes],
+    directory: str | os.PathLike[str] | None,
+    max_size: int | None,
+) -> FileBuffer:
+    # The spill file is written from the event loop, chunk by chunk as it arrives. A write
+    # into the page cache returns in microseconds (no fsync: the file is temporary), and
+    # handing chunks to a thread cost three times the throughput of a plain copy (measured
+    # by benchmarks/bench_buffer.py): GIL hand-offs and chunks held in fresh memory.
+    try:
+        fd, path = tempfile.mkstemp(prefix="mailmodule-body-", dir=directory)
+    except OSError as exc:
+        raise StorageError(f"cannot create a temporary body file: {exc}") from exc
+    try:
+        _write_all(fd, pending, path)
+        total = len(pending)
+        async for chunk in rest:
+            total += len(chunk)
+            _check_size(total, max_size)
+            _write_all(fd, chunk, path)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
+    return FileBuffer(path, total)
+
+
+def _write_all(fd: int, chunk: bytes | bytearray, path: str) -> None:
+    view = memoryview(chunk)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError as exc:
+        raise StorageError(f"cannot write body file {path!r}: {exc}") from exc
