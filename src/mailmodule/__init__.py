@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from mailmodule import address as address
+from mailmodule.buffer import Buffer as Buffer
+from mailmodule.buffer import FileBuffer as FileBuffer
+from mailmodule.buffer import MemoryBuffer as MemoryBuffer
+from mailmodule.buffer import buffer_body as buffer_body
 from mailmodule.errors import AddressError as AddressError
 from mailmodule.errors import AuthError as AuthError
 from mailmodule.errors import ConfigError as ConfigError
@@ -19,19 +24,27 @@ from mailmodule.errors import SMTPError as SMTPError
 from mailmodule.errors import StorageError as StorageError
 from mailmodule.errors import UnknownCredentialsError as UnknownCredentialsError
 from mailmodule.errors import UnknownModuleError as UnknownModuleError
+from mailmodule.header import Header as Header
+from mailmodule.header import HeaderField as HeaderField
+from mailmodule.header import read_header as read_header
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AddressError",
     "AuthError",
+    "Buffer",
     "ConfigError",
     "DataError",
     "DuplicateModuleError",
     "ErrNoSuchBlob",
     "ErrUnknownCredentials",
+    "FileBuffer",
+    "Header",
     "HeaderError",
+    "HeaderField",
     "MailModuleError",
+    "MemoryBuffer",
     "MetadataError",
     "ModuleInitError",
     "NoSuchBlobError",
@@ -40,4 +53,7 @@ __all__ = [
     "StorageError",
     "UnknownCredentialsError",
     "UnknownModuleError",
+    "address",
+    "buffer_body",
+    "read_header",
 ]
