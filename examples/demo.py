@@ -5,7 +5,16 @@ from __future__ import annotations
 import asyncio
 import pickle
 
-from mailmodule import SMTPError, address, buffer_body, read_header
+from mailmodule import (
+    MsgMetadata,
+    QueueMetadata,
+    SMTPError,
+    Timestamp,
+    address,
+    buffer_body,
+    generate_msg_id,
+    read_header,
+)
 from mailmodule.buffer import read_all
 
 MESSAGE = (
@@ -39,6 +48,21 @@ async def main() -> None:
     err = SMTPError(550, (5, 1, 1), "No such user here", target_name="target.maildir")
     print(f"an SMTP error reads like its reply: {err}")
     print(f"it crosses process boundaries intact: {pickle.loads(pickle.dumps(err)) == err}")
+
+    meta = MsgMetadata(id=generate_msg_id(), original_from="jorg@bücher.example")
+    copy = meta.deep_copy()
+    copy.original_rcpts = {"joe@example.org": "Joe@Example.ORG"}
+    print(f"message {meta.id}: a deep copy changes alone: {meta.original_rcpts is None}")
+    queue = QueueMetadata(
+        msg_meta=meta,
+        from_=meta.original_from,
+        to=["joe@example.org"],
+        rcpt_errs={"joe@example.org": SMTPError(451, (4, 4, 2), "Try later")},
+        first_attempt=Timestamp.parse("2026-11-24T10:00:00.123456789+03:00"),
+    )
+    doc = queue.to_json()
+    print(f"maddy's queue file, as Go writes it: {doc[:60]!r}...")
+    print(f"read back equal: {QueueMetadata.from_json(doc) == queue}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,21 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from mailmodule import SMTPError
+from mailmodule.metadata import (
+    BODY_TYPES,
+    DSN_RETURN,
+    ConnState,
+    MailOptions,
+    ModSpecificData,
+    MsgMetadata,
+    QueueMetadata,
+    RcptOptions,
+    Resolved,
+    Timestamp,
+    TLSState,
+)
+
 FIELD_NAME_CHARS = "".join(chr(c) for c in range(0x21, 0x7F) if c != 0x3A)
 
 field_names = st.text(alphabet=FIELD_NAME_CHARS, min_size=1, max_size=30)
@@ -54,4 +69,83 @@ postmasters = st.sampled_from(["postmaster", "Postmaster", "POSTMASTER"])
 addresses = st.one_of(
     st.builds(lambda lp, d: f"{lp}@{d}", local_parts, domains),
     postmasters,
+)
+
+# Metadata. Text that JSON and Go agree on: any Unicode but lone surrogates.
+json_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=20)
+smtp_errors = st.builds(
+    lambda code, enh, msg: SMTPError(code, enh, msg),
+    st.integers(400, 599),
+    st.tuples(st.sampled_from([4, 5]), st.integers(0, 9), st.integers(0, 9)),
+    json_text,
+)
+mail_options = st.builds(
+    MailOptions,
+    body=st.sampled_from(sorted(BODY_TYPES)),
+    size=st.integers(0, 2**40),
+    require_tls=st.booleans(),
+    utf8=st.booleans(),
+    return_=st.sampled_from(sorted(DSN_RETURN)),
+    envelope_id=json_text,
+    auth=st.none() | json_text,
+)
+rcpt_options = st.builds(
+    RcptOptions,
+    notify=st.sampled_from([(), ("NEVER",), ("SUCCESS", "FAILURE"), ("DELAY",)]),
+    original_recipient_type=st.sampled_from(["", "rfc822"]),
+    original_recipient=json_text,
+)
+tls_states = st.builds(
+    TLSState,
+    version=st.sampled_from(["TLSv1.2", "TLSv1.3"]),
+    cipher=json_text,
+    server_name=json_text,
+    peer_certificates=st.lists(st.binary(max_size=30), max_size=2).map(tuple),
+    handshake_complete=st.booleans(),
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | json_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(json_text, inner, max_size=3),
+    max_leaves=6,
+)
+conn_states = st.builds(
+    ConnState,
+    proto=st.sampled_from(["", "ESMTP", "ESMTPS", "ESMTPSA", "LMTP"]),
+    hostname=json_text,
+    local_addr=st.sampled_from(["127.0.0.1:25", "[::1]:587", ""]),
+    remote_addr=st.sampled_from(["192.0.2.1:40000", "[2001:db8::1]:1234", ""]),
+    tls=st.none() | tls_states,
+    rdns_name=st.none() | (st.none() | json_text.filter(bool)).map(Resolved),
+    auth_user=json_text,
+    auth_password=st.just(""),
+    mod_data=st.dictionaries(json_text, json_values, max_size=3).map(ModSpecificData),
+)
+msg_metadata = st.builds(
+    MsgMetadata,
+    id=st.from_regex(r"\A[0-9a-f]{8}\Z"),
+    original_from=json_text,
+    dont_trace_sender=st.booleans(),
+    quarantine=st.booleans(),
+    original_rcpts=st.none() | st.dictionaries(json_text, json_text, max_size=3),
+    smtp_opts=mail_options,
+    conn=st.none(),
+    tls_require_override=st.booleans(),
+    rcpt_opts=st.dictionaries(json_text, rcpt_options, max_size=2),
+)
+timestamps = st.builds(
+    Timestamp,
+    st.integers(Timestamp.ZERO.unix_ns + 86400 * 10**9, 253402214399 * 10**9),
+    st.integers(-23 * 60, 23 * 60).map(lambda m: m * 60),
+)
+queue_metadata = st.builds(
+    QueueMetadata,
+    msg_meta=st.none() | msg_metadata,
+    from_=json_text,
+    to=st.none() | st.lists(json_text, max_size=3),
+    failed_rcpts=st.none() | st.lists(json_text, max_size=3),
+    temporary_failed_rcpts=st.none() | st.lists(json_text, max_size=3),
+    rcpt_errs=st.none() | st.dictionaries(json_text, st.none() | smtp_errors, max_size=3),
+    tries_count=st.none() | st.dictionaries(json_text, st.integers(0, 100), max_size=3),
+    first_attempt=timestamps,
+    last_attempt=timestamps,
 )

@@ -27,6 +27,16 @@ from mailmodule.errors import UnknownModuleError as UnknownModuleError
 from mailmodule.header import Header as Header
 from mailmodule.header import HeaderField as HeaderField
 from mailmodule.header import read_header as read_header
+from mailmodule.metadata import ConnState as ConnState
+from mailmodule.metadata import MailOptions as MailOptions
+from mailmodule.metadata import ModSpecificData as ModSpecificData
+from mailmodule.metadata import MsgMetadata as MsgMetadata
+from mailmodule.metadata import QueueMetadata as QueueMetadata
+from mailmodule.metadata import RcptOptions as RcptOptions
+from mailmodule.metadata import Resolved as Resolved
+from mailmodule.metadata import Timestamp as Timestamp
+from mailmodule.metadata import TLSState as TLSState
+from mailmodule.metadata import generate_msg_id as generate_msg_id
 
 __version__ = "0.1.0"
 
@@ -35,6 +45,7 @@ __all__ = [
     "AuthError",
     "Buffer",
     "ConfigError",
+    "ConnState",
     "DataError",
     "DuplicateModuleError",
     "ErrNoSuchBlob",
@@ -44,16 +55,25 @@ __all__ = [
     "HeaderError",
     "HeaderField",
     "MailModuleError",
+    "MailOptions",
     "MemoryBuffer",
     "MetadataError",
+    "ModSpecificData",
     "ModuleInitError",
+    "MsgMetadata",
     "NoSuchBlobError",
+    "QueueMetadata",
+    "RcptOptions",
     "RegistryError",
+    "Resolved",
     "SMTPError",
     "StorageError",
+    "TLSState",
+    "Timestamp",
     "UnknownCredentialsError",
     "UnknownModuleError",
     "address",
     "buffer_body",
+    "generate_msg_id",
     "read_header",
 ]

@@ -26,6 +26,8 @@ from types import MappingProxyType
 from typing import TypeVar
 
 __all__ = [
+    "ENHANCED_CODE_NOT_SET",
+    "NO_ENHANCED_CODE",
     "AddressError",
     "AuthError",
     "ConfigError",
@@ -46,6 +48,11 @@ __all__ = [
 ]
 
 _E = TypeVar("_E", bound=BaseException)
+
+#: go-smtp's NoEnhancedCode: the reply carries no enhanced status code.
+NO_ENHANCED_CODE: tuple[int, int, int] = (-1, -1, -1)
+#: go-smtp's EnhancedCodeNotSet: the module gave none; `X.0.0` is used, X from the code.
+ENHANCED_CODE_NOT_SET: tuple[int, int, int] = (0, 0, 0)
 
 
 def _restore(cls: type[_E], args: tuple[object, ...], state: dict[str, object]) -> _E:
@@ -98,18 +105,12 @@ class SMTPError(MailModuleError):
         target_name: str | None = None,
         misc: Mapping[str, object] | None = None,
     ) -> None:
-        if not isinstance(code, int) or isinstance(code, bool) or not 200 <= code <= 599:
+        if type(code) is not int or not 200 <= code <= 599:
             raise ValueError(f"SMTPError code must be an int from 200 to 599, got {code!r}")
-        if (
-            not isinstance(enhanced_code, tuple)
-            or len(enhanced_code) != 3
-            or not all(isinstance(p, int) and not isinstance(p, bool) for p in enhanced_code)
-            or enhanced_code[0] not in (2, 4, 5)
-            or not all(0 <= p <= 999 for p in enhanced_code)
-        ):
+        if not _valid_enhanced_code(enhanced_code):
             raise ValueError(
-                "SMTPError enhanced_code must be three ints with class 2, 4 or 5, "
-                f"got {enhanced_code!r}"
+                "SMTPError enhanced_code must be three ints with class 2, 4 or 5 "
+                f"(or NO_ENHANCED_CODE, ENHANCED_CODE_NOT_SET), got {enhanced_code!r}"
             )
         super().__init__(code, enhanced_code, message)
         self.code = code
@@ -117,7 +118,7 @@ class SMTPError(MailModuleError):
         self.message = message
         self.check_name = check_name
         self.target_name = target_name
-        self.misc = MappingProxyType(dict(misc or {}))
+        self.misc = _NO_MISC if not misc else MappingProxyType(dict(misc))
 
     def __reduce__(self) -> tuple[object, ...]:
         state = dict(self.__dict__)
@@ -131,7 +132,15 @@ class SMTPError(MailModuleError):
 
     @property
     def enhanced_code_str(self) -> str:
-        """The enhanced status code as it is written in a reply, such as "5.7.1"."""
+        """The enhanced status code as it is written in a reply, such as "5.7.1".
+
+        Empty for `NO_ENHANCED_CODE`; `X.0.0` (X from the reply code) for
+        `ENHANCED_CODE_NOT_SET`, as go-smtp writes them.
+        """
+        if self.enhanced_code == NO_ENHANCED_CODE:
+            return ""
+        if self.enhanced_code == ENHANCED_CODE_NOT_SET:
+            return f"{self.code // 100}.0.0"
         return ".".join(str(p) for p in self.enhanced_code)
 
     def fields(self) -> dict[str, object]:
@@ -149,7 +158,10 @@ class SMTPError(MailModuleError):
         return out
 
     def __str__(self) -> str:
-        return f"{self.code} {self.enhanced_code_str} {self.message}"
+        enhanced = self.enhanced_code_str
+        return (
+            f"{self.code} {enhanced} {self.message}" if enhanced else f"{self.code} {self.message}"
+        )
 
     def __repr__(self) -> str:
         extra = ""
@@ -180,6 +192,20 @@ def _restore_smtp(
     err = _restore(cls, args, state)
     err.misc = MappingProxyType(dict(err.misc))
     return err
+
+
+_NO_MISC: Mapping[str, object] = MappingProxyType({})
+
+
+def _valid_enhanced_code(value: object) -> bool:
+    if type(value) is not tuple or len(value) != 3:
+        return False
+    a, b, c = value
+    if type(a) is not int or type(b) is not int or type(c) is not int:
+        return False
+    if a in (2, 4, 5) and 0 <= b <= 999 and 0 <= c <= 999:
+        return True
+    return value in (NO_ENHANCED_CODE, ENHANCED_CODE_NOT_SET)
 
 
 class ConfigError(MailModuleError):
