@@ -7,6 +7,7 @@ from mailmodule.buffer import Buffer as Buffer
 from mailmodule.buffer import FileBuffer as FileBuffer
 from mailmodule.buffer import MemoryBuffer as MemoryBuffer
 from mailmodule.buffer import buffer_body as buffer_body
+from mailmodule.config import ConfigMap as ConfigMap
 from mailmodule.errors import AddressError as AddressError
 from mailmodule.errors import AuthError as AuthError
 from mailmodule.errors import ConfigError as ConfigError
@@ -27,6 +28,45 @@ from mailmodule.errors import UnknownModuleError as UnknownModuleError
 from mailmodule.header import Header as Header
 from mailmodule.header import HeaderField as HeaderField
 from mailmodule.header import read_header as read_header
+from mailmodule.interfaces import AUTH_COMMON_DOMAIN as AUTH_COMMON_DOMAIN
+from mailmodule.interfaces import AUTH_DISABLED as AUTH_DISABLED
+from mailmodule.interfaces import AUTH_DNSSEC as AUTH_DNSSEC
+from mailmodule.interfaces import AUTH_MTASTS as AUTH_MTASTS
+from mailmodule.interfaces import UNKNOWN_BLOB_SIZE as UNKNOWN_BLOB_SIZE
+from mailmodule.interfaces import Blob as Blob
+from mailmodule.interfaces import BlobStore as BlobStore
+from mailmodule.interfaces import CertificateChain as CertificateChain
+from mailmodule.interfaces import Check as Check
+from mailmodule.interfaces import CheckResult as CheckResult
+from mailmodule.interfaces import CheckState as CheckState
+from mailmodule.interfaces import Closer as Closer
+from mailmodule.interfaces import Delivery as Delivery
+from mailmodule.interfaces import DeliveryMXAuthPolicy as DeliveryMXAuthPolicy
+from mailmodule.interfaces import DeliveryTarget as DeliveryTarget
+from mailmodule.interfaces import EarlyCheck as EarlyCheck
+from mailmodule.interfaces import EndpointFactory as EndpointFactory
+from mailmodule.interfaces import FuncNewEndpoint as FuncNewEndpoint
+from mailmodule.interfaces import FuncNewModule as FuncNewModule
+from mailmodule.interfaces import IMAPFilter as IMAPFilter
+from mailmodule.interfaces import IMAPUser as IMAPUser
+from mailmodule.interfaces import ManageableStorage as ManageableStorage
+from mailmodule.interfaces import Modifier as Modifier
+from mailmodule.interfaces import ModifierState as ModifierState
+from mailmodule.interfaces import Module as Module
+from mailmodule.interfaces import ModuleFactory as ModuleFactory
+from mailmodule.interfaces import MultiTable as MultiTable
+from mailmodule.interfaces import MutableTable as MutableTable
+from mailmodule.interfaces import MXAuthPolicy as MXAuthPolicy
+from mailmodule.interfaces import MXLevel as MXLevel
+from mailmodule.interfaces import PartialDelivery as PartialDelivery
+from mailmodule.interfaces import PlainAuth as PlainAuth
+from mailmodule.interfaces import PlainUserDB as PlainUserDB
+from mailmodule.interfaces import ReadCloser as ReadCloser
+from mailmodule.interfaces import StatusCollector as StatusCollector
+from mailmodule.interfaces import Storage as Storage
+from mailmodule.interfaces import Table as Table
+from mailmodule.interfaces import TLSLevel as TLSLevel
+from mailmodule.interfaces import TLSLoader as TLSLoader
 from mailmodule.metadata import ConnState as ConnState
 from mailmodule.metadata import MailOptions as MailOptions
 from mailmodule.metadata import ModSpecificData as ModSpecificData
@@ -41,34 +81,74 @@ from mailmodule.metadata import generate_msg_id as generate_msg_id
 __version__ = "0.1.0"
 
 __all__ = [
+    "AUTH_COMMON_DOMAIN",
+    "AUTH_DISABLED",
+    "AUTH_DNSSEC",
+    "AUTH_MTASTS",
+    "UNKNOWN_BLOB_SIZE",
     "AddressError",
     "AuthError",
+    "Blob",
+    "BlobStore",
     "Buffer",
+    "CertificateChain",
+    "Check",
+    "CheckResult",
+    "CheckState",
+    "Closer",
     "ConfigError",
+    "ConfigMap",
     "ConnState",
     "DataError",
+    "Delivery",
+    "DeliveryMXAuthPolicy",
+    "DeliveryTarget",
     "DuplicateModuleError",
+    "EarlyCheck",
+    "EndpointFactory",
     "ErrNoSuchBlob",
     "ErrUnknownCredentials",
     "FileBuffer",
+    "FuncNewEndpoint",
+    "FuncNewModule",
     "Header",
     "HeaderError",
     "HeaderField",
+    "IMAPFilter",
+    "IMAPUser",
+    "MXAuthPolicy",
+    "MXLevel",
     "MailModuleError",
     "MailOptions",
+    "ManageableStorage",
     "MemoryBuffer",
     "MetadataError",
     "ModSpecificData",
+    "Modifier",
+    "ModifierState",
+    "Module",
+    "ModuleFactory",
     "ModuleInitError",
     "MsgMetadata",
+    "MultiTable",
+    "MutableTable",
     "NoSuchBlobError",
+    "PartialDelivery",
+    "PlainAuth",
+    "PlainUserDB",
     "QueueMetadata",
     "RcptOptions",
+    "ReadCloser",
     "RegistryError",
     "Resolved",
     "SMTPError",
+    "StatusCollector",
+    "Storage",
     "StorageError",
+    "TLSLevel",
+    "TLSLoader",
     "TLSState",
+    "Table",
     "Timestamp",
     "UnknownCredentialsError",
     "UnknownModuleError",
