@@ -6,8 +6,11 @@ import asyncio
 import pickle
 
 from mailmodule import (
+    DeliveryTarget,
+    Dummy,
     MsgMetadata,
     QueueMetadata,
+    Registry,
     SMTPError,
     Timestamp,
     address,
@@ -63,6 +66,17 @@ async def main() -> None:
     doc = queue.to_json()
     print(f"maddy's queue file, as Go writes it: {doc[:60]!r}...")
     print(f"read back equal: {QueueMetadata.from_json(doc) == queue}")
+
+    registry = Registry()
+    registry.register_instance(Dummy("dummy", "local_mailboxes"), {})
+    registry.register_alias("local", "local_mailboxes")
+    target = registry.get_instance("local")
+    assert isinstance(target, DeliveryTarget)
+    delivery = await target.start(meta, meta.original_from)
+    await delivery.add_rcpt("joe@example.org")
+    await delivery.body(header, await buffer_body(MESSAGE[offset:]))
+    await delivery.commit()
+    print(f"delivered through the registry's {target!r}: {dict(registry.initialized())}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@ from mailmodule.buffer import FileBuffer as FileBuffer
 from mailmodule.buffer import MemoryBuffer as MemoryBuffer
 from mailmodule.buffer import buffer_body as buffer_body
 from mailmodule.config import ConfigMap as ConfigMap
+from mailmodule.dummy import Dummy as Dummy
+from mailmodule.errors import ENHANCED_CODE_NOT_SET as ENHANCED_CODE_NOT_SET
+from mailmodule.errors import NO_ENHANCED_CODE as NO_ENHANCED_CODE
 from mailmodule.errors import AddressError as AddressError
 from mailmodule.errors import AuthError as AuthError
 from mailmodule.errors import ConfigError as ConfigError
@@ -16,11 +19,15 @@ from mailmodule.errors import DuplicateModuleError as DuplicateModuleError
 from mailmodule.errors import ErrNoSuchBlob as ErrNoSuchBlob
 from mailmodule.errors import ErrUnknownCredentials as ErrUnknownCredentials
 from mailmodule.errors import HeaderError as HeaderError
+from mailmodule.errors import InitCycleError as InitCycleError
+from mailmodule.errors import InterfaceMismatchError as InterfaceMismatchError
 from mailmodule.errors import MailModuleError as MailModuleError
 from mailmodule.errors import MetadataError as MetadataError
 from mailmodule.errors import ModuleInitError as ModuleInitError
 from mailmodule.errors import NoSuchBlobError as NoSuchBlobError
+from mailmodule.errors import PluginError as PluginError
 from mailmodule.errors import RegistryError as RegistryError
+from mailmodule.errors import ShutdownError as ShutdownError
 from mailmodule.errors import SMTPError as SMTPError
 from mailmodule.errors import StorageError as StorageError
 from mailmodule.errors import UnknownCredentialsError as UnknownCredentialsError
@@ -77,6 +84,22 @@ from mailmodule.metadata import Resolved as Resolved
 from mailmodule.metadata import Timestamp as Timestamp
 from mailmodule.metadata import TLSState as TLSState
 from mailmodule.metadata import generate_msg_id as generate_msg_id
+from mailmodule.registry import Registry as Registry
+from mailmodule.registry import close_all as close_all
+from mailmodule.registry import default_registry as default_registry
+from mailmodule.registry import get as get
+from mailmodule.registry import get_endpoint as get_endpoint
+from mailmodule.registry import get_instance as get_instance
+from mailmodule.registry import has_instance as has_instance
+from mailmodule.registry import initialized as initialized
+from mailmodule.registry import load_plugins as load_plugins
+from mailmodule.registry import no_run as no_run
+from mailmodule.registry import register as register
+from mailmodule.registry import register_alias as register_alias
+from mailmodule.registry import register_deprecated as register_deprecated
+from mailmodule.registry import register_endpoint as register_endpoint
+from mailmodule.registry import register_instance as register_instance
+from mailmodule.registry import set_no_run as set_no_run
 
 __version__ = "0.1.0"
 
@@ -85,6 +108,8 @@ __all__ = [
     "AUTH_DISABLED",
     "AUTH_DNSSEC",
     "AUTH_MTASTS",
+    "ENHANCED_CODE_NOT_SET",
+    "NO_ENHANCED_CODE",
     "UNKNOWN_BLOB_SIZE",
     "AddressError",
     "AuthError",
@@ -103,6 +128,7 @@ __all__ = [
     "Delivery",
     "DeliveryMXAuthPolicy",
     "DeliveryTarget",
+    "Dummy",
     "DuplicateModuleError",
     "EarlyCheck",
     "EndpointFactory",
@@ -116,6 +142,8 @@ __all__ = [
     "HeaderField",
     "IMAPFilter",
     "IMAPUser",
+    "InitCycleError",
+    "InterfaceMismatchError",
     "MXAuthPolicy",
     "MXLevel",
     "MailModuleError",
@@ -136,12 +164,15 @@ __all__ = [
     "PartialDelivery",
     "PlainAuth",
     "PlainUserDB",
+    "PluginError",
     "QueueMetadata",
     "RcptOptions",
     "ReadCloser",
+    "Registry",
     "RegistryError",
     "Resolved",
     "SMTPError",
+    "ShutdownError",
     "StatusCollector",
     "Storage",
     "StorageError",
@@ -154,6 +185,21 @@ __all__ = [
     "UnknownModuleError",
     "address",
     "buffer_body",
+    "close_all",
+    "default_registry",
     "generate_msg_id",
+    "get",
+    "get_endpoint",
+    "get_instance",
+    "has_instance",
+    "initialized",
+    "load_plugins",
+    "no_run",
     "read_header",
+    "register",
+    "register_alias",
+    "register_deprecated",
+    "register_endpoint",
+    "register_instance",
+    "set_no_run",
 ]

@@ -1,39 +1,146 @@
 """Module configuration: `ConfigMap`, the twin of maddy's `*config.Map` that `init` receives.
 
-A ConfigMap is a read-only view of one module's settings with typed accessors. Modules that
-compose in code build one from a plain mapping: `ConfigMap({"path": "/var/mail"})`.
+A ConfigMap is a read-only view of one module's settings with typed accessors and
+defaults. Every key a module reads is remembered, so keys nobody read can be reported as
+unknown (a typo in a configuration file should not pass silently). Apps that compose in code
+build one from a plain mapping:
+
+    >>> cfg = ConfigMap({"max_size": "32M", "timeout": "1m30s"}, module="target.maildir")
+    >>> cfg.size("max_size")
+    33554432
+    >>> cfg.duration("timeout").total_seconds()
+    90.0
+    >>> cfg.unknown_keys()
+    ()
+
+References to other modules (`&name` in maddy's configuration) are resolved through a
+resolver the registry hands in; config.py itself knows nothing of the registry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import final
+import datetime as _dt
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Final, TypeVar, final, overload
 
-__all__ = ["ConfigMap"]
+from mailmodule.errors import ConfigError, UnknownModuleError
+
+__all__ = ["ConfigMap", "Resolver", "parse_duration", "parse_size"]
+
+_T = TypeVar("_T")
+
+#: Turns a module reference (an instance name) into the initialized instance.
+Resolver = Callable[[str], object]
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+_REQUIRED: Final = _Missing()
+
+_TRUE = frozenset({"yes", "on", "true", "1"})
+_FALSE = frozenset({"no", "off", "false", "0"})
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_SIZE = re.compile(r"(\d+)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_duration(text: str) -> _dt.timedelta:
+    """A Go duration such as "300ms", "1h30m" or "-2.5s".
+
+    Raises:
+        ValueError: not a duration.
+    """
+    body = text.strip()
+    sign = -1.0 if body.startswith("-") else 1.0
+    body = body.lstrip("+-")
+    if body == "0":
+        return _dt.timedelta(0)
+    pos = 0
+    seconds = 0.0
+    for m in _DURATION_PART.finditer(body):
+        if m.start() != pos:
+            break
+        seconds += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(body) or pos == 0:
+        raise ValueError(f"not a duration: {text!r} (write it like 30s, 5m or 1h30m)")
+    return _dt.timedelta(seconds=sign * seconds)
+
+
+def parse_size(text: str) -> int:
+    """A size in bytes such as "512", "64K", "32M" or "1G" (binary units, as maddy reads).
+
+    Raises:
+        ValueError: not a size.
+    """
+    m = _SIZE.fullmatch(text.strip())
+    if m is None:
+        raise ValueError(f"not a size: {text!r} (write it like 512K, 32M or 1G)")
+    return int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
 
 
 @final
 class ConfigMap(Mapping[str, object]):
-    """A module's settings, read-only.
+    """A module's settings, read-only, with typed accessors.
+
+    Each accessor takes the key and an optional default; without a default the key is
+    required. Reading a key (by accessor or by `cfg[key]`) marks it as known.
 
     Args:
         values: the settings by key.
         module: the name of the module they configure, for error messages.
+        resolver: turns a module reference into an instance (the registry provides it).
+
+    Raises:
+        ConfigError: from every accessor, for a missing required key or a value of the
+            wrong type; it names the module and the key.
     """
 
-    __slots__ = ("_module", "_values")
+    __slots__ = ("_module", "_read", "_resolver", "_values")
 
-    def __init__(self, values: Mapping[str, object] | None = None, *, module: str = "") -> None:
+    def __init__(
+        self,
+        values: Mapping[str, object] | None = None,
+        *,
+        module: str = "",
+        resolver: Resolver | None = None,
+    ) -> None:
         self._values = dict(values or {})
+        for key in self._values:
+            if not isinstance(key, str):
+                raise ConfigError(f"keys must be strings, got {key!r}", module=module or None)
         self._module = module
+        self._resolver = resolver
+        self._read: set[str] = set()
 
     @property
     def module(self) -> str:
         """The module these settings configure ("" when unknown)."""
         return self._module
 
+    def with_context(self, *, module: str, resolver: Resolver | None) -> ConfigMap:
+        """The same settings for `module`, resolving references with `resolver`."""
+        return ConfigMap(self._values, module=module, resolver=resolver or self._resolver)
+
+    # Mapping
+
     def __getitem__(self, key: str) -> object:
-        return self._values[key]
+        value = self._values[key]
+        self._read.add(key)
+        return value
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
@@ -43,3 +150,165 @@ class ConfigMap(Mapping[str, object]):
 
     def __repr__(self) -> str:
         return f"ConfigMap({self._values!r}, module={self._module!r})"
+
+    # Unknown keys
+
+    def unknown_keys(self) -> tuple[str, ...]:
+        """The keys nobody has read, sorted."""
+        return tuple(sorted(set(self._values) - self._read))
+
+    def check_unknown(self) -> None:
+        """Refuse keys nobody has read: most likely typos.
+
+        Raises:
+            ConfigError: naming the first unknown key (and listing all of them).
+        """
+        unknown = self.unknown_keys()
+        if unknown:
+            listed = ", ".join(repr(k) for k in unknown)
+            raise ConfigError(f"unknown key(s): {listed}", module=self._module, key=unknown[0])
+
+    # Typed accessors
+
+    def _get(self, key: str, default: object) -> object:
+        self._read.add(key)
+        if key in self._values:
+            return self._values[key]
+        if default is _REQUIRED:
+            raise ConfigError("required key is missing", module=self._module or None, key=key)
+        return default
+
+    def _wrong(self, key: str, expected: str, value: object) -> ConfigError:
+        return ConfigError(
+            f"expected {expected}, got {type(value).__name__} {value!r}",
+            module=self._module or None,
+            key=key,
+        )
+
+    @overload
+    def string(self, key: str) -> str: ...
+    @overload
+    def string(self, key: str, default: _T) -> str | _T: ...
+    def string(self, key: str, default: object = _REQUIRED) -> object:
+        """A string."""
+        value = self._get(key, default)
+        if value is default or isinstance(value, str):
+            return value
+        raise self._wrong(key, "a string", value)
+
+    @overload
+    def integer(self, key: str) -> int: ...
+    @overload
+    def integer(self, key: str, default: _T) -> int | _T: ...
+    def integer(self, key: str, default: object = _REQUIRED) -> object:
+        """An integer (or a string of digits)."""
+        value = self._get(key, default)
+        if value is default:
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+            return int(value)
+        raise self._wrong(key, "an integer", value)
+
+    @overload
+    def boolean(self, key: str) -> bool: ...
+    @overload
+    def boolean(self, key: str, default: _T) -> bool | _T: ...
+    def boolean(self, key: str, default: object = _REQUIRED) -> object:
+        """A boolean (or yes/no, on/off, true/false, 1/0)."""
+        value = self._get(key, default)
+        if value is default or isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise self._wrong(key, "yes or no", value)
+
+    @overload
+    def duration(self, key: str) -> _dt.timedelta: ...
+    @overload
+    def duration(self, key: str, default: _T) -> _dt.timedelta | _T: ...
+    def duration(self, key: str, default: object = _REQUIRED) -> object:
+        """A duration: a Go duration string ("1m30s") or a number of seconds."""
+        value = self._get(key, default)
+        if value is default or isinstance(value, _dt.timedelta):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return _dt.timedelta(seconds=value)
+        if isinstance(value, str):
+            try:
+                return parse_duration(value)
+            except ValueError as exc:
+                raise ConfigError(str(exc), module=self._module or None, key=key) from None
+        raise self._wrong(key, "a duration", value)
+
+    @overload
+    def size(self, key: str) -> int: ...
+    @overload
+    def size(self, key: str, default: _T) -> int | _T: ...
+    def size(self, key: str, default: object = _REQUIRED) -> object:
+        """A size in bytes: a number, or a string such as "32M" (binary units)."""
+        value = self._get(key, default)
+        if value is default:
+            return value
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if isinstance(value, str):
+            try:
+                return parse_size(value)
+            except ValueError as exc:
+                raise ConfigError(str(exc), module=self._module or None, key=key) from None
+        raise self._wrong(key, "a size", value)
+
+    @overload
+    def string_list(self, key: str) -> list[str]: ...
+    @overload
+    def string_list(self, key: str, default: _T) -> list[str] | _T: ...
+    def string_list(self, key: str, default: object = _REQUIRED) -> object:
+        """A list of strings: a list, or one string of items separated by white space."""
+        value = self._get(key, default)
+        if value is default:
+            return value
+        if isinstance(value, str):
+            return value.split()
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise self._wrong(key, "a list of strings", value)
+
+    def module_ref(
+        self, key: str, interface: type | None = None, default: _Missing | None = _REQUIRED
+    ) -> object:
+        """The initialized module instance the key names ("&name" or "name").
+
+        `interface`, a runtime-checkable Protocol, is checked when given. The result is
+        typed `object`: narrow it with `isinstance(ref, Table)` (mypy cannot take a
+        Protocol class as a type argument).
+
+        Raises:
+            ConfigError: the key is missing, names no instance, or the instance does not
+                implement `interface`. Errors of the referenced instance's own
+                initialization propagate unchanged.
+        """
+        value = self._get(key, default)
+        if value is None and default is None:
+            return None
+        if not isinstance(value, str) or not value.lstrip("&"):
+            raise self._wrong(key, "a module name", value)
+        name = value.lstrip("&")
+        if self._resolver is None:
+            raise ConfigError(
+                f"cannot resolve module reference {name!r}: no registry",
+                module=self._module or None,
+                key=key,
+            )
+        try:
+            instance = self._resolver(name)
+        except UnknownModuleError as exc:
+            raise ConfigError(str(exc), module=self._module or None, key=key) from exc
+        if interface is not None and not isinstance(instance, interface):
+            raise ConfigError(
+                f"module {name!r} is not a {interface.__name__}",
+                module=self._module or None,
+                key=key,
+            )
+        return instance

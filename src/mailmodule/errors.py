@@ -10,7 +10,8 @@ The tree is shallow, grouped by cause:
     MailModuleError
     ├── SMTPError
     ├── ConfigError
-    ├── RegistryError: UnknownModuleError, DuplicateModuleError, ModuleInitError
+    ├── RegistryError: UnknownModuleError, DuplicateModuleError, ModuleInitError,
+    │                  InterfaceMismatchError, InitCycleError, PluginError, ShutdownError
     ├── DataError: MetadataError, AddressError, HeaderError
     ├── StorageError: NoSuchBlobError
     └── AuthError: UnknownCredentialsError
@@ -36,12 +37,16 @@ __all__ = [
     "ErrNoSuchBlob",
     "ErrUnknownCredentials",
     "HeaderError",
+    "InitCycleError",
+    "InterfaceMismatchError",
     "MailModuleError",
     "MetadataError",
     "ModuleInitError",
     "NoSuchBlobError",
+    "PluginError",
     "RegistryError",
     "SMTPError",
+    "ShutdownError",
     "StorageError",
     "UnknownCredentialsError",
     "UnknownModuleError",
@@ -297,6 +302,70 @@ class ModuleInitError(RegistryError):
 
     def __str__(self) -> str:
         return f"module instance {self.instance_name!r} failed to initialize: {self.reason}"
+
+
+class InterfaceMismatchError(RegistryError, TypeError):
+    """Raised when a module registered under a prefix lacks that prefix's interface.
+
+    `missing` lists the methods that are absent or not async where they must be. The caller
+    should fix the module, or register it under a name whose prefix matches what it is.
+    """
+
+    def __init__(self, name: str, interface: str, missing: tuple[str, ...]) -> None:
+        super().__init__(name, interface, missing)
+        self.name = name
+        self.interface = interface
+        self.missing = tuple(missing)
+
+    def __str__(self) -> str:
+        return (
+            f"module {self.name!r} does not implement {self.interface}: {', '.join(self.missing)}"
+        )
+
+
+class InitCycleError(RegistryError):
+    """Raised when module instances need each other to initialize: A's init asks for B and
+    B's for A. `cycle` lists the instances, the first repeated at the end.
+
+    The caller should break the cycle in the configuration.
+    """
+
+    def __init__(self, cycle: tuple[str, ...]) -> None:
+        super().__init__(cycle)
+        self.cycle = tuple(cycle)
+
+    def __str__(self) -> str:
+        return "module initialization cycle: " + " -> ".join(repr(n) for n in self.cycle)
+
+
+class PluginError(RegistryError):
+    """Raised (or reported) when a plugin's entry point cannot be loaded.
+
+    `plugin` names the entry point and `distribution` the package that declares it; the
+    cause is `__cause__`. Other plugins are loaded all the same.
+    """
+
+    def __init__(self, plugin: str, distribution: str, reason: str) -> None:
+        super().__init__(plugin, distribution, reason)
+        self.plugin = plugin
+        self.distribution = distribution
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"plugin {self.plugin!r} from {self.distribution!r} is broken: {self.reason}"
+
+
+class ShutdownError(RegistryError):
+    """Raised by `close_all` when closing modules failed; `errors` holds every failure as
+    (instance name, error) pairs, not only the first. Every other module was closed."""
+
+    def __init__(self, errors: tuple[tuple[str, BaseException], ...]) -> None:
+        super().__init__(errors)
+        self.errors = tuple(errors)
+
+    def __str__(self) -> str:
+        parts = [f"{name!r}: {type(err).__name__}: {err}" for name, err in self.errors]
+        return f"{len(self.errors)} module(s) failed to close: " + "; ".join(parts)
 
 
 class DataError(MailModuleError, ValueError):
