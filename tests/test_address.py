@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from mailmodule import AddressError
 from mailmodule.address import (
     clean_domain,
+    domain_for_lookup,
     equal,
     for_lookup,
     is_valid,
@@ -69,6 +70,12 @@ def test_for_lookup_folds_local_part_and_drops_the_trailing_dot() -> None:
     assert for_lookup("Joe.Doe@Bücher.Example.") == "joe.doe@bücher.example"
     assert for_lookup("JOSE\u0301@example.org") == "jos\u00e9@example.org"
     assert for_lookup("POSTMASTER") == "postmaster"
+
+
+def test_domain_for_lookup_gives_the_key_form_of_a_domain() -> None:
+    assert domain_for_lookup("XN--BCHER-KVA.Example.") == "bücher.example"
+    with pytest.raises(AddressError):
+        domain_for_lookup("")
 
 
 def test_equal_treats_case_idn_and_normalization_alike() -> None:

@@ -26,6 +26,7 @@ from mailmodule.errors import AddressError
 
 __all__ = [
     "clean_domain",
+    "domain_for_lookup",
     "equal",
     "for_lookup",
     "is_ascii",
@@ -92,6 +93,17 @@ def for_lookup(addr: str) -> str:
     if not domain:
         return local
     return f"{local}@{_clean(domain, addr).removesuffix('.')}"
+
+
+def domain_for_lookup(domain: str) -> str:
+    """The key form of a domain: NFC, lower-cased U-labels, no trailing dot.
+
+    Raises:
+        AddressError: the domain is empty or not a valid IDN.
+    """
+    if not domain:
+        raise AddressError("empty domain", address=domain)
+    return _clean(domain, domain).removesuffix(".")
 
 
 def equal(a: str, b: str) -> bool:

@@ -1,0 +1,282 @@
+"""Running checks by their contract: states per message, stages in order, results merged."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Literal, final
+
+import attrs
+from authres import AuthenticationResult
+
+from mailmodule.buffer import Buffer
+from mailmodule.errors import SMTPError
+from mailmodule.header import Header, HeaderField
+from mailmodule.interfaces import Check, CheckResult, CheckState
+from mailmodule.metadata import MsgMetadata
+from mailmodule.pipeline import _eager
+
+__all__ = ["CheckRunner", "CheckSpec", "FailAction", "as_spec"]
+
+_log = logging.getLogger("mailmodule.pipeline")
+
+
+@final
+@attrs.frozen(kw_only=True)
+class FailAction:
+    """What to do when a check fails, as maddy's `fail_action`: reject, quarantine or ignore.
+
+    A check fails when its result sets `reject` or carries a `reason`. "reject" refuses the
+    message, with `code`, `enhanced_code` and `message` replacing the check's own reply
+    where given; "quarantine" accepts it into the Junk folder; "ignore" accepts it as if
+    nothing was wrong (header fields and auth results are kept).
+    """
+
+    action: Literal["reject", "quarantine", "ignore"] = "reject"
+    code: int | None = None
+    enhanced_code: tuple[int, int, int] | None = None
+    message: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.action not in ("reject", "quarantine", "ignore"):
+            raise ValueError(
+                f"FailAction.action must be reject, quarantine or ignore, got {self.action!r}"
+            )
+        if self.code is not None or self.enhanced_code is not None:
+            # Build the reply once to check code and enhanced code as SMTPError does.
+            code = self.code or 550
+            SMTPError(code, self.enhanced_code or (code // 100, 7, 1), self.message or "")
+
+    def apply(self, result: CheckResult, check_name: str) -> CheckResult:
+        """The result with this action applied; unchanged when the check did not fail."""
+        if not result.reject and result.reason is None:
+            return result
+        if self.action == "ignore":
+            return attrs.evolve(result, reject=False, reason=None)
+        if self.action == "quarantine":
+            return attrs.evolve(result, reject=False, quarantine=True)
+        reason = result.reason or SMTPError(550, (5, 7, 1), "Message rejected by policy")
+        if self.code is not None or self.message is not None:
+            code = self.code or reason.code
+            default_enhanced = (code // 100, 7, 1) if self.code else reason.enhanced_code
+            reason = SMTPError(
+                code,
+                self.enhanced_code or default_enhanced,
+                self.message or reason.message,
+                misc=reason.misc,
+            )
+        if reason.check_name is None:
+            named = SMTPError(
+                reason.code,
+                reason.enhanced_code,
+                reason.message,
+                check_name=check_name,
+                target_name=reason.target_name,
+                misc=reason.misc,
+            )
+            named.__cause__ = reason.__cause__
+            reason = named
+        return attrs.evolve(result, reject=True, reason=reason)
+
+
+@final
+@attrs.frozen
+class CheckSpec:
+    """A check as a pipeline runs it: the module, its failure action, its name for replies.
+
+    `name` defaults to the check's instance name, or its module name.
+    """
+
+    check: Check
+    fail_action: FailAction = attrs.field(factory=FailAction, kw_only=True)
+    name: str = attrs.field(default="", kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.name:
+            check = self.check
+            name = (
+                getattr(check, "instance_name", lambda: "")()
+                or getattr(check, "name", lambda: type(check).__name__)()
+            )
+            object.__setattr__(self, "name", name)
+
+
+def as_spec(check: Check | CheckSpec) -> CheckSpec:
+    return check if isinstance(check, CheckSpec) else CheckSpec(check)
+
+
+_Stage = Literal["check_connection", "check_sender", "check_rcpt", "check_body"]
+
+
+def _failed(exc: Exception, what: str) -> CheckResult:
+    if isinstance(exc, SMTPError):
+        return CheckResult(reject=True, reason=exc)
+    reason = SMTPError(451, (4, 7, 0), f"Temporary failure in {what}")
+    reason.__cause__ = exc
+    return CheckResult(reject=True, reason=reason)
+
+
+async def _call(state: CheckState, stage: _Stage, args: tuple[object, ...]) -> CheckResult:
+    try:
+        result = await getattr(state, stage)(*args)
+    except Exception as exc:
+        _log.warning("check state %r raised in %s: %r", state, stage, exc)
+        return _failed(exc, "a policy check")
+    if not isinstance(result, CheckResult):
+        _log.error("check state %r returned %r from %s", state, result, stage)
+        return _failed(TypeError(f"{stage} returned {type(result).__name__}"), "a policy check")
+    return result
+
+
+async def _new_state(spec: CheckSpec, meta: MsgMetadata) -> CheckState | CheckResult:
+    try:
+        return await spec.check.check_state_for_msg(meta)
+    except Exception as exc:
+        _log.warning("check %r failed to start for message %s: %r", spec.name, meta.id, exc)
+        return _failed(exc, "a policy check")
+
+
+@final
+class CheckRunner:
+    """The checks of one message: creates states lazily, runs stages, merges results.
+
+    Stages run concurrently across states; results merge in configured order, so the first
+    rejecting check (in that order) decides the reply. States that join late (a
+    destination's checks, first reached by a later recipient) see the earlier stages
+    replayed: connection, sender, and each recipient that passed so far.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_conn_done",
+        "_meta",
+        "_rcpts",
+        "_sender",
+        "_specs",
+        "_states",
+        "auth_results",
+        "header_fields",
+        "quarantine",
+    )
+
+    def __init__(self, meta: MsgMetadata) -> None:
+        self._meta = meta
+        self._states: dict[int, CheckState] = {}  # id(spec) -> state
+        self._specs: dict[int, CheckSpec] = {}
+        self._conn_done = False
+        self._sender: str | None = None
+        self._rcpts: list[str] = []
+        self._closed = False
+        self.quarantine = False
+        self.header_fields: list[HeaderField] = []
+        self.auth_results: list[AuthenticationResult] = []
+
+    async def _states_for(self, specs: Sequence[CheckSpec]) -> list[tuple[CheckSpec, CheckState]]:
+        new = [s for s in specs if id(s) not in self._states]
+        if new:
+            made = await _eager.gather([self._new_state(s) for s in new])
+            failures = [(s, r) for s, r in zip(new, made, strict=True) if r is not None]
+            if failures:
+                self._merge(failures)  # a check that could not start fails by its action
+            await self._replay([s for s in new if id(s) in self._states])
+        # A state shared by several specs (the same check twice) is called once.
+        seen: set[int] = set()
+        out: list[tuple[CheckSpec, CheckState]] = []
+        for spec in specs:
+            known = self._states.get(id(spec))
+            if known is not None and id(known) not in seen:
+                seen.add(id(known))
+                out.append((spec, known))
+        return out
+
+    async def _new_state(self, spec: CheckSpec) -> CheckResult | None:
+        # A state is recorded the moment it exists, so that it is closed even when its
+        # siblings fail or the stage is cancelled.
+        state = await _new_state(spec, self._meta)
+        if isinstance(state, CheckResult):
+            return state
+        self._states[id(spec)] = state
+        self._specs[id(spec)] = spec
+        return None
+
+    async def _replay(self, specs: list[CheckSpec]) -> None:
+        if not specs or not (self._conn_done or self._sender is not None):
+            return
+        pairs = [(s, self._states[id(s)]) for s in specs]
+        if self._conn_done:
+            await self._stage(pairs, "check_connection", ())
+        if self._sender is not None:
+            await self._stage(pairs, "check_sender", (self._sender,))
+        for rcpt in self._rcpts:
+            await self._stage(pairs, "check_rcpt", (rcpt,))
+
+    async def _stage(
+        self, pairs: list[tuple[CheckSpec, CheckState]], stage: _Stage, args: tuple[object, ...]
+    ) -> None:
+        if len(pairs) == 1:
+            spec, state = pairs[0]
+            self._merge([(spec, await _call(state, stage, args))])
+            return
+        results = await _eager.gather([_call(state, stage, args) for _, state in pairs])
+        self._merge([(spec, res) for (spec, _), res in zip(pairs, results, strict=True)])
+
+    def _merge(self, results: list[tuple[CheckSpec, CheckResult]]) -> None:
+        reject: SMTPError | None = None
+        for spec, raw in results:
+            result = spec.fail_action.apply(raw, spec.name)
+            if result.quarantine and not self.quarantine:
+                _log.info("message %s quarantined by %s", self._meta.id, spec.name)
+                self.quarantine = True
+            if result.auth_result:
+                self.auth_results.extend(result.auth_result)
+            if len(result.header):
+                self.header_fields[:0] = result.header.fields()
+            if result.reject and reject is None:
+                reject = result.reason
+                assert reject is not None  # FailAction.apply always sets a reason
+        if self.quarantine:
+            self._meta.quarantine = True
+        if reject is not None:
+            _log.info("message %s rejected by %s: %s", self._meta.id, reject.check_name, reject)
+            raise reject
+
+    async def connection(self, specs: Sequence[CheckSpec]) -> None:
+        pairs = await self._states_for(specs)
+        await self._stage(pairs, "check_connection", ())
+        self._conn_done = True
+
+    async def sender(self, specs: Sequence[CheckSpec], mail_from: str) -> None:
+        pairs = await self._states_for(specs)
+        await self._stage(pairs, "check_sender", (mail_from,))
+        self._sender = mail_from
+
+    async def rcpt(self, specs: Sequence[CheckSpec], rcpt_to: str) -> None:
+        """Check one recipient; it is remembered for replay only when it passed."""
+        pairs = await self._states_for(specs)
+        await self._stage(pairs, "check_rcpt", (rcpt_to,))
+
+    def passed(self, rcpt_to: str) -> None:
+        self._rcpts.append(rcpt_to)
+
+    async def body(self, specs: Sequence[CheckSpec], header: Header, body: Buffer) -> None:
+        pairs = await self._states_for(specs)
+        if pairs:
+            await self._stage(pairs, "check_body", (header, body))
+
+    def close(self) -> None:
+        """Close every state exactly once; errors are logged, not raised."""
+        if self._closed:
+            return
+        self._closed = True
+        closed: set[int] = set()
+        for key, state in self._states.items():
+            if id(state) in closed:
+                continue
+            closed.add(id(state))
+            try:
+                state.close()
+            except Exception as exc:
+                name = self._specs[key].name
+                _log.error(
+                    "closing the state of %s for message %s failed: %r", name, self._meta.id, exc
+                )

@@ -1,0 +1,81 @@
+"""Run coroutines concurrently without paying for a task when they finish at once.
+
+Most checks and modifiers answer without ever waiting (a table in memory, a header test).
+Wrapping each in an asyncio Task would cost an event-loop round trip per stage. `gather`
+steps each coroutine eagerly, as Python 3.12's eager tasks do; only those that actually
+suspend go on in tasks, so a stage costs its slowest member, not the sum.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TypeVar, cast
+
+_T = TypeVar("_T")
+
+
+async def gather(coros: Sequence[Coroutine[object, None, _T]]) -> list[_T]:
+    """Run `coros` concurrently and return their results in order.
+
+    Each coroutine runs synchronously until it first suspends; the suspended ones go on in
+    tasks, awaited together. If one raises, the others are cancelled (or closed, if they
+    never ran) and the error propagates; cancelling the caller cancels them all.
+    """
+    results: list[object] = [None] * len(coros)
+    suspended: list[tuple[int, Coroutine[object, None, _T], object]] = []
+    try:
+        for i, coro in enumerate(coros):
+            try:
+                yielded = coro.send(None)
+            except StopIteration as done:
+                results[i] = done.value
+            else:
+                suspended.append((i, coro, yielded))
+    except BaseException:
+        for coro in coros:  # a no-op for finished ones; unstarted ones will not warn
+            coro.close()
+        raise
+    if suspended:
+        tasks = [asyncio.ensure_future(_drive(coro, y)) for _, coro, y in suspended]
+        try:
+            finished = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        for (i, _, _), value in zip(suspended, finished, strict=True):
+            results[i] = value
+    return cast("list[_T]", results)
+
+
+async def _drive(coro: Coroutine[object, None, _T], yielded: object) -> _T:
+    """Go on running a coroutine that suspended on `yielded`, as a Task would."""
+    while True:
+        step: Callable[[], object]
+        try:
+            if isinstance(yielded, asyncio.Future):
+                yielded._asyncio_future_blocking = False
+                await asyncio.wait([yielded])  # the coroutine itself sees its outcome
+            elif yielded is None:  # a bare yield, as in asyncio.sleep(0)
+                await asyncio.sleep(0)
+            else:
+                raise RuntimeError(f"coroutine yielded {yielded!r}, not an asyncio future")
+            step = _sender(coro)
+        except asyncio.CancelledError as exc:
+            if isinstance(yielded, asyncio.Future):
+                yielded.cancel()
+            step = _thrower(coro, exc)
+        try:
+            yielded = step()
+        except StopIteration as done:
+            return cast("_T", done.value)
+
+
+def _sender(coro: Coroutine[object, None, _T]) -> Callable[[], object]:
+    return lambda: coro.send(None)
+
+
+def _thrower(coro: Coroutine[object, None, _T], exc: BaseException) -> Callable[[], object]:
+    return lambda: coro.throw(exc)

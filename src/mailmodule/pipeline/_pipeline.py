@@ -1,0 +1,614 @@
+"""The message pipeline: checks, modifiers and routing to delivery targets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine, Iterable, Mapping, MutableMapping, Sequence
+from typing import TypeVar, final
+
+import attrs
+
+from mailmodule import address
+from mailmodule.buffer import Buffer
+from mailmodule.config import ConfigMap
+from mailmodule.errors import AddressError, SMTPError
+from mailmodule.header import Header
+from mailmodule.interfaces import (
+    Check,
+    Delivery,
+    DeliveryTarget,
+    EarlyCheck,
+    Modifier,
+    ModifierState,
+    PartialDelivery,
+    StatusCollector,
+    Table,
+)
+from mailmodule.metadata import ConnState, MsgMetadata
+from mailmodule.pipeline import _eager
+from mailmodule.pipeline._authresults import format_authentication_results
+from mailmodule.pipeline._checks import CheckRunner, CheckSpec, as_spec
+
+__all__ = ["Destination", "Pipeline"]
+
+_log = logging.getLogger("mailmodule.pipeline")
+_T = TypeVar("_T")
+
+#: The longest a target may take to abort before the pipeline gives up on it.
+ABORT_TIMEOUT = 30.0
+
+
+def _specs(checks: Iterable[Check | CheckSpec]) -> tuple[CheckSpec, ...]:
+    return tuple(as_spec(c) for c in checks)
+
+
+def _targets(targets: Iterable[DeliveryTarget]) -> tuple[DeliveryTarget, ...]:
+    return tuple(targets)
+
+
+def _modifiers(modifiers: Iterable[Modifier]) -> tuple[Modifier, ...]:
+    return tuple(modifiers)
+
+
+@final
+@attrs.frozen(kw_only=True, eq=False)
+class Destination:
+    """Where the recipients routed to it go: delivery targets, or a rejection.
+
+    `checks` and `modifiers` apply only to the recipients routed here; they join the message
+    when the first such recipient arrives (and see earlier stages replayed).
+    """
+
+    targets: tuple[DeliveryTarget, ...] = attrs.field(default=(), converter=_targets)
+    checks: tuple[CheckSpec, ...] = attrs.field(default=(), converter=_specs)
+    modifiers: tuple[Modifier, ...] = attrs.field(default=(), converter=_modifiers)
+    reject: SMTPError | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if bool(self.targets) == (self.reject is not None):
+            raise ValueError("a Destination needs either targets or a reject reply, not both")
+
+
+def _name_of(module: object) -> str:
+    for attr in ("instance_name", "name"):
+        get = getattr(module, attr, None)
+        if callable(get):
+            value = get()
+            if isinstance(value, str) and value:
+                return value
+    return type(module).__name__
+
+
+def _as_smtp(exc: Exception, *, target: str | None = None, what: str = "delivery") -> SMTPError:
+    """An error for the SMTP client: SMTPErrors keep their reply, the rest become 451."""
+    if isinstance(exc, SMTPError):
+        if target is None or exc.target_name is not None:
+            return exc
+        err = SMTPError(
+            exc.code,
+            exc.enhanced_code,
+            exc.message,
+            check_name=exc.check_name,
+            target_name=target,
+            misc=exc.misc,
+        )
+    else:
+        err = SMTPError(451, (4, 0, 0), f"Temporary failure in {what}", target_name=target)
+    err.__cause__ = exc
+    return err
+
+
+def _own_failure(exc: BaseException) -> Exception:
+    if isinstance(exc, Exception):
+        return exc
+    failure = RuntimeError(f"the target's own {type(exc).__name__}")
+    failure.__cause__ = exc
+    return failure
+
+
+def _bad_sequence(what: str) -> SMTPError:
+    return SMTPError(503, (5, 5, 1), f"Bad sequence of commands: {what}")
+
+
+def _route_key(key: str) -> str:
+    try:
+        if "@" in key:
+            return address.for_lookup(key)
+        return address.domain_for_lookup(key)
+    except AddressError:
+        return key.lower()
+
+
+async def _to_completion(coro: Coroutine[object, None, _T]) -> _T:
+    """Run `coro` to its end even if the caller is cancelled meanwhile, then let the
+    cancellation through: a half-committed or half-aborted message is worse than a late
+    cancellation. Callers bound the work (ABORT_TIMEOUT)."""
+    task = asyncio.ensure_future(coro)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            cancelled = True
+    result = task.result()
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
+
+@final
+class Pipeline:
+    """Runs messages through checks and modifiers, and delivers them by their recipients.
+
+    A Pipeline is a `DeliveryTarget` (and a `Module`), so pipelines nest. Each message gets
+    its own copy of the `MsgMetadata` it started with; nothing a module does to its copy
+    leaks into another message.
+
+    Args:
+        checks: checks for every message (`Check`s, or `CheckSpec`s with a fail action).
+        modifiers: modifiers for every message, applied in order.
+        destinations: recipient address or domain -> where it goes; addresses win over
+            domains. Keys are compared in `address.for_lookup` form.
+        tables: (table, destination) pairs tried in order when no key matched: a recipient
+            whose address or domain the table knows goes there.
+        default: where the remaining recipients go; without it they are refused.
+        hostname: the authserv-id of the Authentication-Results field.
+        name, instance_name: how the pipeline names itself as a module.
+    """
+
+    def __init__(
+        self,
+        *,
+        checks: Iterable[Check | CheckSpec] = (),
+        modifiers: Iterable[Modifier] = (),
+        destinations: Mapping[str, Destination] | None = None,
+        tables: Sequence[tuple[Table, Destination]] = (),
+        default: Destination | None = None,
+        hostname: str = "localhost",
+        name: str = "pipeline",
+        instance_name: str = "",
+    ) -> None:
+        self.checks = _specs(checks)
+        self.modifiers = _modifiers(modifiers)
+        self._routes = {_route_key(k): d for k, d in (destinations or {}).items()}
+        self._tables = tuple(tables)
+        self._default = default
+        self.hostname = hostname
+        self._name = name
+        self._instance_name = instance_name
+
+    # Module
+
+    def init(self, cfg: ConfigMap) -> None:
+        """Nothing to read: a Pipeline is configured when it is built."""
+
+    def name(self) -> str:
+        return self._name
+
+    def instance_name(self) -> str:
+        return self._instance_name
+
+    # Routing
+
+    async def route(self, rcpt_to: str) -> Destination:
+        """The destination of a recipient (after the pipeline's modifiers).
+
+        Raises:
+            SMTPError: 550 5.1.2 when no destination takes it; a table's error as 451.
+        """
+        key = _route_key(rcpt_to)
+        found = self._routes.get(key)
+        domain = key.rpartition("@")[2] if "@" in key else ""
+        if found is None and domain:
+            found = self._routes.get(domain)
+        if found is not None:
+            return found
+        for table, dest in self._tables:
+            try:
+                if await table.lookup(key) is not None or (
+                    domain and await table.lookup(domain) is not None
+                ):
+                    return dest
+            except Exception as exc:
+                raise _as_smtp(exc, what="recipient routing") from exc
+        if self._default is not None:
+            return self._default
+        return Destination(reject=SMTPError(550, (5, 1, 2), "No route to this recipient"))
+
+    # Checks before any message
+
+    async def early_check(self, conn: ConnState) -> None:
+        """Run every check that implements `EarlyCheck`, concurrently.
+
+        Raises:
+            SMTPError: the first refusing check in configured order refuses the connection.
+        """
+        early = [s for s in self.checks if isinstance(s.check, EarlyCheck)]
+        if not early:
+            return
+
+        async def run(spec: CheckSpec) -> SMTPError | None:
+            check = spec.check
+            assert isinstance(check, EarlyCheck)
+            try:
+                await check.check_connection(conn)
+            except Exception as exc:
+                err = _as_smtp(exc, what="a connection check")
+                return err if err.check_name else _named_check(err, spec.name)
+            return None
+
+        for err in await _eager.gather([run(s) for s in early]):
+            if err is not None:
+                raise err
+
+    # DeliveryTarget
+
+    async def start(self, msg_meta: MsgMetadata, mail_from: str) -> Delivery:
+        """Begin a message: run connection and sender checks, rewrite the sender.
+
+        Raises:
+            SMTPError: a check refused the connection or sender, or a modifier failed.
+                Nothing is left open.
+        """
+        delivery = _PipelineDelivery(self, msg_meta.deep_copy(), mail_from)
+        try:
+            await delivery.begin()
+        except BaseException:
+            await _to_completion(delivery.abort_quietly())
+            raise
+        return delivery
+
+
+def _named_check(err: SMTPError, check: str) -> SMTPError:
+    named = SMTPError(err.code, err.enhanced_code, err.message, check_name=check, misc=err.misc)
+    named.__cause__ = err.__cause__
+    return named
+
+
+class _MsgLog(logging.LoggerAdapter[logging.Logger]):
+    """Puts the message id in front of every line."""
+
+    def process(
+        self, msg: object, kwargs: MutableMapping[str, object]
+    ) -> tuple[object, MutableMapping[str, object]]:
+        msg_id = self.extra["msg_id"] if self.extra else "?"
+        return f"msg {msg_id}: {msg}", kwargs
+
+
+@final
+class _TargetRun:
+    """One target's delivery of one message."""
+
+    __slots__ = ("body_failed", "body_given", "delivery", "name", "origins", "target")
+
+    def __init__(self, target: DeliveryTarget, delivery: Delivery) -> None:
+        self.target = target
+        self.name = _name_of(target)
+        self.delivery = delivery
+        self.origins: dict[str, list[str]] = {}  # target recipient -> client recipients
+        self.body_given = False
+        self.body_failed = False
+
+    async def add(self, rcpt: str, origin: str) -> None:
+        known = self.origins.get(rcpt)
+        if known is None:
+            try:
+                await self.delivery.add_rcpt(rcpt)
+            except Exception as exc:
+                raise _as_smtp(exc, target=self.name) from exc
+            self.origins[rcpt] = [origin]
+        elif origin not in known:
+            known.append(origin)
+
+    def all_origins(self) -> list[str]:
+        out: list[str] = []
+        for origins in self.origins.values():
+            out.extend(o for o in origins if o not in out)
+        return out
+
+
+@final
+class _DestRun:
+    __slots__ = ("dest", "mods", "runs", "sender")
+
+    def __init__(self, dest: Destination, mods: list[ModifierState], sender: str) -> None:
+        self.dest = dest
+        self.mods = mods
+        self.sender = sender
+        self.runs: list[_TargetRun] = []
+
+
+@final
+class _Collector:
+    """Maps a target's per-recipient statuses back to the recipients the client gave."""
+
+    __slots__ = ("errors", "run")
+
+    def __init__(self, run: _TargetRun, errors: dict[str, Exception]) -> None:
+        self.run = run
+        self.errors = errors
+
+    def set_status(self, rcpt_to: str, err: Exception | None) -> None:
+        if err is None:
+            return
+        for origin in self.run.origins.get(rcpt_to, ()):
+            self.errors.setdefault(origin, _as_smtp(err, target=self.run.name))
+
+
+_OPEN, _BODY_OK, _FAILED, _DONE = "open", "body ok", "failed", "done"
+
+
+@final
+class _PipelineDelivery:
+    """One message in a Pipeline. Implements Delivery and PartialDelivery."""
+
+    def __init__(self, pipeline: Pipeline, meta: MsgMetadata, mail_from: str) -> None:
+        self._p = pipeline
+        self._meta = meta
+        self._mail_from = mail_from
+        self._sender = mail_from
+        self._log = _MsgLog(_log, {"msg_id": meta.id})
+        self._runner = CheckRunner(meta)
+        self._mod_states: list[ModifierState] = []  # every state made, to close them all
+        self._mods: list[ModifierState] = []  # the pipeline's own, in order
+        self._dests: dict[int, _DestRun] = {}
+        self._runs: dict[int, _TargetRun] = {}
+        self._accepted: dict[str, str] = {}  # lookup key -> recipient as the client gave it
+        self._state = _OPEN
+
+    # Stages
+
+    async def begin(self) -> None:
+        checks = self._p.checks
+        await self._runner.connection(checks)
+        await self._runner.sender(checks, self._mail_from)
+        self._mods = await self._new_mod_states(self._p.modifiers)
+        self._sender = await self._rewrite_sender(self._mods, self._mail_from)
+        self._log.debug("started, sender %r", self._sender)
+
+    async def add_rcpt(self, rcpt_to: str) -> None:
+        if self._state != _OPEN:
+            raise _bad_sequence("recipient after the body")
+        key = _route_key(rcpt_to)
+        if key in self._accepted:
+            return
+        try:
+            await self._runner.rcpt(self._p.checks, rcpt_to)
+            for final in await self._rewrite_rcpt(self._mods, rcpt_to):
+                dest = await self._p.route(final)
+                if dest.reject is not None:
+                    raise _as_smtp(dest.reject)
+                drun = await self._dest_run(dest)
+                await self._runner.rcpt(dest.checks, final)
+                for target_rcpt in await self._rewrite_rcpt(drun.mods, final):
+                    for run in drun.runs:
+                        await run.add(target_rcpt, rcpt_to)
+                    if self._meta.original_rcpts is None:
+                        self._meta.original_rcpts = {}
+                    self._meta.original_rcpts[target_rcpt] = rcpt_to
+        except asyncio.CancelledError:
+            await _to_completion(self.abort_quietly())
+            raise
+        except SMTPError as err:
+            self._log.info("recipient %r refused: %s", rcpt_to, err)
+            raise
+        self._runner.passed(rcpt_to)
+        self._accepted[key] = rcpt_to
+        self._log.debug("recipient %r accepted", rcpt_to)
+
+    async def body(self, header: Header, body: Buffer) -> None:
+        errors: dict[str, Exception] = {}
+        await self._deliver_body(header, body, errors, partial=False)
+
+    async def body_non_atomic(self, c: StatusCollector, header: Header, body: Buffer) -> None:
+        errors: dict[str, Exception] = {}
+        try:
+            await self._deliver_body(header, body, errors, partial=True)
+        except SMTPError as err:  # checks or modifiers refused the whole message
+            for origin in self._accepted.values():
+                errors.setdefault(origin, err)
+        for origin in self._accepted.values():
+            c.set_status(origin, errors.get(origin))
+
+    async def _deliver_body(
+        self, header: Header, body: Buffer, errors: dict[str, Exception], *, partial: bool
+    ) -> None:
+        if self._state != _OPEN:
+            raise _bad_sequence("a second body, or a body after abort")
+        if not self._accepted:
+            raise _bad_sequence("a body without accepted recipients")
+        self._state = _FAILED  # until every target has the body
+        header = header.copy()
+        try:
+            specs = [*self._p.checks]
+            for drun in self._dests.values():
+                specs.extend(s for s in drun.dest.checks if s not in specs)
+            await self._runner.body(specs, header, body)
+            self._add_check_fields(header)
+            for state in self._mods:
+                await self._rewrite_body(state, header, body)
+            for drun in self._dests.values():
+                dest_header = header.copy() if drun.mods else header
+                for state in drun.mods:
+                    await self._rewrite_body(state, dest_header, body)
+                for run in drun.runs:
+                    if not run.body_given and run.origins:
+                        run.body_given = True
+                        await self._target_body(run, dest_header, body, errors, partial)
+        except asyncio.CancelledError:
+            await _to_completion(self.abort_quietly())
+            raise
+        if not errors:
+            self._state = _BODY_OK
+        elif partial and len(errors) < len(self._accepted):
+            self._state = _BODY_OK  # some recipients made it: commit delivers to them
+        self._log.debug("body given to %d target(s)", len(self._runs))
+
+    async def _target_body(
+        self,
+        run: _TargetRun,
+        header: Header,
+        body: Buffer,
+        errors: dict[str, Exception],
+        partial: bool,
+    ) -> None:
+        delivery = run.delivery
+        if partial and isinstance(delivery, PartialDelivery):
+            await delivery.body_non_atomic(_Collector(run, errors), header, body)
+            return
+        try:
+            await delivery.body(header, body)
+        except Exception as exc:
+            run.body_failed = True
+            err = _as_smtp(exc, target=run.name)
+            self._log.warning("target %s refused the body: %s", run.name, err)
+            if not partial:
+                raise err from exc
+            for origin in run.all_origins():
+                errors.setdefault(origin, err)
+
+    async def commit(self) -> None:
+        if self._state != _BODY_OK:
+            raise _bad_sequence("commit without a delivered body")
+        self._state = _DONE
+        await _to_completion(self._commit_all())
+
+    async def _commit_all(self) -> None:
+        failures: list[SMTPError] = []
+        try:
+            for run in self._runs.values():
+                try:
+                    if run.origins and run.body_given and not run.body_failed:
+                        await run.delivery.commit()
+                    else:
+                        await asyncio.wait_for(run.delivery.abort(), ABORT_TIMEOUT)
+                except (Exception, asyncio.CancelledError) as exc:
+                    # Shielded by _to_completion: a cancellation here is the target's own.
+                    err = _as_smtp(_own_failure(exc), target=run.name)
+                    self._log.error("target %s failed to commit: %s", run.name, err)
+                    failures.append(err)
+                    await self._abort_one(run)  # undo what the failed commit left behind
+        finally:
+            self._close_states()
+        if failures:
+            first = failures[0]
+            for other in failures[1:]:
+                first.add_note(f"also failed: target {other.target_name!r}: {other}")
+            raise first
+        self._log.info("delivered to %d recipient(s)", len(self._accepted))
+
+    async def abort(self) -> None:
+        if self._state == _DONE:
+            return
+        self._state = _DONE
+        failures = await _to_completion(self._abort_all())
+        if failures:
+            raise failures[0]
+
+    async def abort_quietly(self) -> None:
+        """Abort everything; errors are logged only (the caller has its own to raise)."""
+        if self._state != _DONE:
+            self._state = _DONE
+            await self._abort_all()
+
+    async def _abort_all(self) -> list[SMTPError]:
+        failures: list[SMTPError] = []
+        try:
+            for run in self._runs.values():
+                err = await self._abort_one(run)
+                if err is not None:
+                    failures.append(err)
+        finally:
+            self._close_states()
+        self._log.info("aborted")
+        return failures
+
+    async def _abort_one(self, run: _TargetRun) -> SMTPError | None:
+        try:
+            await asyncio.wait_for(run.delivery.abort(), ABORT_TIMEOUT)
+        except (Exception, asyncio.CancelledError) as exc:
+            err = _as_smtp(_own_failure(exc), target=run.name)
+            self._log.error("target %s failed to abort: %s", run.name, err)
+            return err
+        return None
+
+    # Helpers
+
+    def _close_states(self) -> None:
+        self._runner.close()
+        states, self._mod_states = self._mod_states, []
+        for state in states:
+            try:
+                state.close()
+            except Exception as exc:
+                self._log.error("closing modifier state %r failed: %r", state, exc)
+
+    def _add_check_fields(self, header: Header) -> None:
+        for field in reversed(self._runner.header_fields):
+            header.add_field(field)
+        if self._runner.auth_results:
+            value = format_authentication_results(self._p.hostname, self._runner.auth_results)
+            header.add("Authentication-Results", value)
+
+    async def _dest_run(self, dest: Destination) -> _DestRun:
+        drun = self._dests.get(id(dest))
+        if drun is not None:
+            return drun
+        mods = await self._new_mod_states(dest.modifiers)
+        sender = await self._rewrite_sender(mods, self._sender)
+        drun = _DestRun(dest, mods, sender)
+        for target in dest.targets:
+            run = self._runs.get(id(target))
+            if run is None:
+                try:
+                    delivery = await target.start(self._meta, sender)
+                except Exception as exc:
+                    raise _as_smtp(exc, target=_name_of(target)) from exc
+                run = self._runs[id(target)] = _TargetRun(target, delivery)
+            drun.runs.append(run)
+        self._dests[id(dest)] = drun  # only once every target started
+        return drun
+
+    async def _new_mod_states(self, modifiers: Sequence[Modifier]) -> list[ModifierState]:
+        states: list[ModifierState] = []
+        for mod in modifiers:
+            try:
+                state = await mod.mod_state_for_msg(self._meta)
+            except Exception as exc:
+                raise _as_smtp(exc, what=f"modifier {_name_of(mod)}") from exc
+            self._mod_states.append(state)
+            states.append(state)
+        return states
+
+    async def _rewrite_sender(self, states: Sequence[ModifierState], sender: str) -> str:
+        for state in states:
+            try:
+                sender = await state.rewrite_sender(sender)
+            except Exception as exc:
+                raise _as_smtp(exc, what="a sender modifier") from exc
+        return sender
+
+    async def _rewrite_rcpt(self, states: Sequence[ModifierState], rcpt: str) -> list[str]:
+        rcpts = [rcpt]
+        for state in states:
+            out: list[str] = []
+            for r in rcpts:
+                try:
+                    new = await state.rewrite_rcpt(r)
+                except Exception as exc:
+                    raise _as_smtp(exc, what="a recipient modifier") from exc
+                if not new or not all(isinstance(n, str) and n for n in new):
+                    bad = TypeError(f"rewrite_rcpt({r!r}) returned {new!r}")
+                    raise _as_smtp(bad, what="a recipient modifier")
+                out.extend(n for n in new if n not in out)
+            rcpts = out
+        return rcpts
+
+    async def _rewrite_body(self, state: ModifierState, header: Header, body: Buffer) -> None:
+        try:
+            await state.rewrite_body(header, body)
+        except Exception as exc:
+            raise _as_smtp(exc, what="a header modifier") from exc

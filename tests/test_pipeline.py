@@ -1,0 +1,549 @@
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+from authres import DKIMAuthenticationResult, SPFAuthenticationResult
+
+from mailmodule import (
+    CheckResult,
+    ConnState,
+    Delivery,
+    DeliveryTarget,
+    Header,
+    MemoryBuffer,
+    MsgMetadata,
+    PartialDelivery,
+    SMTPError,
+)
+from mailmodule.pipeline import (
+    CheckSpec,
+    Destination,
+    FailAction,
+    Pipeline,
+    parse_authentication_results,
+)
+from tests.pipeline_kit import DirTarget, MapModifier, MemoryTarget, RecordingCheck
+
+BODY = MemoryBuffer(b"Hello\r\n")
+
+
+def header() -> Header:
+    return Header([("Subject", "Hi"), ("From", "a@example.org")])
+
+
+async def deliver(
+    pipeline: Pipeline,
+    rcpts: list[str],
+    *,
+    meta: MsgMetadata | None = None,
+    mail_from: str = "a@example.org",
+) -> Delivery:
+    delivery = await pipeline.start(meta or MsgMetadata(id="m1"), mail_from)
+    for rcpt in rcpts:
+        await delivery.add_rcpt(rcpt)
+    await delivery.body(header(), BODY)
+    await delivery.commit()
+    return delivery
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.statuses: list[tuple[str, Exception | None]] = []
+
+    def set_status(self, rcpt_to: str, err: Exception | None) -> None:
+        self.statuses.append((rcpt_to, err))
+
+
+# Delivery basics
+
+
+async def test_a_message_reaches_its_target_with_its_own_metadata_copy() -> None:
+    target = MemoryTarget()
+    pipeline = Pipeline(default=Destination(targets=[target]))
+    meta = MsgMetadata(id="m1", original_from="a@example.org")
+    await deliver(pipeline, ["b@example.org"], meta=meta)
+    (stored,) = target.messages
+    assert stored.rcpts == ["b@example.org"]
+    assert stored.body == b"Hello\r\n"
+    assert stored.meta is not meta
+    assert meta.original_rcpts is None  # the caller's metadata is untouched
+    assert stored.meta.original_rcpts == {"b@example.org": "b@example.org"}
+
+
+async def test_a_pipeline_is_a_delivery_target_and_its_delivery_partial() -> None:
+    pipeline = Pipeline(default=Destination(targets=[MemoryTarget()]))
+    assert isinstance(pipeline, DeliveryTarget)
+    assert isinstance(await pipeline.start(MsgMetadata(), "a@x"), PartialDelivery)
+
+
+async def test_each_target_is_started_once_and_shared_by_its_recipients() -> None:
+    target = MemoryTarget()
+    pipeline = Pipeline(
+        destinations={"example.org": Destination(targets=[target])},
+        default=Destination(targets=[target]),
+    )
+    await deliver(pipeline, ["b@example.org", "c@example.net", "d@example.org"])
+    assert [c for c in target.calls if c.startswith("start")] == ["start:a@example.org"]
+    assert target.messages[0].rcpts == ["b@example.org", "c@example.net", "d@example.org"]
+
+
+async def test_duplicate_recipients_are_silently_ignored() -> None:
+    target = MemoryTarget()
+    pipeline = Pipeline(default=Destination(targets=[target]))
+    await deliver(pipeline, ["b@example.org", "B@EXAMPLE.ORG", "b@example.org"])
+    assert target.messages[0].rcpts == ["b@example.org"]
+
+
+async def test_commit_happens_only_when_every_body_succeeded() -> None:
+    good, bad = MemoryTarget("target.good"), MemoryTarget("target.bad")
+
+    async def refuse(header: Header, body: object) -> None:
+        raise SMTPError(452, (4, 3, 1), "disk full")
+
+    pipeline = Pipeline(default=Destination(targets=[good, bad]))
+    delivery = await pipeline.start(MsgMetadata(id="m"), "a@x")
+    await delivery.add_rcpt("b@example.org")
+    bad.deliveries[0].body = refuse  # type: ignore[method-assign]  # injected fault
+    with pytest.raises(SMTPError, match="disk full") as info:
+        await delivery.body(header(), BODY)
+    assert info.value.target_name == "target.bad"
+    with pytest.raises(SMTPError, match="Bad sequence"):
+        await delivery.commit()
+    await delivery.abort()
+    assert good.messages == bad.messages == []
+    assert [d.outcome for d in (*good.deliveries, *bad.deliveries)] == ["aborted", "aborted"]
+
+
+async def test_a_failing_commit_still_commits_the_others_and_names_the_target() -> None:
+    first, broken, last = MemoryTarget("t1"), MemoryTarget("t2"), MemoryTarget("t3")
+    pipeline = Pipeline(default=Destination(targets=[first, broken, last]))
+    delivery = await pipeline.start(MsgMetadata(id="m"), "a@x")
+    await delivery.add_rcpt("b@example.org")
+    await delivery.body(header(), BODY)
+
+    async def explode() -> None:
+        raise OSError("rename failed")
+
+    broken.deliveries[0].commit = explode  # type: ignore[method-assign]  # injected fault
+    with pytest.raises(SMTPError) as info:
+        await delivery.commit()
+    assert info.value.target_name == "t2"
+    assert isinstance(info.value.__cause__, OSError)
+    assert len(first.messages) == len(last.messages) == 1
+
+
+async def test_abort_reaches_every_started_delivery_and_is_idempotent() -> None:
+    one, two = MemoryTarget("t1"), MemoryTarget("t2")
+    pipeline = Pipeline(
+        destinations={"one.example": Destination(targets=[one])},
+        default=Destination(targets=[two]),
+    )
+    delivery = await pipeline.start(MsgMetadata(id="m"), "a@x")
+    await delivery.add_rcpt("b@one.example")
+    await delivery.add_rcpt("c@two.example")
+    await delivery.abort()
+    await delivery.abort()
+    assert [d.outcome for d in (*one.deliveries, *two.deliveries)] == ["aborted", "aborted"]
+    with pytest.raises(SMTPError, match="Bad sequence"):
+        await delivery.add_rcpt("d@x")
+
+
+# Routing
+
+
+async def test_routing_prefers_address_then_domain_then_tables_then_default() -> None:
+    by_addr, by_domain, by_table, fallback = (MemoryTarget(n) for n in "abcd")
+
+    class Known:
+        async def lookup(self, key: str) -> str | None:
+            return "yes" if key == "tabled.example" else None
+
+    pipeline = Pipeline(
+        destinations={
+            "Special@Example.ORG": Destination(targets=[by_addr]),
+            "example.org": Destination(targets=[by_domain]),
+        },
+        tables=[(Known(), Destination(targets=[by_table]))],
+        default=Destination(targets=[fallback]),
+    )
+    await deliver(
+        pipeline,
+        ["special@example.org", "other@example.org", "x@tabled.example", "y@else.example"],
+    )
+    assert by_addr.messages[0].rcpts == ["special@example.org"]
+    assert by_domain.messages[0].rcpts == ["other@example.org"]
+    assert by_table.messages[0].rcpts == ["x@tabled.example"]
+    assert fallback.messages[0].rcpts == ["y@else.example"]
+
+
+async def test_domains_route_in_their_normal_form() -> None:
+    target = MemoryTarget()
+    pipeline = Pipeline(destinations={"XN--BCHER-KVA.example": Destination(targets=[target])})
+    await deliver(pipeline, ["joe@Bücher.Example"])
+    assert target.messages[0].rcpts == ["joe@Bücher.Example"]
+
+
+async def test_a_recipient_without_a_route_is_refused_and_others_go_on() -> None:
+    target = MemoryTarget()
+    pipeline = Pipeline(destinations={"example.org": Destination(targets=[target])})
+    delivery = await pipeline.start(MsgMetadata(id="m"), "a@x")
+    with pytest.raises(SMTPError) as info:
+        await delivery.add_rcpt("b@elsewhere.example")
+    assert (info.value.code, info.value.enhanced_code) == (550, (5, 1, 2))
+    await delivery.add_rcpt("c@example.org")
+    await delivery.body(header(), BODY)
+    await delivery.commit()
+    assert target.messages[0].rcpts == ["c@example.org"]
+
+
+async def test_a_rejecting_destination_refuses_with_its_reply() -> None:
+    pipeline = Pipeline(
+        destinations={"spam.example": Destination(reject=SMTPError(550, (5, 7, 1), "No"))},
+        default=Destination(targets=[MemoryTarget()]),
+    )
+    delivery = await pipeline.start(MsgMetadata(id="m"), "a@x")
+    with pytest.raises(SMTPError, match=r"550 5\.7\.1 No"):
+        await delivery.add_rcpt("x@spam.example")
+
+
+def test_a_destination_needs_targets_or_a_rejection() -> None:
+    with pytest.raises(ValueError, match="either targets or a reject"):
+        Destination()
+
+
+async def test_pipelines_nest() -> None:
+    inner_target = MemoryTarget()
+    inner = Pipeline(
+        modifiers=[MapModifier(rcpts={"alias@example.org": ["real@example.org"]})],
+        default=Destination(targets=[inner_target]),
+    )
+    outer = Pipeline(default=Destination(targets=[inner]))
+    await deliver(outer, ["alias@example.org"])
+    assert inner_target.messages[0].rcpts == ["real@example.org"]
+
+
+# Checks
+
+
+async def test_stages_run_in_order_and_every_state_closes_once() -> None:
+    check = RecordingCheck()
+    pipeline = Pipeline(checks=[check], default=Destination(targets=[MemoryTarget()]))
+    await deliver(pipeline, ["b@x.example", "c@x.example"])
+    assert check.calls == [
+        "conn",
+        "sender:a@example.org",
+        "rcpt:b@x.example",
+        "rcpt:c@x.example",
+        "body",
+        "close",
+    ]
+
+
+async def test_a_sender_rejection_carries_the_check_name_and_closes_states() -> None:
+    check = RecordingCheck(
+        "check.spf",
+        results={"sender": CheckResult(reject=True, reason=SMTPError(550, (5, 7, 23), "SPF fail"))},
+    )
+    target = MemoryTarget()
+    pipeline = Pipeline(checks=[check], default=Destination(targets=[target]))
+    with pytest.raises(SMTPError) as info:
+        await pipeline.start(MsgMetadata(id="m"), "a@x")
+    assert info.value.check_name == "check.spf"
+    assert check.states[0].closes == 1
+    assert target.calls == []
+
+
+async def test_a_recipient_rejection_refuses_only_that_recipient() -> None:
+    check = RecordingCheck()
+    target = MemoryTarget()
+    pipeline = Pipeline(checks=[check], default=Destination(targets=[target]))
+
+    async def gate(c: RecordingCheck) -> None:
+        if c.calls[-1] == "rcpt:bad@x.example":
+            raise SMTPError(550, (5, 1, 1), "unknown user")
+
+    check.gate = gate
+    delivery = await pipeline.start(MsgMetadata(id="m"), "a@x")
+    with pytest.raises(SMTPError, match="unknown user"):
+        await delivery.add_rcpt("bad@x.example")
+    await delivery.add_rcpt("good@x.example")
+    await delivery.body(header(), BODY)
+    await delivery.commit()
+    assert target.messages[0].rcpts == ["good@x.example"]
+
+
+async def test_the_first_rejecting_check_in_configured_order_wins() -> None:
+    first = RecordingCheck(
+        "check.first",
+        results={"body": CheckResult(reject=True, reason=SMTPError(550, (5, 7, 1), "first"))},
+    )
+    second = RecordingCheck(
+        "check.second",
+        results={"body": CheckResult(reject=True, reason=SMTPError(550, (5, 7, 1), "second"))},
+    )
+    first.delay = 0.01  # the first one answers last
+    pipeline = Pipeline(checks=[first, second], default=Destination(targets=[MemoryTarget()]))
+    delivery = await pipeline.start(MsgMetadata(id="m"), "a@x")
+    await delivery.add_rcpt("b@x.example")
+    with pytest.raises(SMTPError, match="first") as info:
+        await delivery.body(header(), BODY)
+    assert info.value.check_name == "check.first"
+    await delivery.abort()
+
+
+async def test_checks_of_one_stage_run_concurrently() -> None:
+    """Each check waits until all three have started: only concurrent stages finish."""
+    checks = [RecordingCheck(f"check.{i}") for i in range(3)]
+    started = 0
+    all_started = asyncio.Event()
+
+    async def gate(c: RecordingCheck) -> None:
+        nonlocal started
+        started += 1
+        if started % 3 == 0:
+            all_started.set()
+        await asyncio.wait_for(all_started.wait(), 5)
+
+    for c in checks:
+        c.gate = gate
+    pipeline = Pipeline(checks=checks, default=Destination(targets=[MemoryTarget()]))
+    await asyncio.wait_for(pipeline.start(MsgMetadata(id="m"), "a@x"), 10)
+    assert started == 6  # connection and sender stages, three checks each
+
+
+async def test_a_state_shared_by_two_configured_checks_is_called_once() -> None:
+    check = RecordingCheck(shared_state=True)
+    pipeline = Pipeline(
+        checks=[check, CheckSpec(check, name="again")],
+        default=Destination(targets=[MemoryTarget()]),
+    )
+    await deliver(pipeline, ["b@x.example"])
+    assert check.calls.count("conn") == 1
+    assert check.calls.count("close") == 1
+
+
+async def test_quarantine_reaches_the_targets_metadata() -> None:
+    check = RecordingCheck(results={"body": CheckResult(quarantine=True)})
+    target = MemoryTarget()
+    pipeline = Pipeline(checks=[check], default=Destination(targets=[target]))
+    await deliver(pipeline, ["b@x.example"])
+    assert target.messages[0].meta.quarantine
+
+
+async def test_fail_actions_reject_quarantine_or_ignore_a_failure() -> None:
+    failing = {"sender": CheckResult(reason=SMTPError(550, (5, 7, 1), "looks bad"))}
+    for action, outcome in (("quarantine", "quarantined"), ("ignore", "clean")):
+        target = MemoryTarget()
+        spec = CheckSpec(RecordingCheck(results=failing), fail_action=FailAction(action=action))  # type: ignore[arg-type]  # literal from the loop
+        await deliver(Pipeline(checks=[spec], default=Destination(targets=[target])), ["b@x"])
+        assert target.messages[0].meta.quarantine == (outcome == "quarantined")
+    spec = CheckSpec(
+        RecordingCheck("check.dnsbl", results=failing),
+        fail_action=FailAction(action="reject", code=554, message="Listed"),
+    )
+    with pytest.raises(SMTPError) as info:
+        await Pipeline(checks=[spec], default=Destination(targets=[MemoryTarget()])).start(
+            MsgMetadata(id="m"), "a@x"
+        )
+    assert str(info.value) == "554 5.7.1 Listed"
+    assert info.value.check_name == "check.dnsbl"
+
+
+async def test_a_check_that_raises_is_a_temporary_failure() -> None:
+    check = RecordingCheck(results={"conn": RuntimeError("bug")})
+    pipeline = Pipeline(checks=[check], default=Destination(targets=[MemoryTarget()]))
+    with pytest.raises(SMTPError) as info:
+        await pipeline.start(MsgMetadata(id="m"), "a@x")
+    assert info.value.is_temporary
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert check.states[0].closes == 1
+
+
+async def test_check_fields_are_added_after_body_checks_with_auth_results_on_top() -> None:
+    spf = SPFAuthenticationResult(result="pass", smtp_mailfrom="josé@bücher.example")
+    dkim = DKIMAuthenticationResult(
+        result="fail", reason="signature verification failed", header_d="example.com"
+    )
+    one = RecordingCheck("check.one", results={"sender": CheckResult(auth_result=[spf])})
+    two = RecordingCheck(
+        "check.two",
+        results={"body": CheckResult(auth_result=[dkim], header=Header([("X-Spam-Score", "1.5")]))},
+    )
+    target = MemoryTarget()
+    pipeline = Pipeline(
+        checks=[one, two], default=Destination(targets=[target]), hostname="mx.example.org"
+    )
+    await deliver(pipeline, ["b@x.example"])
+    stored = Header.parse(target.messages[0].header)
+    names = [f.name for f in stored]
+    assert names == ["Authentication-Results", "X-Spam-Score", "Subject", "From"]
+    field = stored.fields("Authentication-Results")[0]
+    assert all(len(line) <= 78 for line in field.raw.decode().split("\r\n"))
+    authserv, results = parse_authentication_results(field.value)
+    assert authserv == "mx.example.org"
+    assert [(r.method, r.result) for r in results] == [("spf", "pass"), ("dkim", "fail")]
+    assert results[0].properties[0].value == "josé@bücher.example"
+
+
+async def test_destination_checks_joining_late_see_earlier_stages_replayed() -> None:
+    late = RecordingCheck("check.late")
+    pipeline = Pipeline(
+        destinations={"late.example": Destination(targets=[MemoryTarget()], checks=[late])},
+        default=Destination(targets=[MemoryTarget()]),
+    )
+    await deliver(pipeline, ["first@other.example", "x@late.example"])
+    assert late.calls == [
+        "conn",
+        "sender:a@example.org",
+        "rcpt:first@other.example",
+        "rcpt:x@late.example",
+        "body",
+        "close",
+    ]
+
+
+async def test_early_check_refuses_a_connection_through_the_first_refusing_check() -> None:
+    class Early(RecordingCheck):
+        async def check_connection(self, state: ConnState) -> None:
+            if state.remote_addr.startswith("192.0.2."):
+                raise SMTPError(554, (5, 7, 1), "go away")
+
+    pipeline = Pipeline(
+        checks=[Early("check.early")], default=Destination(targets=[MemoryTarget()])
+    )
+    await pipeline.early_check(ConnState(remote_addr="198.51.100.1:25"))
+    with pytest.raises(SMTPError, match="go away") as info:
+        await pipeline.early_check(ConnState(remote_addr="192.0.2.1:25"))
+    assert info.value.check_name == "check.early"
+
+
+# Modifiers
+
+
+async def test_modifiers_rewrite_sender_then_recipients_then_body_in_order() -> None:
+    mod = MapModifier(
+        senders={"a@example.org": "bounce@example.org"},
+        rcpts={"list@example.org": ["m1@example.org", "m2@example.org"]},
+        field=("X-Modified", "yes"),
+    )
+    target = MemoryTarget()
+    pipeline = Pipeline(modifiers=[mod], default=Destination(targets=[target]))
+    meta = MsgMetadata(id="m", original_from="a@example.org")
+    await deliver(pipeline, ["list@example.org"], meta=meta)
+    assert mod.calls == ["sender:a@example.org", "rcpt:list@example.org", "body", "close"]
+    stored = target.messages[0]
+    assert stored.mail_from == "bounce@example.org"
+    assert stored.rcpts == ["m1@example.org", "m2@example.org"]
+    assert stored.meta.original_rcpts == {
+        "m1@example.org": "list@example.org",
+        "m2@example.org": "list@example.org",
+    }
+    assert stored.meta.original_from == "a@example.org"
+    assert Header.parse(stored.header).get("x-modified") == "yes"
+
+
+async def test_a_modifier_returning_no_recipient_refuses_it() -> None:
+    mod = MapModifier(rcpts={"gone@example.org": []})
+    pipeline = Pipeline(modifiers=[mod], default=Destination(targets=[MemoryTarget()]))
+    delivery = await pipeline.start(MsgMetadata(id="m"), "a@x")
+    with pytest.raises(SMTPError, match="Temporary failure"):
+        await delivery.add_rcpt("gone@example.org")
+
+
+async def test_destination_modifiers_apply_only_to_their_recipients() -> None:
+    local, remote = MemoryTarget("local"), MemoryTarget("remote")
+    mod = MapModifier(senders={"a@example.org": "srs@example.org"}, field=("X-Dest", "remote"))
+    pipeline = Pipeline(
+        destinations={"example.org": Destination(targets=[local])},
+        default=Destination(targets=[remote], modifiers=[mod]),
+    )
+    await deliver(pipeline, ["b@example.org", "c@far.example"])
+    assert local.messages[0].mail_from == "a@example.org"
+    assert remote.messages[0].mail_from == "srs@example.org"
+    assert Header.parse(local.messages[0].header).get("x-dest") is None
+    assert Header.parse(remote.messages[0].header).get("x-dest") == "remote"
+
+
+# Partial delivery
+
+
+async def test_body_non_atomic_reports_each_client_recipient_exactly_once() -> None:
+    partial, atomic = MemoryTarget("partial", partial=True), MemoryTarget("atomic")
+    partial.fail_in_body = {"m2@example.org"}
+    mod = MapModifier(rcpts={"list@example.org": ["m1@example.org", "m2@example.org"]})
+    pipeline = Pipeline(
+        modifiers=[mod],
+        destinations={"example.org": Destination(targets=[partial])},
+        default=Destination(targets=[atomic]),
+    )
+    delivery = await pipeline.start(MsgMetadata(id="m"), "a@x")
+    assert isinstance(delivery, PartialDelivery)
+    for rcpt in ("list@example.org", "solo@example.org", "far@far.example"):
+        await delivery.add_rcpt(rcpt)
+    collector = Collector()
+    await delivery.body_non_atomic(collector, header(), BODY)
+    await delivery.commit()
+    statuses = dict(collector.statuses)
+    assert len(collector.statuses) == 3
+    assert isinstance(statuses["list@example.org"], SMTPError)
+    assert statuses["solo@example.org"] is None
+    assert statuses["far@far.example"] is None
+
+
+async def test_body_non_atomic_fails_every_recipient_of_a_failing_atomic_target() -> None:
+    good, bad = MemoryTarget("good"), MemoryTarget("bad")
+
+    async def refuse(header: Header, body: object) -> None:
+        raise SMTPError(451, (4, 3, 0), "try later")
+
+    pipeline = Pipeline(
+        destinations={"bad.example": Destination(targets=[bad])},
+        default=Destination(targets=[good]),
+    )
+    delivery = await pipeline.start(MsgMetadata(id="m"), "a@x")
+    await delivery.add_rcpt("x@bad.example")
+    await delivery.add_rcpt("y@good.example")
+    bad.deliveries[0].body = refuse  # type: ignore[method-assign]  # injected fault
+    collector = Collector()
+    await delivery.body_non_atomic(collector, header(), BODY)  # type: ignore[attr-defined]
+    await delivery.commit()
+    statuses = dict(collector.statuses)
+    assert str(statuses["x@bad.example"]) == "451 4.3.0 try later"
+    assert statuses["y@good.example"] is None
+    assert len(good.messages) == 1
+    assert bad.deliveries[0].outcome == "aborted"
+
+
+# Cancellation and logging
+
+
+async def test_cancelling_the_caller_aborts_every_started_delivery(tmp_path: Path) -> None:
+    memory, directory = MemoryTarget(), DirTarget(tmp_path)
+    slow = RecordingCheck(results={}, delay=10)
+    pipeline = Pipeline(
+        destinations={"slow.example": Destination(targets=[memory, directory], checks=[slow])},
+    )
+    delivery = await pipeline.start(MsgMetadata(id="m"), "a@x")
+    task = asyncio.create_task(delivery.add_rcpt("x@slow.example"))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [d.outcome for d in memory.deliveries] == ["aborted"]
+    assert slow.states[0].closes == 1
+    assert directory.pending() == directory.delivered() == []
+
+
+async def test_log_lines_carry_the_message_id_and_never_the_body(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pipeline = Pipeline(default=Destination(targets=[MemoryTarget()]))
+    with caplog.at_level(logging.DEBUG, logger="mailmodule.pipeline"):
+        await deliver(pipeline, ["b@x.example"], meta=MsgMetadata(id="abc123"))
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines
+    assert all("abc123" in line for line in lines)
+    assert not any("Hello" in line for line in lines)
