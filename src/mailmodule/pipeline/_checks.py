@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Literal, final
+from collections.abc import Coroutine, Sequence
+from typing import Literal, cast, final
 
 import attrs
 from authres import AuthenticationResult
@@ -16,7 +16,7 @@ from mailmodule.interfaces import Check, CheckResult, CheckState
 from mailmodule.metadata import MsgMetadata
 from mailmodule.pipeline import _eager
 
-__all__ = ["CheckRunner", "CheckSpec", "FailAction", "as_spec"]
+__all__ = ["CheckRunner", "CheckSpec", "FailAction", "as_spec", "run_stage"]
 
 _log = logging.getLogger("mailmodule.pipeline")
 
@@ -80,7 +80,7 @@ class FailAction:
 
 
 @final
-@attrs.frozen
+@attrs.frozen(eq=False)
 class CheckSpec:
     """A check as a pipeline runs it: the module, its failure action, its name for replies.
 
@@ -116,16 +116,57 @@ def _failed(exc: Exception, what: str) -> CheckResult:
     return CheckResult(reject=True, reason=reason)
 
 
-async def _call(state: CheckState, stage: _Stage, args: tuple[object, ...]) -> CheckResult:
+def _checked(state: CheckState, stage: _Stage, value: object) -> CheckResult:
+    if isinstance(value, CheckResult):
+        return value
+    _log.error("check state %r returned %r from %s", state, value, stage)
+    return _failed(TypeError(f"{stage} returned {type(value).__name__}"), "a policy check")
+
+
+def _raised(state: CheckState, stage: _Stage, exc: Exception) -> CheckResult:
+    _log.warning("check state %r raised in %s: %r", state, stage, exc)
+    return _failed(exc, "a policy check")
+
+
+async def _finish(
+    coro: Coroutine[object, None, object], yielded: object, state: CheckState, stage: _Stage
+) -> CheckResult:
     try:
-        result = await getattr(state, stage)(*args)
+        value = await _eager.drive(coro, yielded)
     except Exception as exc:
-        _log.warning("check state %r raised in %s: %r", state, stage, exc)
-        return _failed(exc, "a policy check")
-    if not isinstance(result, CheckResult):
-        _log.error("check state %r returned %r from %s", state, result, stage)
-        return _failed(TypeError(f"{stage} returned {type(result).__name__}"), "a policy check")
-    return result
+        return _raised(state, stage, exc)
+    return _checked(state, stage, value)
+
+
+async def run_stage(
+    states: Sequence[CheckState], stage: _Stage, args: tuple[object, ...]
+) -> list[CheckResult]:
+    """Every state's result for one stage, run concurrently (stepped eagerly, so a check
+    that answers at once costs no task); a check that raises gives a failure result."""
+    results: list[CheckResult | None] = []
+    waiting: list[tuple[int, Coroutine[object, None, object], object, CheckState]] = []
+    try:
+        for state in states:
+            try:
+                coro = getattr(state, stage)(*args)
+                yielded = coro.send(None)
+            except StopIteration as done:
+                results.append(_checked(state, stage, done.value))
+                continue
+            except Exception as exc:
+                results.append(_raised(state, stage, exc))
+                continue
+            waiting.append((len(results), coro, yielded, state))
+            results.append(None)
+    except BaseException:
+        for _, coro, _, _ in waiting:
+            coro.close()
+        raise
+    if waiting:
+        finished = await _eager.gather([_finish(c, y, st, stage) for _, c, y, st in waiting])
+        for (i, _, _, _), result in zip(waiting, finished, strict=True):
+            results[i] = result
+    return cast("list[CheckResult]", results)
 
 
 async def _new_state(spec: CheckSpec, meta: MsgMetadata) -> CheckState | CheckResult:
@@ -150,6 +191,7 @@ class CheckRunner:
         "_closed",
         "_conn_done",
         "_meta",
+        "_pairs",
         "_rcpts",
         "_sender",
         "_specs",
@@ -163,6 +205,7 @@ class CheckRunner:
         self._meta = meta
         self._states: dict[int, CheckState] = {}  # id(spec) -> state
         self._specs: dict[int, CheckSpec] = {}
+        self._pairs: dict[int, tuple[Sequence[CheckSpec], list[tuple[CheckSpec, CheckState]]]] = {}
         self._conn_done = False
         self._sender: str | None = None
         self._rcpts: list[str] = []
@@ -171,7 +214,16 @@ class CheckRunner:
         self.header_fields: list[HeaderField] = []
         self.auth_results: list[AuthenticationResult] = []
 
+    def _cached(self, specs: Sequence[CheckSpec]) -> list[tuple[CheckSpec, CheckState]] | None:
+        cached = self._pairs.get(id(specs))
+        return cached[1] if cached is not None and cached[0] is specs else None
+
     async def _states_for(self, specs: Sequence[CheckSpec]) -> list[tuple[CheckSpec, CheckState]]:
+        pairs = await self._make_states(specs)
+        self._pairs[id(specs)] = (specs, pairs)  # the tuple is kept alive with its id
+        return pairs
+
+    async def _make_states(self, specs: Sequence[CheckSpec]) -> list[tuple[CheckSpec, CheckState]]:
         new = [s for s in specs if id(s) not in self._states]
         if new:
             made = await _eager.gather([self._new_state(s) for s in new])
@@ -213,16 +265,18 @@ class CheckRunner:
     async def _stage(
         self, pairs: list[tuple[CheckSpec, CheckState]], stage: _Stage, args: tuple[object, ...]
     ) -> None:
-        if len(pairs) == 1:
-            spec, state = pairs[0]
-            self._merge([(spec, await _call(state, stage, args))])
+        if not pairs:
             return
-        results = await _eager.gather([_call(state, stage, args) for _, state in pairs])
+        results = await run_stage([state for _, state in pairs], stage, args)
         self._merge([(spec, res) for (spec, _), res in zip(pairs, results, strict=True)])
 
     def _merge(self, results: list[tuple[CheckSpec, CheckResult]]) -> None:
         reject: SMTPError | None = None
         for spec, raw in results:
+            if not (raw.reject or raw.quarantine or raw.auth_result) and raw.reason is None:
+                if len(raw.header):
+                    self.header_fields[:0] = raw.header.fields()
+                continue  # nothing to say, the common case
             result = spec.fail_action.apply(raw, spec.name)
             if result.quarantine and not self.quarantine:
                 _log.info("message %s quarantined by %s", self._meta.id, spec.name)
@@ -241,18 +295,24 @@ class CheckRunner:
             raise reject
 
     async def connection(self, specs: Sequence[CheckSpec]) -> None:
-        pairs = await self._states_for(specs)
+        pairs = self._cached(specs)
+        if pairs is None:
+            pairs = await self._states_for(specs)
         await self._stage(pairs, "check_connection", ())
         self._conn_done = True
 
     async def sender(self, specs: Sequence[CheckSpec], mail_from: str) -> None:
-        pairs = await self._states_for(specs)
+        pairs = self._cached(specs)
+        if pairs is None:
+            pairs = await self._states_for(specs)
         await self._stage(pairs, "check_sender", (mail_from,))
         self._sender = mail_from
 
     async def rcpt(self, specs: Sequence[CheckSpec], rcpt_to: str) -> None:
         """Check one recipient; it is remembered for replay only when it passed."""
-        pairs = await self._states_for(specs)
+        pairs = self._cached(specs)
+        if pairs is None:
+            pairs = await self._states_for(specs)
         await self._stage(pairs, "check_rcpt", (rcpt_to,))
 
     def passed(self, rcpt_to: str) -> None:

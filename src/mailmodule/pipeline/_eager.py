@@ -37,7 +37,7 @@ async def gather(coros: Sequence[Coroutine[object, None, _T]]) -> list[_T]:
             coro.close()
         raise
     if suspended:
-        tasks = [asyncio.ensure_future(_drive(coro, y)) for _, coro, y in suspended]
+        tasks = [asyncio.ensure_future(drive(coro, y)) for _, coro, y in suspended]
         try:
             finished = await asyncio.gather(*tasks)
         except BaseException:
@@ -50,8 +50,11 @@ async def gather(coros: Sequence[Coroutine[object, None, _T]]) -> list[_T]:
     return cast("list[_T]", results)
 
 
-async def _drive(coro: Coroutine[object, None, _T], yielded: object) -> _T:
-    """Go on running a coroutine that suspended on `yielded`, as a Task would."""
+async def drive(coro: Coroutine[object, None, _T], yielded: object) -> _T:
+    """Go on running a coroutine that suspended on `yielded`, as a Task would.
+
+    For coroutines stepped eagerly with `coro.send(None)`: wrap this in a task.
+    """
     while True:
         step: Callable[[], object]
         try:

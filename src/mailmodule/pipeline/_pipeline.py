@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine, Iterable, Mapping, MutableMapping, Sequence
-from typing import TypeVar, final
+from typing import TypeVar, cast, final
 
 import attrs
 
@@ -123,8 +123,15 @@ def _route_key(key: str) -> str:
 async def _to_completion(coro: Coroutine[object, None, _T]) -> _T:
     """Run `coro` to its end even if the caller is cancelled meanwhile, then let the
     cancellation through: a half-committed or half-aborted message is worse than a late
-    cancellation. Callers bound the work (ABORT_TIMEOUT)."""
-    task = asyncio.ensure_future(coro)
+    cancellation. Callers bound the work (ABORT_TIMEOUT).
+
+    The coroutine runs eagerly: if it never waits, it costs no task.
+    """
+    try:
+        yielded = coro.send(None)
+    except StopIteration as done:
+        return cast("_T", done.value)
+    task = asyncio.ensure_future(_eager.drive(coro, yielded))
     cancelled = False
     while not task.done():
         try:
@@ -193,13 +200,17 @@ class Pipeline:
 
     # Routing
 
-    async def route(self, rcpt_to: str) -> Destination:
+    async def route(self, rcpt_to: str, *, key: str | None = None) -> Destination:
         """The destination of a recipient (after the pipeline's modifiers).
+
+        `key`, the recipient's lookup form when the caller has it already, saves
+        normalizing it again.
 
         Raises:
             SMTPError: 550 5.1.2 when no destination takes it; a table's error as 451.
         """
-        key = _route_key(rcpt_to)
+        if key is None:
+            key = _route_key(rcpt_to)
         found = self._routes.get(key)
         domain = key.rpartition("@")[2] if "@" in key else ""
         if found is None and domain:
@@ -351,6 +362,7 @@ class _PipelineDelivery:
         self._mail_from = mail_from
         self._sender = mail_from
         self._log = _MsgLog(_log, {"msg_id": meta.id})
+        self._debug = _log.isEnabledFor(logging.DEBUG)
         self._runner = CheckRunner(meta)
         self._mod_states: list[ModifierState] = []  # every state made, to close them all
         self._mods: list[ModifierState] = []  # the pipeline's own, in order
@@ -367,7 +379,8 @@ class _PipelineDelivery:
         await self._runner.sender(checks, self._mail_from)
         self._mods = await self._new_mod_states(self._p.modifiers)
         self._sender = await self._rewrite_sender(self._mods, self._mail_from)
-        self._log.debug("started, sender %r", self._sender)
+        if self._debug:
+            self._log.debug("started, sender %r", self._sender)
 
     async def add_rcpt(self, rcpt_to: str) -> None:
         if self._state != _OPEN:
@@ -378,7 +391,7 @@ class _PipelineDelivery:
         try:
             await self._runner.rcpt(self._p.checks, rcpt_to)
             for final in await self._rewrite_rcpt(self._mods, rcpt_to):
-                dest = await self._p.route(final)
+                dest = await self._p.route(final, key=key if final == rcpt_to else None)
                 if dest.reject is not None:
                     raise _as_smtp(dest.reject)
                 drun = await self._dest_run(dest)
@@ -397,7 +410,8 @@ class _PipelineDelivery:
             raise
         self._runner.passed(rcpt_to)
         self._accepted[key] = rcpt_to
-        self._log.debug("recipient %r accepted", rcpt_to)
+        if self._debug:
+            self._log.debug("recipient %r accepted", rcpt_to)
 
     async def body(self, header: Header, body: Buffer) -> None:
         errors: dict[str, Exception] = {}
@@ -445,7 +459,8 @@ class _PipelineDelivery:
             self._state = _BODY_OK
         elif partial and len(errors) < len(self._accepted):
             self._state = _BODY_OK  # some recipients made it: commit delivers to them
-        self._log.debug("body given to %d target(s)", len(self._runs))
+        if self._debug:
+            self._log.debug("body given to %d target(s)", len(self._runs))
 
     async def _target_body(
         self,
