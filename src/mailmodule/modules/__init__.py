@@ -1,0 +1,44 @@
+"""Reference modules, ready to use: tables, a blob store, maildir delivery, password auth,
+local checks and modifiers.
+
+Importing this package registers each module under its maddy-style name in the default
+registry (`register_reference_modules` does the same for another registry).
+"""
+
+from __future__ import annotations
+
+from mailmodule.modules._registration import REFERENCE_MODULES as REFERENCE_MODULES
+from mailmodule.modules._registration import (
+    register_reference_modules as register_reference_modules,
+)
+from mailmodule.modules.blobstore import FSBlobStore as FSBlobStore
+from mailmodule.modules.blobstore import MemoryBlobStore as MemoryBlobStore
+from mailmodule.modules.checks import AuthorizeSender as AuthorizeSender
+from mailmodule.modules.checks import CommandCheck as CommandCheck
+from mailmodule.modules.maildir import MaildirTarget as MaildirTarget
+from mailmodule.modules.modifiers import ReplaceAddress as ReplaceAddress
+from mailmodule.modules.pass_table import PassTable as PassTable
+from mailmodule.modules.pass_table import hash_password as hash_password
+from mailmodule.modules.pass_table import verify_password as verify_password
+from mailmodule.modules.tables import FileTable as FileTable
+from mailmodule.modules.tables import SQLTable as SQLTable
+from mailmodule.modules.tables import StaticTable as StaticTable
+
+register_reference_modules()
+
+__all__ = [
+    "REFERENCE_MODULES",
+    "AuthorizeSender",
+    "CommandCheck",
+    "FSBlobStore",
+    "FileTable",
+    "MaildirTarget",
+    "MemoryBlobStore",
+    "PassTable",
+    "ReplaceAddress",
+    "SQLTable",
+    "StaticTable",
+    "hash_password",
+    "register_reference_modules",
+    "verify_password",
+]

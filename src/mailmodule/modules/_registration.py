@@ -1,0 +1,45 @@
+"""The reference modules by their maddy-style names."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from mailmodule.errors import DuplicateModuleError
+from mailmodule.interfaces import ModuleFactory
+from mailmodule.modules.blobstore import FSBlobStore, MemoryBlobStore
+from mailmodule.modules.checks import AuthorizeSender, CommandCheck
+from mailmodule.modules.maildir import MaildirTarget
+from mailmodule.modules.modifiers import ReplaceAddress
+from mailmodule.modules.pass_table import PassTable
+from mailmodule.modules.tables import FileTable, SQLTable, StaticTable
+from mailmodule.registry import Registry, default_registry
+
+__all__ = ["REFERENCE_MODULES", "register_reference_modules"]
+
+REFERENCE_MODULES: Final[dict[str, ModuleFactory]] = {
+    "table.static": StaticTable,
+    "table.file": FileTable,
+    "table.sql": SQLTable,
+    "storage.blob.fs": FSBlobStore,
+    "storage.blob.memory": MemoryBlobStore,
+    "target.maildir": MaildirTarget,
+    "auth.pass_table": PassTable,
+    "check.command": CommandCheck,
+    "check.authorize_sender": AuthorizeSender,
+    "modify.replace_rcpt": ReplaceAddress,
+    "modify.replace_sender": ReplaceAddress,
+}
+
+
+def register_reference_modules(registry: Registry = default_registry) -> None:
+    """Register every reference module in `registry`; already registered ones are kept.
+
+    Raises:
+        DuplicateModuleError: a name is taken by another factory.
+    """
+    for name, factory in REFERENCE_MODULES.items():
+        try:
+            registry.register(name, factory)
+        except DuplicateModuleError:
+            if registry.get(name) is not factory:
+                raise

@@ -1,0 +1,304 @@
+"""Tables: `table.static` (entries from the configuration), `table.file` (a `key: value`
+file, reloaded when it changes) and `table.sql` (SQL queries, SQLite by default)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import final
+
+from mailmodule.config import ConfigMap
+from mailmodule.errors import ConfigError, DataError, StorageError
+from mailmodule.modules._base import ModuleBase
+
+__all__ = ["FileTable", "SQLTable", "StaticTable", "parse_table_file"]
+
+_log = logging.getLogger("mailmodule.modules.tables")
+
+
+@final
+class StaticTable(ModuleBase):
+    """`table.static`: a table whose entries are in its configuration.
+
+    Settings: `entries`, a mapping of key to a value or a list of values. Lookups are
+    exact: callers normalize keys (`address.for_lookup`).
+    """
+
+    def __init__(
+        self,
+        mod_name: str = "table.static",
+        inst_name: str = "",
+        aliases: Sequence[str] = (),
+        inline_args: Sequence[str] = (),
+    ) -> None:
+        super().__init__(mod_name, inst_name, aliases, inline_args)
+        self._entries: dict[str, list[str]] = {}
+
+    def init(self, cfg: ConfigMap) -> None:
+        entries = cfg.get("entries", {})
+        if not isinstance(entries, Mapping):
+            raise ConfigError(
+                "expected a mapping of key to value", module=cfg.module, key="entries"
+            )
+        parsed: dict[str, list[str]] = {}
+        for key, raw in entries.items():
+            if isinstance(raw, str):
+                parsed[str(key)] = [raw]
+            elif isinstance(raw, list | tuple) and all(isinstance(v, str) for v in raw):
+                parsed[str(key)] = list(raw)
+            else:
+                raise ConfigError(
+                    f"entry {key!r}: expected a string or a list of strings, got {raw!r}",
+                    module=cfg.module,
+                    key="entries",
+                )
+        self._entries = parsed
+
+    async def lookup(self, key: str) -> str | None:
+        values = self._entries.get(key)
+        return values[0] if values else None
+
+    async def lookup_multi(self, key: str) -> list[str]:
+        return list(self._entries.get(key, ()))
+
+
+def parse_table_file(text: str, source: str = "<table>") -> dict[str, list[str]]:
+    """Parse `key: value` lines; several values per key by repeating the key or by
+    separating values with commas. Blank lines and lines starting with "#" are skipped; a
+    key alone (`key` or `key:`) has the empty value.
+
+    Raises:
+        DataError: a line has an empty key; names the source and the line.
+    """
+    entries: dict[str, list[str]] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, _, rest = stripped.partition(":")
+        key = key.strip()
+        if not key:
+            raise DataError(f"{source}:{number}: a line needs a key before the colon: {line!r}")
+        values = [v.strip() for v in rest.split(",")] if rest.strip() else [""]
+        known = entries.setdefault(key, [])
+        known.extend(v for v in values if v not in known)
+    return entries
+
+
+def _format_table_file(entries: Mapping[str, Sequence[str]]) -> str:
+    lines = []
+    for key in sorted(entries):
+        for value in entries[key]:
+            lines.append(f"{key}: {value}" if value else key)
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+@final
+class FileTable(ModuleBase):
+    """`table.file`: a table read from a `key: value` file, reloaded when the file changes.
+
+    Settings: `file` (or the first inline argument), the path; `reload_interval`, how often
+    the file is checked for changes (default 5s). A reload reads the whole file before it
+    replaces what the table holds, so a lookup never sees a half-read file; a malformed
+    file is logged and the previous contents stay. Changes through `MutableTable` write a
+    temporary file and rename it into place.
+    """
+
+    def __init__(
+        self,
+        mod_name: str = "table.file",
+        inst_name: str = "",
+        aliases: Sequence[str] = (),
+        inline_args: Sequence[str] = (),
+    ) -> None:
+        super().__init__(mod_name, inst_name, aliases, inline_args)
+        self.path = ""
+        self._entries: dict[str, list[str]] = {}
+        self._stamp: tuple[int, int, int] | None = None
+        self._interval = 5.0
+        self._checked = 0.0
+        self._lock = threading.Lock()
+
+    def init(self, cfg: ConfigMap) -> None:
+        default = self.inline_args[0] if self.inline_args else None
+        path = cfg.string("file", default)
+        if not path:
+            raise ConfigError("required key is missing", module=cfg.module, key="file")
+        self.path = path
+        self._interval = cfg.duration(
+            "reload_interval", datetime.timedelta(seconds=5)
+        ).total_seconds()
+        try:
+            self._reload(force=True)
+        except (OSError, DataError) as exc:
+            raise ConfigError(str(exc), module=cfg.module, key="file") from exc
+
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _reload(self, *, force: bool = False) -> None:
+        stamp = self._file_stamp()
+        if not force and stamp == self._stamp:
+            return
+        if stamp is None:
+            entries: dict[str, list[str]] = {}
+        else:
+            with open(self.path, encoding="utf-8") as f:
+                entries = parse_table_file(f.read(), self.path)
+        with self._lock:
+            self._entries, self._stamp = entries, stamp
+
+    async def _fresh(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < self._interval:
+            return
+        self._checked = now
+        try:
+            await asyncio.to_thread(self._reload)
+        except (OSError, UnicodeDecodeError, DataError) as exc:
+            _log.error("table %s: keeping the old contents, reload failed: %s", self.path, exc)
+
+    async def lookup(self, key: str) -> str | None:
+        await self._fresh()
+        values = self._entries.get(key)
+        return values[0] if values else None
+
+    async def lookup_multi(self, key: str) -> list[str]:
+        await self._fresh()
+        return list(self._entries.get(key, ()))
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            return sorted(self._entries)
+
+    def set_key(self, k: str, v: str) -> None:
+        self._change(k, [v])
+
+    def remove_key(self, k: str) -> None:
+        self._change(k, None)
+
+    def _change(self, key: str, values: list[str] | None) -> None:
+        if not key.strip() or any(c in key for c in ":\r\n") or key.strip().startswith("#"):
+            raise DataError(f"table key {key!r} cannot be written to a table file")
+        if values and any(c in v for v in values for c in ",\r\n"):
+            raise DataError(f"table value for {key!r} cannot hold a comma or a line break")
+        with self._lock:
+            entries = dict(self._entries)
+            if values is None:
+                entries.pop(key, None)
+            else:
+                entries[key] = values
+            directory = os.path.dirname(os.path.abspath(self.path))
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=".table-", dir=directory)
+                try:
+                    with os.fdopen(fd, "w", encoding="utf-8") as f:
+                        f.write(_format_table_file(entries))
+                        f.flush()
+                        os.fsync(f.fileno())
+                    os.replace(tmp, self.path)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+                    raise
+            except OSError as exc:
+                raise StorageError(f"cannot write table file {self.path!r}: {exc}") from exc
+            self._entries = entries
+            self._stamp = self._file_stamp()
+
+
+@final
+class SQLTable(ModuleBase):
+    """`table.sql`: a table backed by SQL queries; SQLite (stdlib `sqlite3`) by default.
+
+    Settings: `driver` ("sqlite3"), `dsn` (the database file), `lookup` (a query with the
+    named parameter `:key`, returning the value in its first column), and for
+    `MutableTable`: `list` (all keys), `set` (`:key`, `:value`), `del` (`:key`); `init`,
+    statements run once at start. Queries run off the event loop. The same settings will
+    serve PostgreSQL through another driver.
+    """
+
+    def __init__(
+        self,
+        mod_name: str = "table.sql",
+        inst_name: str = "",
+        aliases: Sequence[str] = (),
+        inline_args: Sequence[str] = (),
+    ) -> None:
+        super().__init__(mod_name, inst_name, aliases, inline_args)
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._queries: dict[str, str] = {}
+
+    def init(self, cfg: ConfigMap) -> None:
+        driver = cfg.string("driver", "sqlite3")
+        if driver != "sqlite3":
+            raise ConfigError(
+                f"unsupported driver {driver!r} (sqlite3 is built in)",
+                module=cfg.module,
+                key="driver",
+            )
+        dsn = cfg.string("dsn")
+        self._queries = {"lookup": cfg.string("lookup")}
+        for name in ("list", "set", "del"):
+            query = cfg.string(name, None)
+            if query is not None:
+                self._queries[name] = query
+        raw_init = cfg.get("init", [])
+        statements = [raw_init] if isinstance(raw_init, str) else raw_init
+        if not isinstance(statements, list) or not all(isinstance(s, str) for s in statements):
+            raise ConfigError("expected SQL statements", module=cfg.module, key="init")
+        try:
+            self._db = sqlite3.connect(dsn, check_same_thread=False, isolation_level=None)
+            for statement in statements:
+                self._db.execute(statement)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"database {dsn!r}: {exc}", module=cfg.module, key="dsn") from exc
+
+    def _run(self, name: str, params: dict[str, str]) -> list[tuple[object, ...]]:
+        query = self._queries.get(name)
+        if query is None:
+            raise StorageError(f"table {self.instance_name()!r} has no {name!r} query")
+        if self._db is None:
+            raise StorageError(f"table {self.instance_name()!r} is not initialized")
+        try:
+            with self._lock:
+                return self._db.execute(query, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(
+                f"table {self.instance_name()!r}: {name} query failed: {exc}"
+            ) from exc
+
+    async def lookup(self, key: str) -> str | None:
+        rows = await asyncio.to_thread(self._run, "lookup", {"key": key})
+        return None if not rows else str(rows[0][0])
+
+    async def lookup_multi(self, key: str) -> list[str]:
+        rows = await asyncio.to_thread(self._run, "lookup", {"key": key})
+        return [str(r[0]) for r in rows]
+
+    def keys(self) -> list[str]:
+        return [str(r[0]) for r in self._run("list", {})]
+
+    def set_key(self, k: str, v: str) -> None:
+        self._run("set", {"key": k, "value": v})
+
+    def remove_key(self, k: str) -> None:
+        self._run("del", {"key": k})
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -1,0 +1,201 @@
+from __future__ import annotations
+
+import errno
+import mailbox
+import os
+from pathlib import Path
+
+import pytest
+
+from mailmodule import (
+    DeliveryTarget,
+    Header,
+    MemoryBuffer,
+    MsgMetadata,
+    PartialDelivery,
+    SMTPError,
+)
+from mailmodule.modules import MaildirTarget
+from mailmodule.pipeline import Destination, Pipeline
+from tests.modules_kit import build, new_registry
+
+BODY = b"Hello there.\r\n"
+
+
+def target(tmp_path: Path, **settings: object) -> MaildirTarget:
+    registry = new_registry()
+    build(
+        registry,
+        "table.static",
+        "mailboxes",
+        {"entries": {"joe": "joe", "ann": "ann", "jürgen": "juergen", "evil": "../escape"}},
+    )
+    built = build(
+        registry,
+        "target.maildir",
+        "local",
+        {"root": str(tmp_path / "mail"), "mailboxes": "&mailboxes", **settings},
+    )
+    assert isinstance(built, MaildirTarget)
+    assert isinstance(built, DeliveryTarget)
+    return built
+
+
+def header() -> Header:
+    return Header([("Subject", "Grüße"), ("From", "a@example.org")])
+
+
+def messages(tmp_path: Path, box: str, folder: str | None = None) -> list[mailbox.MaildirMessage]:
+    md = mailbox.Maildir(str(tmp_path / "mail" / box), create=False)
+    if folder is not None:
+        md = md.get_folder(folder)
+    return list(md)
+
+
+async def test_a_delivery_is_read_back_by_the_stdlib(tmp_path: Path) -> None:
+    maildir = target(tmp_path)
+    delivery = await maildir.start(MsgMetadata(id="m"), "a@example.org")
+    await delivery.add_rcpt("Joe@example.org")
+    await delivery.add_rcpt("ann@example.org")
+    await delivery.body(header(), MemoryBuffer(BODY))
+    assert messages(tmp_path, "joe") == []  # nothing visible before commit
+    await delivery.commit()
+    for box in ("joe", "ann"):
+        (msg,) = messages(tmp_path, box)
+        assert msg.get_payload(decode=True) == BODY.replace(b"\r\n", b"\n")
+        assert msg["From"] == "a@example.org"
+        (path,) = (tmp_path / "mail" / box / "new").iterdir()
+        assert path.read_bytes() == header().to_bytes() + BODY  # byte for byte on disk
+
+
+async def test_the_message_is_written_once_and_linked(tmp_path: Path) -> None:
+    maildir = target(tmp_path)
+    delivery = await maildir.start(MsgMetadata(id="m"), "a@example.org")
+    await delivery.add_rcpt("joe@example.org")
+    await delivery.add_rcpt("ann@example.org")
+    await delivery.body(header(), MemoryBuffer(BODY))
+    await delivery.commit()
+    (joe,) = (tmp_path / "mail" / "joe" / "new").iterdir()
+    (ann,) = (tmp_path / "mail" / "ann" / "new").iterdir()
+    assert joe.stat().st_ino == ann.stat().st_ino
+    assert joe.stat().st_nlink == 2
+
+
+async def test_unknown_recipients_are_refused_with_550_511(tmp_path: Path) -> None:
+    delivery = await target(tmp_path).start(MsgMetadata(id="m"), "a@x")
+    for rcpt in ("nobody@example.org", "evil@example.org", "not an address"):
+        with pytest.raises(SMTPError) as info:
+            await delivery.add_rcpt(rcpt)
+        assert (info.value.code, info.value.enhanced_code) == (550, (5, 1, 1))
+    await delivery.abort()
+    assert not (tmp_path / "escape").exists()
+
+
+async def test_recipients_with_odd_unicode_find_their_mailbox(tmp_path: Path) -> None:
+    delivery = await target(tmp_path).start(MsgMetadata(id="m"), "a@x")
+    await delivery.add_rcpt("J\u00fcrgen@example.org")  # precomposed
+    await delivery.add_rcpt("ju\u0308rgen@EXAMPLE.org")  # decomposed: the same mailbox
+    await delivery.body(header(), MemoryBuffer(BODY))
+    await delivery.commit()
+    assert len(messages(tmp_path, "juergen")) == 1
+
+
+async def test_abort_leaves_nothing_behind(tmp_path: Path) -> None:
+    delivery = await target(tmp_path).start(MsgMetadata(id="m"), "a@x")
+    await delivery.add_rcpt("joe@example.org")
+    await delivery.body(header(), MemoryBuffer(BODY))
+    await delivery.abort()
+    for sub in ("tmp", "new", "cur"):
+        assert os.listdir(tmp_path / "mail" / "joe" / sub) == []
+
+
+async def test_a_quarantined_message_goes_to_the_junk_folder(tmp_path: Path) -> None:
+    meta = MsgMetadata(id="m", quarantine=True)
+    delivery = await target(tmp_path).start(meta, "a@x")
+    await delivery.add_rcpt("joe@example.org")
+    await delivery.body(header(), MemoryBuffer(BODY))
+    await delivery.commit()
+    assert messages(tmp_path, "joe") == []
+    assert len(messages(tmp_path, "joe", folder="Junk")) == 1
+
+
+async def test_a_full_disk_fails_only_the_recipients_it_hits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_link = os.link
+
+    def link(src: str, dst: str, *args: object, **kwargs: object) -> None:
+        if "/ann/" in dst:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_link(src, dst)
+
+    monkeypatch.setattr(os, "link", link)
+    delivery = await target(tmp_path).start(MsgMetadata(id="m"), "a@x")
+    assert isinstance(delivery, PartialDelivery)
+    await delivery.add_rcpt("joe@example.org")
+    await delivery.add_rcpt("ann@example.org")
+    statuses: dict[str, Exception | None] = {}
+
+    class Collector:
+        def set_status(self, rcpt_to: str, err: Exception | None) -> None:
+            statuses[rcpt_to] = err
+
+    await delivery.body_non_atomic(Collector(), header(), MemoryBuffer(BODY))
+    await delivery.commit()
+    assert list(statuses) == ["ann@example.org"]
+    err = statuses["ann@example.org"]
+    assert isinstance(err, SMTPError)
+    assert (err.code, err.enhanced_code) == (452, (4, 3, 1))
+    assert len(messages(tmp_path, "joe")) == 1
+    assert messages(tmp_path, "ann") == []
+
+
+async def test_a_failed_atomic_body_raises_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_space(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "link", no_space)
+    delivery = await target(tmp_path).start(MsgMetadata(id="m"), "a@x")
+    await delivery.add_rcpt("joe@example.org")
+    await delivery.add_rcpt("ann@example.org")
+    with pytest.raises(SMTPError, match="Mail system full"):
+        await delivery.body(header(), MemoryBuffer(BODY))
+    with pytest.raises(SMTPError, match="Bad sequence"):
+        await delivery.commit()
+    await delivery.abort()
+    assert os.listdir(tmp_path / "mail" / "joe" / "tmp") == []
+
+
+async def test_without_a_table_the_local_part_is_the_mailbox(tmp_path: Path) -> None:
+    maildir = build(new_registry(), "target.maildir", "m", {"root": str(tmp_path / "mail")})
+    assert isinstance(maildir, MaildirTarget)
+    delivery = await maildir.start(MsgMetadata(id="m"), "a@x")
+    await delivery.add_rcpt("Bob@Example.org")
+    with pytest.raises(SMTPError):
+        await delivery.add_rcpt(".hidden@example.org")
+    await delivery.body(header(), MemoryBuffer(BODY))
+    await delivery.commit()
+    assert len(messages(tmp_path, "bob")) == 1
+
+
+async def test_maildir_behind_a_pipeline_delivers_what_checks_and_modifiers_made(
+    tmp_path: Path,
+) -> None:
+    registry = new_registry()
+    build(
+        registry,
+        "table.static",
+        "aliases",
+        {"entries": {"team@example.org": ["joe@example.org", "ann@example.org"]}},
+    )
+    rewrite = build(registry, "modify.replace_rcpt", "alias", {"table": "&aliases"})
+    maildir = build(registry, "target.maildir", "local", {"root": str(tmp_path / "mail")})
+    assert isinstance(maildir, MaildirTarget)
+    pipeline = Pipeline(modifiers=[rewrite], default=Destination(targets=[maildir]))  # type: ignore[list-item]
+    delivery = await pipeline.start(MsgMetadata(id="m"), "a@example.org")
+    await delivery.add_rcpt("team@example.org")
+    await delivery.body(header(), MemoryBuffer(BODY))
+    await delivery.commit()
+    assert len(messages(tmp_path, "joe")) == len(messages(tmp_path, "ann")) == 1
