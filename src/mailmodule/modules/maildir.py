@@ -57,9 +57,12 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _ensure_maildir(path: str) -> None:
+def _ensure_maildir(path: str, known: set[str]) -> None:
+    if path in known:
+        return
     for sub in ("cur", "new", "tmp"):
         os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)
+    known.add(path)
 
 
 @final
@@ -91,6 +94,7 @@ class MaildirTarget(ModuleBase):
         self.mailboxes: Table | None = None
         self.lookup_by = "local_part"
         self.junk_folder = "Junk"
+        self.known_dirs: set[str] = set()  # Maildirs known to exist: no mkdir per message
 
     def init(self, cfg: ConfigMap) -> None:
         root = cfg.string("root", self.inline_args[0] if self.inline_args else "")
@@ -184,9 +188,10 @@ class _MaildirDelivery:
             folder = self._folder(mailbox)
             tmp = os.path.join(folder, "tmp", self._name)
             try:
-                _ensure_maildir(os.path.join(self._t.root, mailbox))
-                if folder != os.path.join(self._t.root, mailbox):  # a Maildir++ folder
-                    _ensure_maildir(folder)
+                known = self._t.known_dirs
+                _ensure_maildir(os.path.join(self._t.root, mailbox), known)
+                if folder != os.path.join(self._t.root, mailbox) and folder not in known:
+                    _ensure_maildir(folder, known)  # a Maildir++ folder
                     open(os.path.join(folder, "maildirfolder"), "ab").close()
                 if first is None:
                     self._write(tmp, header, body)
