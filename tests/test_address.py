@@ -19,7 +19,7 @@ from mailmodule.address import (
     to_ascii,
     unquote_local_part,
 )
-from tests.strategies import addresses, domains
+from mailmodule.testing.strategies import addresses, domains
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from mailmodule import HeaderError
 from mailmodule.header import Header, HeaderField, read_header
-from tests.strategies import field_names, field_values, raw_headers
+from mailmodule.testing.strategies import field_names, field_values, raw_headers
 
 MESSAGE = (
     b"Received: from mx.example.org\r\n"

@@ -27,7 +27,13 @@ from mailmodule.metadata import (
     TLSState,
     generate_msg_id,
 )
-from tests.strategies import conn_states, json_text, msg_metadata, queue_metadata, timestamps
+from mailmodule.testing.strategies import (
+    conn_states,
+    json_text,
+    msg_metadata,
+    queue_metadata,
+    timestamps,
+)
 
 # A document as maddy's queue writes it (Go's encoding/json, json.Encoder).
 MADDY_META = (

@@ -1,10 +1,17 @@
-"""Hypothesis strategies shared by the tests."""
+"""Hypothesis strategies for mail data: addresses, domains, headers, bodies, metadata.
+
+from hypothesis import given
+from mailmodule.testing import strategies as mst
+
+@given(mst.addresses)
+def test_my_table_never_crashes(addr): ...
+"""
 
 from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from mailmodule import SMTPError
+from mailmodule.errors import SMTPError
 from mailmodule.metadata import (
     BODY_TYPES,
     DSN_RETURN,
@@ -18,6 +25,35 @@ from mailmodule.metadata import (
     Timestamp,
     TLSState,
 )
+
+__all__ = [
+    "FIELD_NAME_CHARS",
+    "addresses",
+    "ascii_labels",
+    "bodies",
+    "conn_states",
+    "domains",
+    "dot_atoms",
+    "eols",
+    "field_names",
+    "field_values",
+    "json_text",
+    "json_values",
+    "local_parts",
+    "mail_options",
+    "msg_metadata",
+    "postmasters",
+    "queue_metadata",
+    "quoted_locals",
+    "raw_fields",
+    "raw_headers",
+    "rcpt_options",
+    "smtp_errors",
+    "timestamps",
+    "tls_states",
+    "unicode_labels",
+    "unicode_locals",
+]
 
 FIELD_NAME_CHARS = "".join(chr(c) for c in range(0x21, 0x7F) if c != 0x3A)
 
@@ -53,6 +89,12 @@ def raw_headers(draw: st.DrawFn) -> bytes:
     fields = draw(st.lists(raw_fields(eol), max_size=12))
     return b"".join(fields) + eol
 
+
+#: Message bodies: CRLF lines of printable text, sometimes 8-bit, sometimes without a final
+#: line break.
+bodies = st.lists(
+    st.text(st.characters(exclude_categories=["Cs", "Cc"]), max_size=80), max_size=20
+).map(lambda lines: "\r\n".join(lines).encode("utf-8"))
 
 ascii_labels = st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?\Z")
 unicode_labels = st.sampled_from(["bücher", "пример", "例え", "ドメイン", "straße", "ñandú"])

@@ -1,0 +1,96 @@
+"""The pytest plugin of mailmodule, loaded through the `pytest11` entry point.
+
+Fixtures:
+    mailmodule_registry: a fresh `Registry` with the reference modules, isolated from the
+        default registry and from installed plugins.
+    make_msg_metadata: builds `MsgMetadata` with a new message id; keywords set fields.
+    dummy: a `Dummy` module.
+    make_pipeline: builds a `Pipeline` from checks, modifiers and targets (all recipients
+        go to the targets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+import pytest
+
+from mailmodule.dummy import Dummy
+from mailmodule.interfaces import Check, DeliveryTarget, Modifier
+from mailmodule.metadata import MsgMetadata, generate_msg_id
+from mailmodule.pipeline import CheckSpec, Destination, Pipeline
+from mailmodule.registry import Registry
+
+__all__ = [
+    "MsgMetadataFactory",
+    "PipelineBuilder",
+    "dummy",
+    "mailmodule_registry",
+    "make_msg_metadata",
+    "make_pipeline",
+]
+
+
+@pytest.fixture
+def mailmodule_registry() -> Registry:
+    """A registry of its own for one test, with the reference modules registered."""
+    from mailmodule.modules import register_reference_modules
+
+    registry = Registry(discover_plugins=False)
+    registry.register("dummy", Dummy)
+    register_reference_modules(registry)
+    return registry
+
+
+class MsgMetadataFactory(Protocol):
+    def __call__(self, **fields: object) -> MsgMetadata: ...
+
+
+class PipelineBuilder(Protocol):
+    def __call__(
+        self,
+        *,
+        targets: Iterable[DeliveryTarget],
+        checks: Iterable[Check | CheckSpec] = (),
+        modifiers: Iterable[Modifier] = (),
+        hostname: str = "mx.test",
+    ) -> Pipeline: ...
+
+
+@pytest.fixture
+def make_msg_metadata() -> MsgMetadataFactory:
+    """`make_msg_metadata(original_from="a@example.org", ...)`: a MsgMetadata with a new id."""
+
+    def make(**fields: object) -> MsgMetadata:
+        fields.setdefault("id", generate_msg_id())
+        return MsgMetadata(**fields)  # type: ignore[arg-type]  # keywords checked by attrs
+
+    return make
+
+
+@pytest.fixture
+def dummy() -> Dummy:
+    """A `Dummy`: accepts every delivery and login, finds nothing."""
+    return Dummy()
+
+
+@pytest.fixture
+def make_pipeline() -> PipelineBuilder:
+    """`make_pipeline(targets=[...], checks=[...], modifiers=[...], **pipeline_args)`."""
+
+    def make(
+        *,
+        targets: Iterable[DeliveryTarget],
+        checks: Iterable[Check | CheckSpec] = (),
+        modifiers: Iterable[Modifier] = (),
+        hostname: str = "mx.test",
+    ) -> Pipeline:
+        return Pipeline(
+            checks=checks,
+            modifiers=modifiers,
+            default=Destination(targets=list(targets)),
+            hostname=hostname,
+        )
+
+    return make

@@ -1,0 +1,57 @@
+"""The pytest plugin's fixtures and the strategies the kit ships."""
+
+from __future__ import annotations
+
+from hypothesis import given
+
+from mailmodule import ConnState, Dummy, Header, MemoryBuffer, MsgMetadata, Registry, address
+from mailmodule.header import read_header
+from mailmodule.testing import strategies as mst
+from mailmodule.testing.plugin import MsgMetadataFactory, PipelineBuilder
+
+
+def test_the_registry_fixture_is_isolated_and_has_the_reference_modules(
+    mailmodule_registry: Registry,
+) -> None:
+    assert "target.maildir" in mailmodule_registry.modules()
+    assert mailmodule_registry.instances() == ()
+    mailmodule_registry.register("check.only_here", Dummy)
+    import mailmodule
+
+    assert not mailmodule.has_instance("check.only_here")
+
+
+def test_the_metadata_factory_gives_fresh_ids(make_msg_metadata: MsgMetadataFactory) -> None:
+    one, two = make_msg_metadata(), make_msg_metadata(original_from="a@example.org")
+    assert one.id != two.id
+    assert two.original_from == "a@example.org"
+
+
+async def test_the_pipeline_builder_and_dummy_deliver(
+    make_pipeline: PipelineBuilder, dummy: Dummy
+) -> None:
+    pipeline = make_pipeline(targets=[dummy])
+    delivery = await pipeline.start(MsgMetadata(id="m"), "a@example.org")
+    await delivery.add_rcpt("b@example.org")
+    await delivery.body(Header(), MemoryBuffer(b"x"))
+    await delivery.commit()
+
+
+@given(mst.addresses)
+def test_generated_addresses_split(addr: str) -> None:
+    local, domain = address.split(addr)
+    assert local
+    assert domain or addr.lower() == "postmaster"
+
+
+@given(mst.raw_headers(), mst.bodies)
+def test_generated_messages_parse(block: bytes, body: bytes) -> None:
+    header, offset = read_header(block + body)
+    assert header.to_bytes() == block
+    assert (block + body)[offset:] == body
+
+
+@given(mst.msg_metadata, mst.conn_states)
+def test_generated_metadata_survives_json(meta: MsgMetadata, conn: ConnState) -> None:
+    meta.conn = conn
+    assert MsgMetadata.from_json(meta.to_json(with_conn=True)) == meta
