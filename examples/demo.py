@@ -1,83 +1,87 @@
-"""The main job until the SMTP endpoint exists: show what mailmodule does today."""
+"""`make demo`: a mail server composed from examples/demo.toml, on loopback, receiving mail.
+
+It starts the server on a free port, sends messages with the stdlib's smtplib (one a check
+rejects, one it quarantines, one to an alias, one that is not ours to take), prints where
+each landed with its Authentication-Results field, and stops the server.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import pickle
+import email
+import email.policy
+import smtplib
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
 
-from mailmodule import (
-    DeliveryTarget,
-    Dummy,
-    MsgMetadata,
-    QueueMetadata,
-    Registry,
-    SMTPError,
-    Timestamp,
-    address,
-    buffer_body,
-    generate_msg_id,
-    read_header,
-)
-from mailmodule.buffer import read_all
+from mailmodule.server import Server
 
-MESSAGE = (
-    b"From: =?utf-8?q?J=C3=B6rg?= <jorg@XN--BCHER-KVA.example>\r\n"
-    b"To: Joe <Joe@Example.ORG>\r\n"
-    b"Subject: Hello\r\n"
-    b"DKIM-Signature: v=1; d=xn--bcher-kva.example;\r\n  b=kept byte for byte\r\n"
-    b"\r\n"
-    b"Hi Joe!\r\n"
-)
+HERE = Path(__file__).resolve().parent
+MESSAGES = [
+    ("joe@example.org", "Lunch on Friday?", "Shall we try the new place?"),
+    ("team@example.org", "Release notes", "Version 1.0 is out."),
+    ("ann@example.org", "Cheap watches", "SPAM SPAM SPAM"),
+    ("joe@example.org", "Invoice", "Open the attached VIRUS now."),
+    ("someone@elsewhere.example", "Relay attempt", "Please forward."),
+]
 
 
-async def main() -> None:
-    header, offset = read_header(MESSAGE)
-    print(f"parsed {len(header)} header fields; the body starts at byte {offset}")
-    header.add("Received", "from localhost by demo")
-    print(f"a Received field goes on top: {[f.name for f in header]}")
-    exact = header.fields()[1:] == read_header(MESSAGE)[0].fields()
-    print(f"the other fields are kept byte for byte: {exact}")
+def send(host: str, port: int) -> list[str]:
+    """Each message's final SMTP reply (to RCPT TO when refused there, else to DATA)."""
+    replies = []
+    with smtplib.SMTP(host, port, timeout=30) as client:
+        client.ehlo("client.demo.test")
+        for rcpt, subject, text in MESSAGES:
+            msg = f"From: demo@example.net\r\nTo: {rcpt}\r\nSubject: {subject}\r\n\r\n{text}\r\n"
+            client.mail("demo@example.net")
+            code, reply = client.rcpt(rcpt)
+            if code < 400:
+                code, reply = client.data(msg.encode())
+            else:
+                client.rset()
+            replies.append(f"{code} {reply.decode()}")
+    return replies
 
-    for addr in ("jorg@XN--BCHER-KVA.example", "Joe@Example.ORG."):
-        print(
-            f"{addr!r}: clean {address.clean_domain(addr)!r}, "
-            f"lookup key {address.for_lookup(addr)!r}, ascii {address.to_ascii(addr)!r}"
-        )
 
-    body = await buffer_body(MESSAGE[offset:])
-    print(f"buffered the body ({len(body)} bytes) as {type(body).__name__}: {read_all(body)!r}")
-    body.remove()
+def landed(root: Path) -> dict[str, list[tuple[str, str]]]:
+    """Subject -> (mailbox/folder, Authentication-Results) for every delivered file."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for path in sorted(root.rglob("new/*")):
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        where = str(path.parent.parent.relative_to(root))
+        auth = " ".join(str(msg.get("Authentication-Results", "-")).split())
+        found.setdefault(str(msg["Subject"]), []).append((where, auth))
+    return found
 
-    err = SMTPError(550, (5, 1, 1), "No such user here", target_name="target.maildir")
-    print(f"an SMTP error reads like its reply: {err}")
-    print(f"it crosses process boundaries intact: {pickle.loads(pickle.dumps(err)) == err}")
 
-    meta = MsgMetadata(id=generate_msg_id(), original_from="jorg@bücher.example")
-    copy = meta.deep_copy()
-    copy.original_rcpts = {"joe@example.org": "Joe@Example.ORG"}
-    print(f"message {meta.id}: a deep copy changes alone: {meta.original_rcpts is None}")
-    queue = QueueMetadata(
-        msg_meta=meta,
-        from_=meta.original_from,
-        to=["joe@example.org"],
-        rcpt_errs={"joe@example.org": SMTPError(451, (4, 4, 2), "Try later")},
-        first_attempt=Timestamp.parse("2026-11-24T10:00:00.123456789+03:00"),
-    )
-    doc = queue.to_json()
-    print(f"maddy's queue file, as Go writes it: {doc[:60]!r}...")
-    print(f"read back equal: {QueueMetadata.from_json(doc) == queue}")
-
-    registry = Registry()
-    registry.register_instance(Dummy("dummy", "local_mailboxes"), {})
-    registry.register_alias("local", "local_mailboxes")
-    target = registry.get_instance("local")
-    assert isinstance(target, DeliveryTarget)
-    delivery = await target.start(meta, meta.original_from)
-    await delivery.add_rcpt("joe@example.org")
-    await delivery.body(header, await buffer_body(MESSAGE[offset:]))
-    await delivery.commit()
-    print(f"delivered through the registry's {target!r}: {dict(registry.initialized())}")
+async def main() -> int:
+    config = HERE / "demo.toml"
+    data = tomllib.loads(config.read_text())
+    with tempfile.TemporaryDirectory(prefix="mailmodule-demo-") as tmp:
+        data["modules"]["local"]["root"] = tmp
+        data["modules"]["content_filter"]["command"][0] = sys.executable
+        server = Server(data, source=str(config))
+        server.initialize()
+        ((_, host, port),) = await server.start()
+        print(f"server from {config.name} listening on {host}:{port}\n")
+        try:
+            replies = await asyncio.to_thread(send, host, port)
+        finally:
+            await server.stop()
+        where = landed(Path(tmp))
+        print(f"{'to':<26} {'subject':<17} {'SMTP reply':<46} landed in")
+        for (rcpt, subject, _), reply in zip(MESSAGES, replies, strict=True):
+            places = where.get(subject, [])
+            first = ", ".join(p for p, _ in places) or "nowhere"
+            print(f"{rcpt:<26} {subject:<17} {reply[:46]:<46} {first}")
+            if places:
+                print(f"{'':<26} Authentication-Results: {places[0][1]}")
+        quarantined = [s for s, p in where.items() if any("Junk" in w for w, _ in p)]
+        print(f"\nquarantined: {quarantined}; server stopped, modules closed.")
+    return 0
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(asyncio.run(main()))

@@ -508,7 +508,7 @@ async def test_body_non_atomic_fails_every_recipient_of_a_failing_atomic_target(
     await delivery.add_rcpt("y@good.example")
     bad.deliveries[0].body = refuse  # type: ignore[method-assign]  # injected fault
     collector = Collector()
-    await delivery.body_non_atomic(collector, header(), BODY)  # type: ignore[attr-defined]
+    await delivery.body_non_atomic(collector, header(), BODY)
     await delivery.commit()
     statuses = dict(collector.statuses)
     assert str(statuses["x@bad.example"]) == "451 4.3.0 try later"

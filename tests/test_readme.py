@@ -31,7 +31,10 @@ def test_demo_example_runs_and_reports_what_it_did() -> None:
         check=True,
         timeout=60,
     ).stdout
-    assert "550 5.1.1" in out
+    assert "550 5.7.1 Message rejected by a content check" in out
+    assert "ann/.Junk" in out  # the quarantined message
+    assert "Authentication-Results: mx.demo.test; iprev=pass" in out
+    assert "550 5.1.2" in out
 
 
 def test_examples_import_cleanly() -> None:

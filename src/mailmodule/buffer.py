@@ -141,7 +141,7 @@ def read_all(buf: Buffer) -> bytes:
 
 
 async def buffer_body(
-    source: AsyncReader | AsyncIterable[bytes] | bytes,
+    source: AsyncReader | AsyncIterable[bytes] | bytes | bytearray | memoryview,
     *,
     max_memory: int = DEFAULT_MAX_MEMORY,
     directory: str | os.PathLike[str] | None = None,

@@ -15,6 +15,7 @@ from mailmodule.modules.blobstore import FSBlobStore as FSBlobStore
 from mailmodule.modules.blobstore import MemoryBlobStore as MemoryBlobStore
 from mailmodule.modules.checks import AuthorizeSender as AuthorizeSender
 from mailmodule.modules.checks import CommandCheck as CommandCheck
+from mailmodule.modules.checks import IPRevCheck as IPRevCheck
 from mailmodule.modules.maildir import MaildirTarget as MaildirTarget
 from mailmodule.modules.modifiers import ReplaceAddress as ReplaceAddress
 from mailmodule.modules.pass_table import PassTable as PassTable
@@ -23,6 +24,7 @@ from mailmodule.modules.pass_table import verify_password as verify_password
 from mailmodule.modules.tables import FileTable as FileTable
 from mailmodule.modules.tables import SQLTable as SQLTable
 from mailmodule.modules.tables import StaticTable as StaticTable
+from mailmodule.modules.tls_loader import FileTLSLoader as FileTLSLoader
 
 register_reference_modules()
 
@@ -31,7 +33,9 @@ __all__ = [
     "AuthorizeSender",
     "CommandCheck",
     "FSBlobStore",
+    "FileTLSLoader",
     "FileTable",
+    "IPRevCheck",
     "MaildirTarget",
     "MemoryBlobStore",
     "PassTable",

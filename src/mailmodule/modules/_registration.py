@@ -7,11 +7,12 @@ from typing import Final
 from mailmodule.errors import DuplicateModuleError
 from mailmodule.interfaces import ModuleFactory
 from mailmodule.modules.blobstore import FSBlobStore, MemoryBlobStore
-from mailmodule.modules.checks import AuthorizeSender, CommandCheck
+from mailmodule.modules.checks import AuthorizeSender, CommandCheck, IPRevCheck
 from mailmodule.modules.maildir import MaildirTarget
 from mailmodule.modules.modifiers import ReplaceAddress
 from mailmodule.modules.pass_table import PassTable
 from mailmodule.modules.tables import FileTable, SQLTable, StaticTable
+from mailmodule.modules.tls_loader import FileTLSLoader
 from mailmodule.registry import Registry, default_registry
 
 __all__ = ["REFERENCE_MODULES", "register_reference_modules"]
@@ -26,8 +27,10 @@ REFERENCE_MODULES: Final[dict[str, ModuleFactory]] = {
     "auth.pass_table": PassTable,
     "check.command": CommandCheck,
     "check.authorize_sender": AuthorizeSender,
+    "check.iprev": IPRevCheck,
     "modify.replace_rcpt": ReplaceAddress,
     "modify.replace_sender": ReplaceAddress,
+    "tls.loader.file": FileTLSLoader,
 }
 
 

@@ -8,7 +8,7 @@ import datetime
 import logging
 import os
 import shlex
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Final, final
 
 from mailmodule import address
@@ -20,7 +20,7 @@ from mailmodule.interfaces import CheckResult, MultiTable, Table
 from mailmodule.metadata import MsgMetadata
 from mailmodule.modules._base import ModuleBase
 
-__all__ = ["AuthorizeSender", "CommandCheck"]
+__all__ = ["AuthorizeSender", "CommandCheck", "IPRevCheck"]
 
 _log = logging.getLogger("mailmodule.modules.checks")
 _NOTHING: Final = CheckResult()
@@ -262,3 +262,98 @@ def _parse_from(value: str) -> tuple[str, str]:
     except AddressError:
         return name, ""
     return name, addr
+
+
+@final
+class IPRevCheck(ModuleBase):
+    """`check.iprev`: the client's reverse DNS must point back to its address (RFC 8601
+    iprev), reported in Authentication-Results.
+
+    The name comes from `ConnState.rdns_name` (looked up by the endpoint); the forward
+    lookup uses dnspython. Loopback clients pass as "localhost" without a query. A client
+    that fails carries a 550 5.7.25 reason, so the configured fail action decides; a DNS
+    error is "temperror" and passes. Settings: `timeout` (default 5s).
+    """
+
+    def __init__(
+        self,
+        mod_name: str = "check.iprev",
+        inst_name: str = "",
+        aliases: Sequence[str] = (),
+        inline_args: Sequence[str] = (),
+    ) -> None:
+        super().__init__(mod_name, inst_name, aliases, inline_args)
+        self.timeout = 5.0
+
+    def init(self, cfg: ConfigMap) -> None:
+        self.timeout = cfg.duration("timeout", datetime.timedelta(seconds=5)).total_seconds()
+
+    async def check_state_for_msg(self, msg_meta: MsgMetadata) -> _IPRevState:
+        return _IPRevState(self, msg_meta)
+
+
+async def _forward_ips(name: str, lifetime: float) -> set[str]:
+    import dns.asyncresolver
+    import dns.exception
+
+    found: set[str] = set()
+    for rdtype in ("A", "AAAA"):
+        try:
+            answer = await dns.asyncresolver.resolve(name, rdtype, lifetime=lifetime)
+        except (dns.exception.DNSException, OSError):
+            continue
+        found.update(str(r) for r in answer)
+    return found
+
+
+@final
+class _IPRevState:
+    def __init__(self, check: IPRevCheck, meta: MsgMetadata) -> None:
+        self._check = check
+        self._conn = meta.conn
+
+    async def check_connection(self) -> CheckResult:
+        from authres import AuthenticationResult, AuthenticationResultProperty
+
+        conn = self._conn
+        if conn is None or conn.rdns_name is None or conn.remote_ip is None:
+            return _NOTHING  # not a network client: iprev does not apply
+        ip = conn.remote_ip
+        try:
+            name = await asyncio.wait_for(_shielded(conn.rdns_name), self._check.timeout)
+        except TimeoutError:
+            name, outcome = None, "temperror"
+        else:
+            outcome = "fail"
+        if name is not None and await self._confirms(name, str(ip), ip.is_loopback):
+            outcome = "pass"
+        prop = AuthenticationResultProperty("policy", "iprev", str(ip), name)
+        result = AuthenticationResult("iprev", result=outcome, properties=[prop])
+        if outcome != "fail":
+            return CheckResult(auth_result=[result])
+        reason = SMTPError(550, (5, 7, 25), "Reverse DNS does not match the client address")
+        return CheckResult(auth_result=[result], reason=reason)
+
+    async def _confirms(self, name: str, ip: str, loopback: bool) -> bool:
+        if loopback and name == "localhost":
+            return True
+        return ip in await _forward_ips(name, self._check.timeout)
+
+    async def check_sender(self, mail_from: str) -> CheckResult:
+        return _NOTHING
+
+    async def check_rcpt(self, rcpt_to: str) -> CheckResult:
+        return _NOTHING
+
+    async def check_body(self, header: Header, body: Buffer) -> CheckResult:
+        return _NOTHING
+
+    def close(self) -> None:
+        pass
+
+
+async def _shielded(name: Awaitable[str | None]) -> str | None:
+    # Several checks may await the same lookup: never cancel it for the others.
+    if isinstance(name, asyncio.Future):
+        return await asyncio.shield(name)
+    return await name

@@ -13,6 +13,7 @@ from mailmodule.pipeline._checks import FailAction as FailAction
 from mailmodule.pipeline._pipeline import ABORT_TIMEOUT as ABORT_TIMEOUT
 from mailmodule.pipeline._pipeline import Destination as Destination
 from mailmodule.pipeline._pipeline import Pipeline as Pipeline
+from mailmodule.pipeline._pipeline import PipelineDelivery as PipelineDelivery
 
 __all__ = [
     "ABORT_TIMEOUT",
@@ -20,6 +21,7 @@ __all__ = [
     "Destination",
     "FailAction",
     "Pipeline",
+    "PipelineDelivery",
     "format_authentication_results",
     "parse_authentication_results",
 ]

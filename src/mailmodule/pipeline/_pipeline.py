@@ -30,7 +30,7 @@ from mailmodule.pipeline import _eager
 from mailmodule.pipeline._authresults import format_authentication_results
 from mailmodule.pipeline._checks import CheckRunner, CheckSpec, as_spec
 
-__all__ = ["Destination", "Pipeline"]
+__all__ = ["Destination", "Pipeline", "PipelineDelivery"]
 
 _log = logging.getLogger("mailmodule.pipeline")
 _T = TypeVar("_T")
@@ -257,14 +257,14 @@ class Pipeline:
 
     # DeliveryTarget
 
-    async def start(self, msg_meta: MsgMetadata, mail_from: str) -> Delivery:
+    async def start(self, msg_meta: MsgMetadata, mail_from: str) -> PipelineDelivery:
         """Begin a message: run connection and sender checks, rewrite the sender.
 
         Raises:
             SMTPError: a check refused the connection or sender, or a modifier failed.
                 Nothing is left open.
         """
-        delivery = _PipelineDelivery(self, msg_meta.deep_copy(), mail_from)
+        delivery = PipelineDelivery(self, msg_meta.deep_copy(), mail_from)
         try:
             await delivery.begin()
         except BaseException:
@@ -353,8 +353,12 @@ _OPEN, _BODY_OK, _FAILED, _DONE = "open", "body ok", "failed", "done"
 
 
 @final
-class _PipelineDelivery:
-    """One message in a Pipeline. Implements Delivery and PartialDelivery."""
+class PipelineDelivery:
+    """One message in a Pipeline. Implements Delivery and PartialDelivery.
+
+    `meta` is this message's own MsgMetadata copy, which the targets see: a message source
+    may record per-recipient options in `meta.rcpt_opts` before `add_rcpt`.
+    """
 
     def __init__(self, pipeline: Pipeline, meta: MsgMetadata, mail_from: str) -> None:
         self._p = pipeline
@@ -370,6 +374,10 @@ class _PipelineDelivery:
         self._runs: dict[int, _TargetRun] = {}
         self._accepted: dict[str, str] = {}  # lookup key -> recipient as the client gave it
         self._state = _OPEN
+
+    @property
+    def meta(self) -> MsgMetadata:
+        return self._meta
 
     # Stages
 

@@ -1,0 +1,202 @@
+"""The `mailmodule` command line.
+
+    mailmodule modules                  registered modules by prefix, plugins included
+    mailmodule serve -c mail.toml       run the server until SIGTERM or SIGINT
+    mailmodule check-config -c FILE     initialize everything (no_run), start nothing
+    mailmodule deliver -c FILE --from A --to B [--to C] < message
+    mailmodule meta show FILE           a maddy queue .meta file, pretty-printed
+
+Exit codes, for scripts: 0 success; 1 a recipient or the message was refused; 2 usage
+error; 65 malformed input data; 75 temporary failure (try again); 78 configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final, TextIO
+
+from mailmodule.errors import ConfigError, DataError, SMTPError, StorageError
+
+if TYPE_CHECKING:
+    from mailmodule.server import Server
+
+__all__ = ["EX_CONFIG", "EX_DATAERR", "EX_REFUSED", "EX_TEMPFAIL", "EX_USAGE", "main"]
+
+EX_REFUSED: Final = 1
+EX_USAGE: Final = 2
+EX_DATAERR: Final = 65
+EX_TEMPFAIL: Final = 75
+EX_CONFIG: Final = 78
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mailmodule",
+        description="Compose and run mail servers from mailmodule modules.",
+        epilog="Exit codes: 0 ok, 1 refused, 2 usage, 65 bad data, 75 try again, 78 bad config.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("modules", help="list registered modules by prefix, plugins included")
+    serve = sub.add_parser("serve", help="run the server until SIGTERM or SIGINT")
+    serve.add_argument("-c", "--config", required=True, help="the TOML configuration file")
+    check = sub.add_parser("check-config", help="initialize everything, start nothing")
+    check.add_argument("-c", "--config", required=True, help="the TOML configuration file")
+    deliver = sub.add_parser("deliver", help="one message from standard input through the pipeline")
+    deliver.add_argument("-c", "--config", required=True, help="the TOML configuration file")
+    deliver.add_argument("--from", dest="sender", required=True, help="the envelope sender")
+    deliver.add_argument("--to", dest="rcpts", action="append", required=True, help="a recipient")
+    meta = sub.add_parser("meta", help="maddy queue metadata")
+    meta_sub = meta.add_subparsers(dest="meta_command", required=True, metavar="ACTION")
+    show = meta_sub.add_parser("show", help="pretty-print a .meta file")
+    show.add_argument("file", help="the .meta file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "modules":
+            return _modules(sys.stdout)
+        if args.command == "serve":
+            return asyncio.run(_serve(args.config))
+        if args.command == "check-config":
+            return _check_config(args.config)
+        if args.command == "deliver":
+            data = sys.stdin.buffer.read()
+            return asyncio.run(_deliver(args.config, args.sender, args.rcpts, data, sys.stdout))
+        return _meta_show(args.file, sys.stdout)
+    except ConfigError as exc:
+        print(f"mailmodule: configuration error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except DataError as exc:
+        print(f"mailmodule: malformed data: {exc}", file=sys.stderr)
+        return EX_DATAERR
+    except StorageError as exc:
+        print(f"mailmodule: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
+
+
+def _modules(out: TextIO) -> int:
+    import mailmodule.endpoint  # registers the endpoints
+    import mailmodule.modules  # noqa: F401  # registers the reference modules
+    from mailmodule.registry import PREFIXES, default_registry
+
+    for error in default_registry.load_plugins():
+        print(f"warning: {error}", file=sys.stderr)
+    names = default_registry.modules()
+    for prefix, interfaces in PREFIXES:
+        mine = [n for n in names if n.startswith(prefix)]
+        if mine:
+            kinds = " or ".join(i.__name__ for i in interfaces)
+            print(f"{prefix}*  ({kinds})", file=out)
+            for name in mine:
+                print(f"  {name}", file=out)
+    others = [n for n in names if not any(n.startswith(p) for p, _ in PREFIXES)]
+    if others:
+        print("other", file=out)
+        for name in others:
+            print(f"  {name}", file=out)
+    print("endpoints", file=out)
+    for name in default_registry.endpoints():
+        print(f"  {name}", file=out)
+    return 0
+
+
+def _load(path: str, *, no_run: bool = False) -> Server:
+    from mailmodule.server import Server
+
+    server = Server.from_file(path)
+    server.registry.no_run = no_run
+    server.initialize()
+    return server
+
+
+def _check_config(path: str) -> int:
+
+    server = _load(path, no_run=True)
+    print(
+        f"{path}: OK ({len(server.registry.instances())} module(s), "
+        f"{len(server.endpoints)} endpoint(s))"
+    )
+    server.registry.close_all()
+    return 0
+
+
+async def _serve(path: str) -> int:
+
+    server = _load(path)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        for name, host, port in await server.start():
+            print(f"{name} listening on {host}:{port}", flush=True)
+        await stopping.wait()
+        print("shutting down: finishing messages under way", flush=True)
+    finally:
+        await server.stop()
+    return 0
+
+
+async def _deliver(path: str, sender: str, rcpts: list[str], data: bytes, out: TextIO) -> int:
+    from mailmodule.buffer import buffer_body
+    from mailmodule.header import read_header
+    from mailmodule.metadata import MsgMetadata, generate_msg_id
+
+    server = _load(path)
+    header, offset = read_header(data)
+    body = await buffer_body(memoryview(data)[offset:])
+    meta = MsgMetadata(id=generate_msg_id(), original_from=sender)
+    refused: list[SMTPError] = []
+    try:
+        delivery = await server.pipeline.start(meta, sender)
+        accepted = []
+        for rcpt in rcpts:
+            try:
+                await delivery.add_rcpt(rcpt)
+                accepted.append(rcpt)
+            except SMTPError as err:
+                refused.append(err)
+                print(f"{rcpt}: {err}", file=out)
+        if accepted:
+            try:
+                await delivery.body(header, body)
+                await delivery.commit()
+            except SMTPError:
+                await delivery.abort()
+                raise
+            for rcpt in accepted:
+                print(f"{rcpt}: 250 2.0.0 delivered (id {meta.id})", file=out)
+        else:
+            await delivery.abort()
+    except SMTPError as err:
+        print(f"message refused: {err}", file=out)
+        return EX_TEMPFAIL if err.is_temporary else EX_REFUSED
+    finally:
+        body.remove()
+        await server.stop()
+    if refused:
+        return EX_TEMPFAIL if all(e.is_temporary for e in refused) else EX_REFUSED
+    return 0
+
+
+def _meta_show(path: str, out: TextIO) -> int:
+    from mailmodule.metadata import QueueMetadata
+
+    queue = QueueMetadata.read(path)
+    print(json.dumps(json.loads(queue.to_json()), indent=2, ensure_ascii=False), file=out)
+    return 0

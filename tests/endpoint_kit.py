@@ -1,0 +1,92 @@
+"""A real endpoint on loopback, for tests that talk to it with smtplib or a socket."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+from mailmodule import ConfigMap
+from mailmodule.endpoint import SMTPEndpoint
+from mailmodule.modules import MaildirTarget
+from mailmodule.pipeline import Destination, Pipeline
+
+
+def maildir(root: Path) -> MaildirTarget:
+    target = MaildirTarget("target.maildir", "local")
+    target.init(ConfigMap({"root": str(root)}))
+    return target
+
+
+def endpoint(kind: str, pipeline: Pipeline, **settings: object) -> SMTPEndpoint:
+    ep = SMTPEndpoint(kind, ["127.0.0.1:0"])
+    ep.init(ConfigMap({"hostname": "mx.test", **settings}))
+    ep.pipeline = pipeline
+    return ep
+
+
+def to_maildir(root: Path) -> Pipeline:
+    return Pipeline(destinations={"example.org": Destination(targets=[maildir(root)])})
+
+
+def delivered(root: Path) -> list[Path]:
+    return sorted(root.glob("*/new/*")) + sorted(root.glob("*/.*/new/*"))
+
+
+def leftovers(root: Path) -> list[Path]:
+    return sorted(root.glob("*/tmp/*"))
+
+
+class LineClient:
+    """A raw SMTP/LMTP client: send lines, read whole replies."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.sock = socket.create_connection((host, port), timeout=10)
+        self.file = self.sock.makefile("rb")
+
+    def reply(self) -> str:
+        lines = []
+        while True:
+            line = self.file.readline().decode().rstrip("\r\n")
+            lines.append(line)
+            if len(line) < 4 or line[3] != "-":
+                return "\n".join(lines)
+
+    def send(self, line: str | bytes) -> None:
+        data = line if isinstance(line, bytes) else line.encode()
+        self.sock.sendall(data + b"\r\n")
+
+    def command(self, line: str) -> str:
+        self.send(line)
+        return self.reply()
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def self_signed(directory: Path) -> tuple[str, str]:
+    """A certificate and key for localhost, made by the openssl command."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return str(cert), str(key)
