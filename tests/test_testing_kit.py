@@ -7,7 +7,7 @@ from hypothesis import given
 from mailmodule import ConnState, Dummy, Header, MemoryBuffer, MsgMetadata, Registry, address
 from mailmodule.header import read_header
 from mailmodule.testing import strategies as mst
-from mailmodule.testing.plugin import MsgMetadataFactory, PipelineBuilder
+from mailmodule.testing.plugin import EndpointRunner, MsgMetadataFactory, PipelineBuilder
 
 
 def test_the_registry_fixture_is_isolated_and_has_the_reference_modules(
@@ -55,3 +55,20 @@ def test_generated_messages_parse(block: bytes, body: bytes) -> None:
 def test_generated_metadata_survives_json(meta: MsgMetadata, conn: ConnState) -> None:
     meta.conn = conn
     assert MsgMetadata.from_json(meta.to_json(with_conn=True)) == meta
+
+
+async def test_the_endpoint_fixture_serves_on_loopback(
+    smtp_endpoint: EndpointRunner, make_pipeline: PipelineBuilder, dummy: Dummy
+) -> None:
+    import asyncio
+    import smtplib
+
+    async with smtp_endpoint(make_pipeline(targets=[dummy])) as (host, port):
+
+        def send() -> dict[str, tuple[int, bytes]]:
+            with smtplib.SMTP(host, port) as client:
+                return client.sendmail(
+                    "a@example.org", ["b@example.org"], b"Subject: x\r\n\r\nx\r\n"
+                )
+
+        assert await asyncio.to_thread(send) == {}

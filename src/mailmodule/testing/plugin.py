@@ -7,11 +7,14 @@ Fixtures:
     dummy: a `Dummy` module.
     make_pipeline: builds a `Pipeline` from checks, modifiers and targets (all recipients
         go to the targets).
+    smtp_endpoint: runs an SMTP or LMTP endpoint on loopback for the duration of an
+        `async with`: `async with smtp_endpoint(pipeline) as (host, port): ...`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncIterator, Iterable
 from typing import Protocol
 
 import pytest
@@ -23,12 +26,14 @@ from mailmodule.pipeline import CheckSpec, Destination, Pipeline
 from mailmodule.registry import Registry
 
 __all__ = [
+    "EndpointRunner",
     "MsgMetadataFactory",
     "PipelineBuilder",
     "dummy",
     "mailmodule_registry",
     "make_msg_metadata",
     "make_pipeline",
+    "smtp_endpoint",
 ]
 
 
@@ -94,3 +99,33 @@ def make_pipeline() -> PipelineBuilder:
         )
 
     return make
+
+
+class EndpointRunner(Protocol):
+    def __call__(
+        self, pipeline: Pipeline, *, kind: str = "smtp", **settings: object
+    ) -> contextlib.AbstractAsyncContextManager[tuple[str, int]]: ...
+
+
+@pytest.fixture
+def smtp_endpoint() -> EndpointRunner:
+    """`async with smtp_endpoint(pipeline, kind="lmtp", max_message_size="1M") as (host,
+    port):` an endpoint listening on a free loopback port, stopped on exit."""
+
+    @contextlib.asynccontextmanager
+    async def run(
+        pipeline: Pipeline, *, kind: str = "smtp", **settings: object
+    ) -> AsyncIterator[tuple[str, int]]:
+        from mailmodule.config import ConfigMap
+        from mailmodule.endpoint import SMTPEndpoint
+
+        endpoint = SMTPEndpoint(kind, ["127.0.0.1:0"])
+        endpoint.init(ConfigMap({"hostname": "mx.test", **settings}, module=kind))
+        endpoint.pipeline = pipeline
+        ((host, port),) = await endpoint.start()
+        try:
+            yield host, port
+        finally:
+            await endpoint.stop()
+
+    return run
