@@ -300,3 +300,18 @@ async def test_replace_sender_rewrites_only_the_sender() -> None:
     await delivery.commit()
     assert target.messages[0].mail_from == "srs@example.org"
     assert target.messages[0].rcpts == ["team@example.org"]
+
+
+def test_an_inline_table_reference_keeps_unknown_keys_reported(tmp_path: Path) -> None:
+    from mailmodule import ModuleInitError
+
+    registry = new_registry()
+    (tmp_path / "users").write_text("")
+    build(registry, "table.file", "users", {"file": str(tmp_path / "users")})
+    auth = PassTable("auth.pass_table", "inline_auth", [], ["&users"])
+    registry.register_instance(auth, {"typo": 1})
+    with pytest.raises(ModuleInitError, match="typo"):
+        registry.get_instance("inline_auth")
+    ok = PassTable("auth.pass_table", "inline_ok", [], ["&users"])
+    registry.register_instance(ok, {})
+    assert registry.get_instance("inline_ok") is ok

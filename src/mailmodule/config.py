@@ -276,13 +276,14 @@ class ConfigMap(Mapping[str, object]):
         raise self._wrong(key, "a list of strings", value)
 
     def module_ref(
-        self, key: str, interface: type | None = None, default: _Missing | None = _REQUIRED
+        self, key: str, interface: type | None = None, default: _Missing | str | None = _REQUIRED
     ) -> object:
         """The initialized module instance the key names ("&name" or "name").
 
-        `interface`, a runtime-checkable Protocol, is checked when given. The result is
-        typed `object`: narrow it with `isinstance(ref, Table)` (mypy cannot take a
-        Protocol class as a type argument).
+        `default` is None (the key is optional) or a reference used when the key is
+        missing. `interface`, a runtime-checkable Protocol, is checked when given. The
+        result is typed `object`: narrow it with `isinstance(ref, Table)` (mypy cannot
+        take a Protocol class as a type argument).
 
         Raises:
             ConfigError: the key is missing, names no instance, or the instance does not

@@ -20,12 +20,13 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
 from typing import ClassVar, Generic, Protocol, TypeVar, cast, final
 
 import attrs
 
 from mailmodule import _gojson as gj
+from mailmodule._fsutil import fsync_dir
 from mailmodule._gojson import JSONObject, JSONValue
 from mailmodule.errors import MetadataError, SMTPError, StorageError
 
@@ -524,11 +525,7 @@ class QueueMetadata:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, target)
-            dirfd = os.open(os.path.dirname(os.path.abspath(target)), os.O_RDONLY)
-            try:
-                os.fsync(dirfd)
-            finally:
-                os.close(dirfd)
+            fsync_dir(os.path.dirname(os.path.abspath(target)))
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -699,11 +696,22 @@ _QUEUE = gj.Struct(
 _ERR = gj.Struct("Code", "EnhancedCode", "Message")
 
 
+@contextlib.contextmanager
+def _checked(path: str) -> Iterator[None]:
+    """A value type's own validation error, as a MetadataError at `path`."""
+    try:
+        yield
+    except MetadataError:
+        raise
+    except ValueError as exc:
+        raise MetadataError(str(exc), path=path) from exc
+
+
 def _opts_from_json(value: JSONValue, path: str) -> MailOptions:
     if value is None:
         return MailOptions()
     o = _OPTS.match(value, path)
-    try:
+    with _checked(path):
         return MailOptions(
             body=gj.str_field(o, "Body", path),
             size=gj.int_field(o, "Size", path),
@@ -713,24 +721,16 @@ def _opts_from_json(value: JSONValue, path: str) -> MailOptions:
             envelope_id=gj.str_field(o, "EnvelopeID", path),
             auth=gj.opt_str_field(o, "Auth", path),
         )
-    except ValueError as exc:
-        if isinstance(exc, MetadataError):
-            raise
-        raise MetadataError(str(exc), path=path) from exc
 
 
 def _rcpt_opts_from_json(value: JSONValue, path: str) -> RcptOptions:
     o = _RCPT_OPTS.match(value, path)
-    try:
+    with _checked(path):
         return RcptOptions(
             notify=tuple(gj.str_list_field(o, "Notify", path) or ()),
             original_recipient_type=gj.str_field(o, "OriginalRecipientType", path),
             original_recipient=gj.str_field(o, "OriginalRecipient", path),
         )
-    except ValueError as exc:
-        if isinstance(exc, MetadataError):
-            raise
-        raise MetadataError(str(exc), path=path) from exc
 
 
 def _cert_from_json(value: JSONValue, path: str) -> bytes:
@@ -807,14 +807,10 @@ def _err_from_json(value: JSONValue, path: str) -> SMTPError | None:
         for i, part in enumerate(enh):
             gj.read_int(part, f"{path}.EnhancedCode[{i}]")
     e0, e1, e2 = cast("list[int]", enh)
-    try:
+    with _checked(path):
         return SMTPError(
             gj.int_field(o, "Code", path), (e0, e1, e2), gj.str_field(o, "Message", path)
         )
-    except ValueError as exc:
-        if isinstance(exc, MetadataError):
-            raise
-        raise MetadataError(str(exc), path=path) from exc
 
 
 def _time_from_json(value: JSONValue, path: str) -> Timestamp:

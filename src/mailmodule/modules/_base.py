@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from mailmodule.config import ConfigMap
+from mailmodule.errors import ConfigError
+
 __all__ = ["ModuleBase"]
 
 
@@ -33,3 +36,17 @@ class ModuleBase:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._mod_name!r}, {self._inst_name!r})"
+
+    def ref(self, cfg: ConfigMap, key: str, interface: type) -> object:
+        """The module instance setting `key` names, or the first inline argument does.
+
+        Raises:
+            ConfigError: neither names an instance implementing `interface`.
+        """
+        if self.inline_args:
+            found = cfg.module_ref(key, interface, self.inline_args[0])
+        else:
+            found = cfg.module_ref(key, interface)
+        if not isinstance(found, interface):  # module_ref checked it; this narrows for mypy
+            raise ConfigError(f"not a {interface.__name__}", module=cfg.module, key=key)
+        return found

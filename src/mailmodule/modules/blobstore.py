@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 from typing import final
 
+from mailmodule._fsutil import fsync_dir
 from mailmodule.config import ConfigMap
 from mailmodule.errors import ConfigError, NoSuchBlobError, StorageError
 from mailmodule.interfaces import UNKNOWN_BLOB_SIZE, ReadCloser
@@ -67,7 +68,7 @@ class _Blob:
             os.fsync(self._file.fileno())
             self._file.close()
             os.replace(self._tmp, self._final)
-            _fsync_dir(os.path.dirname(self._final))
+            fsync_dir(os.path.dirname(self._final))
         except OSError as exc:
             self.close()
             raise StorageError(f"cannot store blob: {exc}") from exc
@@ -81,14 +82,6 @@ class _Blob:
             self._done = True
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._tmp)
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @final

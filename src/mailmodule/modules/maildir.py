@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import final
 
 from mailmodule import address
+from mailmodule._fsutil import fsync_dir
 from mailmodule.buffer import Buffer
 from mailmodule.config import ConfigMap
 from mailmodule.errors import AddressError, ConfigError, SMTPError
@@ -47,14 +48,6 @@ def _os_error(exc: OSError, what: str) -> SMTPError:
         err = SMTPError(451, (4, 3, 0), f"Temporary failure while {what}")
     err.__cause__ = exc
     return err
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _ensure_maildir(path: str, known: set[str]) -> None:
@@ -229,7 +222,7 @@ class _MaildirDelivery:
             folder = self._folder(mailbox)
             try:
                 os.rename(tmp, os.path.join(folder, "new", self._name))
-                _fsync_dir(os.path.join(folder, "new"))
+                fsync_dir(os.path.join(folder, "new"))
             except OSError as exc:
                 errors.append(exc)
         self._staged.clear()

@@ -98,9 +98,7 @@ class PassTable(ModuleBase):
         self._table: Table | None = None
 
     def init(self, cfg: ConfigMap) -> None:
-        if "table" not in cfg and self.inline_args:
-            cfg = ConfigMap({**cfg, "table": self.inline_args[0]}, module=cfg.module)
-        table = cfg.module_ref("table", Table)
+        table = self.ref(cfg, "table", Table)
         assert isinstance(table, Table)
         self._table = table
 
