@@ -84,7 +84,8 @@ async def test_the_connection_state_reaches_the_modules(tmp_path: Path) -> None:
     assert meta.conn.hostname == "client.example.net"
     assert meta.conn.remote_addr.startswith("127.0.0.1:")
     assert meta.conn.remote_ip is not None
-    assert await meta.conn.rdns_name == "localhost"  # type: ignore[misc]  # an awaitable
+    assert meta.conn.rdns_name is not None
+    assert await meta.conn.rdns_name == "localhost"
     assert (meta.smtp_opts.size, meta.smtp_opts.body, meta.smtp_opts.utf8) == (
         100,
         "8BITMIME",

@@ -11,6 +11,7 @@ from mailmodule import (
     DeliveryTarget,
     Header,
     MemoryBuffer,
+    Modifier,
     MsgMetadata,
     PartialDelivery,
     SMTPError,
@@ -193,7 +194,8 @@ async def test_maildir_behind_a_pipeline_delivers_what_checks_and_modifiers_made
     rewrite = build(registry, "modify.replace_rcpt", "alias", {"table": "&aliases"})
     maildir = build(registry, "target.maildir", "local", {"root": str(tmp_path / "mail")})
     assert isinstance(maildir, MaildirTarget)
-    pipeline = Pipeline(modifiers=[rewrite], default=Destination(targets=[maildir]))  # type: ignore[list-item]
+    assert isinstance(rewrite, Modifier)
+    pipeline = Pipeline(modifiers=[rewrite], default=Destination(targets=[maildir]))
     delivery = await pipeline.start(MsgMetadata(id="m"), "a@example.org")
     await delivery.add_rcpt("team@example.org")
     await delivery.body(header(), MemoryBuffer(BODY))

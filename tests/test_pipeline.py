@@ -335,9 +335,12 @@ async def test_quarantine_reaches_the_targets_metadata() -> None:
 
 async def test_fail_actions_reject_quarantine_or_ignore_a_failure() -> None:
     failing = {"sender": CheckResult(reason=SMTPError(550, (5, 7, 1), "looks bad"))}
-    for action, outcome in (("quarantine", "quarantined"), ("ignore", "clean")):
+    for fail, outcome in (
+        (FailAction(action="quarantine"), "quarantined"),
+        (FailAction(action="ignore"), "clean"),
+    ):
         target = MemoryTarget()
-        spec = CheckSpec(RecordingCheck(results=failing), fail_action=FailAction(action=action))  # type: ignore[arg-type]  # literal from the loop
+        spec = CheckSpec(RecordingCheck(results=failing), fail_action=fail)
         await deliver(Pipeline(checks=[spec], default=Destination(targets=[target])), ["b@x"])
         assert target.messages[0].meta.quarantine == (outcome == "quarantined")
     spec = CheckSpec(

@@ -21,7 +21,7 @@ import pytest
 
 from mailmodule.dummy import Dummy
 from mailmodule.interfaces import Check, DeliveryTarget, Modifier
-from mailmodule.metadata import MsgMetadata, generate_msg_id
+from mailmodule.metadata import ConnState, MailOptions, MsgMetadata, generate_msg_id
 from mailmodule.pipeline import CheckSpec, Destination, Pipeline
 from mailmodule.registry import Registry
 
@@ -49,7 +49,16 @@ def mailmodule_registry() -> Registry:
 
 
 class MsgMetadataFactory(Protocol):
-    def __call__(self, **fields: object) -> MsgMetadata: ...
+    def __call__(
+        self,
+        *,
+        id: str | None = None,
+        original_from: str = "",
+        original_rcpts: dict[str, str] | None = None,
+        smtp_opts: MailOptions | None = None,
+        conn: ConnState | None = None,
+        quarantine: bool = False,
+    ) -> MsgMetadata: ...
 
 
 class PipelineBuilder(Protocol):
@@ -65,11 +74,26 @@ class PipelineBuilder(Protocol):
 
 @pytest.fixture
 def make_msg_metadata() -> MsgMetadataFactory:
-    """`make_msg_metadata(original_from="a@example.org", ...)`: a MsgMetadata with a new id."""
+    """`make_msg_metadata(original_from="a@example.org", ...)`: a MsgMetadata with a new id
+    (unless one is given)."""
 
-    def make(**fields: object) -> MsgMetadata:
-        fields.setdefault("id", generate_msg_id())
-        return MsgMetadata(**fields)  # type: ignore[arg-type]  # keywords checked by attrs
+    def make(
+        *,
+        id: str | None = None,
+        original_from: str = "",
+        original_rcpts: dict[str, str] | None = None,
+        smtp_opts: MailOptions | None = None,
+        conn: ConnState | None = None,
+        quarantine: bool = False,
+    ) -> MsgMetadata:
+        return MsgMetadata(
+            id=id or generate_msg_id(),
+            original_from=original_from,
+            original_rcpts=original_rcpts,
+            smtp_opts=smtp_opts or MailOptions(),
+            conn=conn,
+            quarantine=quarantine,
+        )
 
     return make
 
