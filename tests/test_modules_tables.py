@@ -178,3 +178,14 @@ def test_importing_the_package_registers_every_module_by_its_maddy_name() -> Non
 
     for name, factory in REFERENCE_MODULES.items():
         assert mailmodule.get(name) is factory
+
+
+def test_reference_modules_are_found_by_name_without_importing_them() -> None:
+    """Our own entry points: a fresh registry finds them on the first lookup."""
+    from mailmodule import Registry
+    from mailmodule.modules import REFERENCE_MODULES
+
+    registry = Registry()
+    for name, factory in REFERENCE_MODULES.items():
+        assert registry.get(name) is factory
+    assert registry.get_endpoint("lmtp").__name__ == "SMTPEndpoint"

@@ -319,9 +319,10 @@ class CheckRunner:
         self._rcpts.append(rcpt_to)
 
     async def body(self, specs: Sequence[CheckSpec], header: Header, body: Buffer) -> None:
-        pairs = await self._states_for(specs)
-        if pairs:
-            await self._stage(pairs, "check_body", (header, body))
+        pairs = self._cached(specs)
+        if pairs is None:
+            pairs = await self._states_for(specs)
+        await self._stage(pairs, "check_body", (header, body))
 
     def close(self) -> None:
         """Close every state exactly once; errors are logged, not raised."""

@@ -445,9 +445,11 @@ class PipelineDelivery:
         self._state = _FAILED  # until every target has the body
         header = header.copy()
         try:
-            specs = [*self._p.checks]
-            for drun in self._dests.values():
-                specs.extend(s for s in drun.dest.checks if s not in specs)
+            specs: Sequence[CheckSpec] = self._p.checks  # the same tuple: its states are cached
+            if any(drun.dest.checks for drun in self._dests.values()):
+                specs = [*specs]
+                for drun in self._dests.values():
+                    specs.extend(s for s in drun.dest.checks if s not in specs)
             await self._runner.body(specs, header, body)
             self._add_check_fields(header)
             for state in self._mods:
