@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 
 from mailmodule import (
+    Buffer,
     CheckResult,
     ConfigMap,
     ConnState,
+    Delivery,
     Header,
+    MsgMetadata,
     Registry,
     SMTPError,
 )
@@ -407,3 +410,44 @@ def test_endpoint_factory_refuses_unknown_kinds() -> None:
 
     with pytest.raises(ConfigError, match="unknown endpoint"):
         SMTPEndpoint("pop3", ["127.0.0.1:0"])
+
+
+async def test_stop_lets_a_message_under_way_finish_then_says_421(tmp_path: Path) -> None:
+    class SlowTarget(MemoryTarget):
+        async def start(self, msg_meta: MsgMetadata, mail_from: str) -> Delivery:
+            delivery = await super().start(msg_meta, mail_from)
+            slow_body = delivery.body
+
+            async def body(header: Header, buf: Buffer) -> None:
+                entered.set()
+                await asyncio.sleep(0.3)
+                await slow_body(header, buf)
+
+            delivery.body = body  # type: ignore[method-assign, assignment]  # a slow disk, injected
+            return delivery
+
+    entered = asyncio.Event()
+    target = SlowTarget()
+    ep = endpoint("smtp", Pipeline(default=Destination(targets=[target])))
+    host, port = await serve(ep)
+
+    def client() -> tuple[str, str]:
+        c = LineClient(host, port)
+        c.reply()
+        c.command("EHLO client")
+        c.command("MAIL FROM:<a@example.net>")
+        c.command("RCPT TO:<b@example.org>")
+        c.command("DATA")
+        c.send(MESSAGE + b".")
+        accepted = c.reply()
+        goodbye = c.reply()
+        c.close()
+        return accepted, goodbye
+
+    sending = asyncio.ensure_future(asyncio.to_thread(client))
+    await asyncio.wait_for(entered.wait(), 10)
+    await ep.stop(grace=10)
+    accepted, goodbye = await sending
+    assert accepted.startswith("250 2.0.0")
+    assert goodbye.startswith("421 4.3.2")
+    assert len(target.messages) == 1

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import ssl
 from collections.abc import Coroutine, Sequence
-from typing import final
+from typing import TYPE_CHECKING, final
 
 from mailmodule.config import ConfigMap
 from mailmodule.errors import ConfigError, DuplicateModuleError
 from mailmodule.interfaces import PlainAuth, TLSLoader
 from mailmodule.pipeline import Pipeline
 from mailmodule.registry import Registry, default_registry
+
+if TYPE_CHECKING:
+    from mailmodule.endpoint._protocol import SMTPProtocol
 
 __all__ = ["SMTPEndpoint", "parse_listen_address", "register_endpoints"]
 
@@ -69,6 +73,8 @@ class SMTPEndpoint:
         self.sessions_started = 0
         self._servers: list[asyncio.AbstractServer] = []
         self._cleanups: set[asyncio.Task[None]] = set()
+        self.active: set[SMTPProtocol] = set()  # open sessions
+        self.changed = asyncio.Event()  # set when a session may have become idle
 
     def init(self, cfg: ConfigMap) -> None:
         self.hostname = cfg.string("hostname", self.hostname)
@@ -143,15 +149,24 @@ class SMTPEndpoint:
         task.add_done_callback(self._cleanups.discard)
 
     async def stop(self, grace: float = 30.0) -> None:
-        """Stop accepting; let sessions under way finish for up to `grace` seconds."""
+        """Stop accepting; let messages under way finish for up to `grace` seconds, then
+        say 421 to every session and close it."""
         for server in self._servers:
             server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while any(s.busy for s in self.active) and loop.time() < deadline:
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), deadline - loop.time())
+        if any(s.busy for s in self.active):
+            _log.warning("%s: messages still under way after %ss", self._name, grace)
+        for session in list(self.active):
+            session.shut_down()
         for server in self._servers:
-            try:
-                await asyncio.wait_for(server.wait_closed(), grace)
-            except TimeoutError:
-                _log.warning("%s: sessions still open after %ss", self._name, grace)
+            await server.wait_closed()
         self._servers.clear()
+        await asyncio.sleep(0)  # let connection_lost run for the sessions just closed
         if self._cleanups:
             await asyncio.gather(*self._cleanups, return_exceptions=True)
 

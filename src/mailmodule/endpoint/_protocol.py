@@ -94,6 +94,31 @@ class SMTPProtocol(SMTP):
             loop=asyncio.get_running_loop(),
         )
         self._session: _Session | None = None
+        self.in_data = False
+
+    @property
+    def busy(self) -> bool:
+        """Whether a message is under way: shutdown waits for it."""
+        return self.in_data or (self._session is not None and self._session.delivery is not None)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.endpoint.active.add(self)
+
+    def shut_down(self) -> None:
+        """Say goodbye and hang up (the server is stopping)."""
+        if self.transport is not None and not self.transport.is_closing():
+            assert isinstance(self.transport, asyncio.WriteTransport)
+            self.transport.write(b"421 4.3.2 Service shutting down\r\n")
+            self.transport.close()
+
+    async def smtp_DATA(self, arg: str) -> None:
+        self.in_data = True
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self.in_data = False
+            self.endpoint.changed.set()
 
     def _create_session(self) -> Session:
         self._session = _Session(self.loop)
@@ -141,6 +166,8 @@ class SMTPProtocol(SMTP):
         return task
 
     def connection_lost(self, error: Exception | None) -> None:
+        self.endpoint.active.discard(self)
+        self.endpoint.changed.set()
         session = self._session
         super().connection_lost(error)
         if session is None:
@@ -170,6 +197,7 @@ class SMTPProtocol(SMTP):
         self.state.rcpts = []
         if delivery is not None:
             await delivery.abort_quietly()
+            self.endpoint.changed.set()
 
     async def smtp_RSET(self, arg: str) -> None:
         await self._abort_pending()
