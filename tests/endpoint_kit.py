@@ -65,28 +65,11 @@ class LineClient:
         self.sock.close()
 
 
-def self_signed(directory: Path) -> tuple[str, str]:
-    """A certificate and key for localhost, made by the openssl command."""
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+def self_signed(directory: Path, name: str = "localhost") -> tuple[str, str]:
+    """A certificate and key for `name`, made by the openssl command."""
+    cert, key = directory / f"{name}.cert.pem", directory / f"{name}.key.pem"
+    command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    command += ["-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}"]
+    command += ["-keyout", str(key), "-out", str(cert)]
+    subprocess.run(command, check=True, capture_output=True, timeout=60)
     return str(cert), str(key)

@@ -451,3 +451,32 @@ async def test_stop_lets_a_message_under_way_finish_then_says_421(tmp_path: Path
     assert accepted.startswith("250 2.0.0")
     assert goodbye.startswith("421 4.3.2")
     assert len(target.messages) == 1
+
+
+async def test_starttls_serves_the_certificate_that_matches_sni(tmp_path: Path) -> None:
+    first = self_signed(tmp_path, "mx1.test")
+    second = self_signed(tmp_path, "mx2.test")
+    loader = FileTLSLoader("tls.loader.file", "certs")
+    loader.init(ConfigMap({"certs": [list(first), list(second)]}))
+    ep = endpoint("smtp", to_maildir(tmp_path / "mail"))
+    ep.tls = loader
+    host, port = await serve(ep)
+
+    def peer_certificate(server_name: str) -> bytes:
+        c = LineClient(host, port)
+        c.reply()
+        c.command("EHLO client")
+        assert c.command("STARTTLS").startswith("220")
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with context.wrap_socket(c.sock, server_hostname=server_name) as tls:
+            der = tls.getpeercert(binary_form=True)
+        c.file.close()
+        assert der is not None
+        return der
+
+    for name, (cert, _) in (("mx2.test", second), ("mx1.test", first), ("other.test", first)):
+        der = await asyncio.to_thread(peer_certificate, name)
+        assert der == ssl.PEM_cert_to_DER_cert(Path(cert).read_text()), name
+    await ep.stop()

@@ -104,13 +104,22 @@ class SMTPEndpoint:
         chains = self.tls.load_certs()
         if not chains:
             raise ConfigError("the TLS loader gave no certificate", module=self._name, key="tls")
-        if len(chains) > 1:
-            _log.warning(
-                "%s: serving the first of %d certificates (no SNI)", self._name, len(chains)
-            )
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(chains[0].certfile, chains[0].keyfile)
-        return ctx
+        contexts = []
+        for chain in chains:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(chain.certfile, chain.keyfile)
+            contexts.append((_cert_names(chain.certfile), ctx))
+        main = contexts[0][1]
+        if len(contexts) > 1:
+            # The seed: with several chains, serve the one whose names match SNI.
+            def pick(sock: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
+                for names, ctx in contexts:
+                    if server_name and _name_matches(server_name.lower(), names):
+                        sock.context = ctx
+                        return
+
+            main.sni_callback = pick
+        return main
 
     async def start(self) -> list[tuple[str, int]]:
         """Listen on every address; returns the bound (host, port) pairs (port 0 picks
@@ -174,6 +183,26 @@ class SMTPEndpoint:
         """Stop listening at once (for shutdown paths that cannot await)."""
         for server in self._servers:
             server.close()
+
+
+def _cert_names(certfile: str) -> set[str]:
+    """The DNS names a PEM certificate is for (subjectAltName, else commonName)."""
+    try:
+        info = ssl._ssl._test_decode_cert(certfile)  # type: ignore[attr-defined]  # the stdlib's own PEM decoder, not in typeshed
+    except (OSError, ssl.SSLError, ValueError):
+        return set()
+    names = {str(value).lower() for kind, value in info.get("subjectAltName", ()) if kind == "DNS"}
+    if not names:
+        for rdn in info.get("subject", ()):
+            names.update(str(v).lower() for k, v in rdn if k == "commonName")
+    return names
+
+
+def _name_matches(name: str, names: set[str]) -> bool:
+    if name in names:
+        return True
+    head, _, rest = name.partition(".")
+    return bool(head and rest) and f"*.{rest}" in names
 
 
 def register_endpoints(registry: Registry = default_registry) -> None:
