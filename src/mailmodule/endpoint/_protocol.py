@@ -378,7 +378,8 @@ class _Handler:
         if not responses:
             return responses
         lines = [r[4:] for r in responses]  # "250-SIZE 123" -> "SIZE 123"
-        lines[1:1] = ["DSN", "ENHANCEDSTATUSCODES"]
+        # Not ENHANCEDSTATUSCODES: aiosmtpd's own replies lack enhanced codes.
+        lines[1:1] = ["DSN"]
         return [f"250-{line}" for line in lines[:-1]] + [f"250 {lines[-1]}"]
 
     async def handle_DATA(self, server: SMTPProtocol, session: _Session, envelope: Envelope) -> str:
