@@ -403,8 +403,10 @@ class PipelineDelivery:
                 if dest.reject is not None:
                     raise _as_smtp(dest.reject)
                 drun = await self._dest_run(dest)
-                await self._runner.rcpt(dest.checks, final)
-                for target_rcpt in await self._rewrite_rcpt(drun.mods, final):
+                if dest.checks:
+                    await self._runner.rcpt(dest.checks, final)
+                finals = await self._rewrite_rcpt(drun.mods, final) if drun.mods else [final]
+                for target_rcpt in finals:
                     for run in drun.runs:
                         await run.add(target_rcpt, rcpt_to)
                     if self._meta.original_rcpts is None:
@@ -582,8 +584,8 @@ class PipelineDelivery:
         drun = self._dests.get(id(dest))
         if drun is not None:
             return drun
-        mods = await self._new_mod_states(dest.modifiers)
-        sender = await self._rewrite_sender(mods, self._sender)
+        mods = await self._new_mod_states(dest.modifiers) if dest.modifiers else []
+        sender = await self._rewrite_sender(mods, self._sender) if mods else self._sender
         drun = _DestRun(dest, mods, sender)
         for target in dest.targets:
             run = self._runs.get(id(target))
