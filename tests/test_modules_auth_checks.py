@@ -315,3 +315,30 @@ def test_an_inline_table_reference_keeps_unknown_keys_reported(tmp_path: Path) -
     ok = PassTable("auth.pass_table", "inline_ok", [], ["&users"])
     registry.register_instance(ok, {})
     assert registry.get_instance("inline_ok") is ok
+
+
+def test_an_unknown_user_costs_one_scrypt_as_a_wrong_password_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Equal work, so timing tells nothing about which usernames exist."""
+    import hashlib
+
+    auth = users(tmp_path)
+    auth.create_user("joe", "right")
+    calls: list[int] = []
+    real = hashlib.scrypt
+
+    def counting(
+        password: bytes, *, salt: bytes, n: int, r: int, p: int, maxmem: int = 0, dklen: int = 64
+    ) -> bytes:
+        calls.append(n)
+        return real(password, salt=salt, n=n, r=r, p=p, maxmem=maxmem, dklen=dklen)
+
+    monkeypatch.setattr(hashlib, "scrypt", counting)
+    with pytest.raises(AuthError):
+        auth.auth_plain("joe", "wrong")
+    wrong = list(calls)
+    calls.clear()
+    with pytest.raises(UnknownCredentialsError):
+        auth.auth_plain("nobody", "wrong")
+    assert calls == wrong == [2**14]
