@@ -51,3 +51,12 @@ def test_the_check_example_type_checks_against_the_protocols(tmp_path: Path) -> 
         ["--strict", "--config-file", str(DOCS.parent / "pyproject.toml"), str(tmp_path)]
     )
     assert status == 0, stdout
+
+
+def test_api_md_is_what_the_generator_writes() -> None:
+    import runpy
+
+    generator = runpy.run_path(str(DOCS.parent / "scripts" / "gen_api.py"), run_name="gen_api")
+    render = generator["render"]
+    assert callable(render)
+    assert (DOCS / "api.md").read_text() == render(), "run: python scripts/gen_api.py"
