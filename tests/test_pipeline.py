@@ -448,6 +448,21 @@ async def test_modifiers_rewrite_sender_then_recipients_then_body_in_order() -> 
     assert Header.parse(stored.header).get("x-modified") == "yes"
 
 
+async def test_an_alias_with_an_unroutable_member_is_refused_whole() -> None:
+    target = MemoryTarget()
+    mod = MapModifier(rcpts={"team@example.org": ["joe@example.org", "eve@elsewhere.example"]})
+    pipeline = Pipeline(
+        modifiers=[mod], destinations={"example.org": Destination(targets=[target])}
+    )
+    delivery = await pipeline.start(MsgMetadata(id="m"), "a@x")
+    with pytest.raises(SMTPError, match="No route"):
+        await delivery.add_rcpt("team@example.org")
+    await delivery.add_rcpt("ann@example.org")
+    await delivery.body(header(), BODY)
+    await delivery.commit()
+    assert target.messages[0].rcpts == ["ann@example.org"]  # joe was never added
+
+
 async def test_a_modifier_returning_no_recipient_refuses_it() -> None:
     mod = MapModifier(rcpts={"gone@example.org": []})
     pipeline = Pipeline(modifiers=[mod], default=Destination(targets=[MemoryTarget()]))

@@ -398,6 +398,9 @@ class PipelineDelivery:
             return
         try:
             await self._runner.rcpt(self._p.checks, rcpt_to)
+            # Route and check every address the recipient becomes before any target sees
+            # one: a refused alias member refuses the recipient, not half of it.
+            plan: list[tuple[_DestRun, list[str]]] = []
             for final in await self._rewrite_rcpt(self._mods, rcpt_to):
                 dest = await self._p.route(final, key=key if final == rcpt_to else None)
                 if dest.reject is not None:
@@ -406,6 +409,8 @@ class PipelineDelivery:
                 if dest.checks:
                     await self._runner.rcpt(dest.checks, final)
                 finals = await self._rewrite_rcpt(drun.mods, final) if drun.mods else [final]
+                plan.append((drun, finals))
+            for drun, finals in plan:
                 for target_rcpt in finals:
                     for run in drun.runs:
                         await run.add(target_rcpt, rcpt_to)
