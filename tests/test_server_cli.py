@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 import smtplib
 import subprocess
@@ -217,3 +218,53 @@ def test_serve_shuts_down_gracefully_on_sigterm(tmp_path: Path) -> None:
             if proc.poll() is None:
                 proc.kill()
     assert len(list((tmp_path / "mail" / "joe" / "new").iterdir())) == 1
+
+
+def _mutate(doc: object, rng: random.Random) -> object:
+    junk: list[object] = [
+        None,
+        True,
+        0,
+        -1,
+        1.5,
+        "",
+        "x",
+        "&",
+        "&nothing",
+        [],
+        {},
+        [1, "a"],
+        {"a": None},
+        [[]],
+    ]
+    if isinstance(doc, dict) and doc and rng.random() < 0.75:
+        key = rng.choice(list(doc))
+        return {**doc, key: _mutate(doc[key], rng)}
+    if isinstance(doc, list) and doc and rng.random() < 0.75:
+        i = rng.randrange(len(doc))
+        return [*doc[:i], _mutate(doc[i], rng), *doc[i + 1 :]]
+    return rng.choice(junk)
+
+
+def test_any_broken_configuration_gives_only_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tomllib
+
+    monkeypatch.chdir(tmp_path)  # a mutated path lands here, nowhere else
+    base = tomllib.loads(CONFIG.format(root=tmp_path / "mail"))
+    rng = random.Random(20261125)
+    files: list[str | None] = []
+    accepted = 0
+    for _ in range(300):
+        data = _mutate(base, rng)
+        if not isinstance(data, dict):
+            continue
+        try:
+            Server(data, source="fuzz.toml").initialize()
+            accepted += 1
+        except ConfigError as err:
+            files.append(err.file)
+    assert len(files) > 100
+    assert set(files) == {"fuzz.toml"}  # every error names the file
+    assert accepted > 0

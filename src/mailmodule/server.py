@@ -220,7 +220,7 @@ class Server:
                         message=reply.message,
                     )
                 else:
-                    if action not in _ACTIONS:
+                    if not isinstance(action, str) or action not in _ACTIONS:
                         raise ValueError(
                             f"fail_action must be reject, quarantine, ignore or "
                             f"'reject <code> <enhanced code> <text>', got {action!r}"
