@@ -480,3 +480,62 @@ async def test_starttls_serves_the_certificate_that_matches_sni(tmp_path: Path) 
         der = await asyncio.to_thread(peer_certificate, name)
         assert der == ssl.PEM_cert_to_DER_cert(Path(cert).read_text()), name
     await ep.stop()
+
+
+async def test_garbage_commands_never_break_the_server(tmp_path: Path) -> None:
+    import random
+
+    ep = endpoint("smtp", to_maildir(tmp_path))
+    host, port = await serve(ep)
+    rng = random.Random(7)
+    words = [
+        "MAIL",
+        "RCPT",
+        "DATA",
+        "EHLO",
+        "HELO",
+        "RSET",
+        "AUTH",
+        "STARTTLS",
+        "FROM:",
+        "TO:",
+        "<",
+        ">",
+        "@",
+        "=",
+        "\x00",
+        "ä",
+        "SIZE=",
+        "NOTIFY=",
+        ".",
+    ]
+
+    def garbage() -> list[str]:
+        replies = []
+        c = LineClient(host, port)
+        c.reply()
+        for _ in range(150):
+            line = " ".join(rng.choice(words) for _ in range(rng.randrange(1, 6)))
+            try:
+                c.send(line.encode("utf-8", "surrogateescape"))
+                replies.append(c.reply())
+                if replies[-1].startswith("354"):
+                    c.send(b"Subject: x\r\n\r\n.")
+                    replies.append(c.reply())
+            except OSError:
+                break  # aiosmtpd hangs up on a client that sends too many bogus commands
+            if not replies[-1]:
+                replies.pop()
+                break
+        c.close()
+        return replies
+
+    def normal() -> dict[str, tuple[int, bytes]]:
+        with smtplib.SMTP(host, port) as s:
+            return s.sendmail("a@example.net", ["joe@example.org"], MESSAGE)
+
+    replies = await asyncio.to_thread(garbage)
+    assert all(r[:3].isdigit() for r in replies)
+    assert await asyncio.to_thread(normal) == {}
+    await ep.stop()
+    assert leftovers(tmp_path) == []
