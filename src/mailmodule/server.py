@@ -21,14 +21,14 @@
     listen = ["127.0.0.1:2525"]
     rdns = false
 
-A configuration error names the file, the section and the key.
+A configuration error names the file, the section and the key. Paths in module settings
+are read by the modules as given: relative ones are relative to the working directory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -82,10 +82,8 @@ class Server:
         *,
         source: str = "<config>",
         registry: Registry | None = None,
-        base_dir: str = ".",
     ) -> None:
         self.source = source
-        self.base_dir = base_dir
         self.registry = registry or Registry()
         register_reference_modules(self.registry)
         register_endpoints(self.registry)
@@ -113,9 +111,7 @@ class Server:
             raise ConfigError(f"cannot read: {exc.strerror}", file=path) from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"not valid TOML: {exc}", file=path) from exc
-        return cls(
-            data, source=path, registry=registry, base_dir=os.path.dirname(os.path.abspath(path))
-        )
+        return cls(data, source=path, registry=registry)
 
     # Errors and values
 
