@@ -72,3 +72,20 @@ async def test_the_endpoint_fixture_serves_on_loopback(
                 )
 
         assert await asyncio.to_thread(send) == {}
+
+
+def test_the_pytest_plugin_loads_without_hypothesis() -> None:
+    """mailmodule's runtime dependencies exclude hypothesis; pytest loads our plugin in
+    every project that installs mailmodule, so the plugin must not need it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['hypothesis'] = None\n"
+        "import mailmodule.testing.plugin\n"
+        "print('loaded')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "loaded", result.stderr

@@ -1,12 +1,14 @@
-"""The testing kit: conformance suites for plugin authors, hypothesis strategies, and a
-pytest plugin (loaded automatically through the `pytest11` entry point).
+"""The testing kit: conformance suites for plugin authors, hypothesis strategies
+(`mailmodule.testing.strategies`), and a pytest plugin (loaded automatically through the
+`pytest11` entry point).
 
-Needs pytest, pytest-asyncio and hypothesis: `pip install mailmodule[testing]`.
+Needs pytest, pytest-asyncio and hypothesis: `pip install mailmodule[testing]`. The plugin
+itself needs only pytest, so installing mailmodule never breaks another project's pytest;
+that is why the strategies module is not imported here.
 """
 
 from __future__ import annotations
 
-from mailmodule.testing import strategies as strategies
 from mailmodule.testing.conformance import BlobStoreSuite as BlobStoreSuite
 from mailmodule.testing.conformance import BrokenBuffer as BrokenBuffer
 from mailmodule.testing.conformance import CheckSuite as CheckSuite
@@ -23,5 +25,4 @@ __all__ = [
     "ModifierSuite",
     "PlainAuthSuite",
     "TableSuite",
-    "strategies",
 ]
