@@ -558,7 +558,11 @@ async def test_cancelling_the_caller_aborts_every_started_delivery(tmp_path: Pat
 async def test_log_lines_carry_the_message_id_and_never_the_body(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    pipeline = Pipeline(default=Destination(targets=[MemoryTarget()]))
+    failing = RecordingCheck(
+        results={"rcpt": RuntimeError("bug"), "sender": CheckResult(quarantine=True)}
+    )
+    spec = CheckSpec(failing, fail_action=FailAction(action="ignore"))
+    pipeline = Pipeline(checks=[spec], default=Destination(targets=[MemoryTarget()]))
     with caplog.at_level(logging.DEBUG, logger="mailmodule.pipeline"):
         await deliver(pipeline, ["b@x.example"], meta=MsgMetadata(id="abc123"))
     lines = [r.getMessage() for r in caplog.records]

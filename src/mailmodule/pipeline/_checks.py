@@ -116,30 +116,34 @@ def _failed(exc: Exception, what: str) -> CheckResult:
     return CheckResult(reject=True, reason=reason)
 
 
-def _checked(state: CheckState, stage: _Stage, value: object) -> CheckResult:
+def _checked(state: CheckState, stage: _Stage, value: object, msg_id: str) -> CheckResult:
     if isinstance(value, CheckResult):
         return value
-    _log.error("check state %r returned %r from %s", state, value, stage)
+    _log.error("message %s: check state %r returned %r from %s", msg_id, state, value, stage)
     return _failed(TypeError(f"{stage} returned {type(value).__name__}"), "a policy check")
 
 
-def _raised(state: CheckState, stage: _Stage, exc: Exception) -> CheckResult:
-    _log.warning("check state %r raised in %s: %r", state, stage, exc)
+def _raised(state: CheckState, stage: _Stage, exc: Exception, msg_id: str) -> CheckResult:
+    _log.warning("message %s: check state %r raised in %s: %r", msg_id, state, stage, exc)
     return _failed(exc, "a policy check")
 
 
 async def _finish(
-    coro: Coroutine[object, None, object], yielded: object, state: CheckState, stage: _Stage
+    coro: Coroutine[object, None, object],
+    yielded: object,
+    state: CheckState,
+    stage: _Stage,
+    msg_id: str,
 ) -> CheckResult:
     try:
         value = await _eager.drive(coro, yielded)
     except Exception as exc:
-        return _raised(state, stage, exc)
-    return _checked(state, stage, value)
+        return _raised(state, stage, exc, msg_id)
+    return _checked(state, stage, value, msg_id)
 
 
 async def run_stage(
-    states: Sequence[CheckState], stage: _Stage, args: tuple[object, ...]
+    states: Sequence[CheckState], stage: _Stage, args: tuple[object, ...], msg_id: str
 ) -> list[CheckResult]:
     """Every state's result for one stage, run concurrently (stepped eagerly, so a check
     that answers at once costs no task); a check that raises gives a failure result."""
@@ -151,10 +155,10 @@ async def run_stage(
                 coro = getattr(state, stage)(*args)
                 yielded = coro.send(None)
             except StopIteration as done:
-                results.append(_checked(state, stage, done.value))
+                results.append(_checked(state, stage, done.value, msg_id))
                 continue
             except Exception as exc:
-                results.append(_raised(state, stage, exc))
+                results.append(_raised(state, stage, exc, msg_id))
                 continue
             waiting.append((len(results), coro, yielded, state))
             results.append(None)
@@ -163,7 +167,9 @@ async def run_stage(
             coro.close()
         raise
     if waiting:
-        finished = await _eager.gather([_finish(c, y, st, stage) for _, c, y, st in waiting])
+        finished = await _eager.gather(
+            [_finish(c, y, st, stage, msg_id) for _, c, y, st in waiting]
+        )
         for (i, _, _, _), result in zip(waiting, finished, strict=True):
             results[i] = result
     return cast("list[CheckResult]", results)
@@ -267,7 +273,7 @@ class CheckRunner:
     ) -> None:
         if not pairs:
             return
-        results = await run_stage([state for _, state in pairs], stage, args)
+        results = await run_stage([state for _, state in pairs], stage, args, self._meta.id)
         self._merge([(spec, res) for (spec, _), res in zip(pairs, results, strict=True)])
 
     def _merge(self, results: list[tuple[CheckSpec, CheckResult]]) -> None:
