@@ -539,3 +539,40 @@ async def test_garbage_commands_never_break_the_server(tmp_path: Path) -> None:
     assert await asyncio.to_thread(normal) == {}
     await ep.stop()
     assert leftovers(tmp_path) == []
+
+
+async def test_passwords_never_reach_the_logs(
+    mailmodule_registry: Registry, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import base64
+    import logging
+
+    await users(mailmodule_registry, tmp_path)
+    ep = SMTPEndpoint("smtp", ["127.0.0.1:0"])  # submission + plain AUTH makes aiosmtpd warn
+    ep.init(
+        ConfigMap(
+            {"auth": "&authdb", "auth_require_tls": False},
+            resolver=mailmodule_registry.get_instance,
+        )
+    )
+    ep.pipeline = Pipeline(default=Destination(targets=[MemoryTarget()]))
+    host, port = await serve(ep)
+
+    def client() -> None:
+        with smtplib.SMTP(host, port) as s:
+            s.ehlo("client")
+            try:
+                s.login("joe@example.org", "wr0ng-s3cret")
+            except smtplib.SMTPAuthenticationError:
+                pass
+            s.login("joe@example.org", "s3cret")
+            s.sendmail("joe@example.org", ["b@example.org"], MESSAGE)
+
+    with caplog.at_level(logging.DEBUG):
+        await asyncio.to_thread(client)
+        await ep.stop()
+    text = caplog.text
+    for secret in ("s3cret", "wr0ng"):
+        assert secret not in text
+        assert base64.b64encode(secret.encode()).decode()[:6] not in text
+    assert base64.b64encode(b"\0joe@example.org\0s3cret").decode() not in text
