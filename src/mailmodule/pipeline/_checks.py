@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Coroutine, Sequence
-from typing import Literal, cast, final
+from typing import Literal, final
 
 import attrs
 from authres import AuthenticationResult
@@ -16,7 +16,7 @@ from mailmodule.interfaces import Check, CheckResult, CheckState
 from mailmodule.metadata import MsgMetadata
 from mailmodule.pipeline import _eager
 
-__all__ = ["CheckRunner", "CheckSpec", "FailAction", "as_spec", "run_stage"]
+__all__ = ["CheckRunner", "CheckSpec", "FailAction", "as_spec", "finish_stage", "start_stage"]
 
 _log = logging.getLogger("mailmodule.pipeline")
 
@@ -128,6 +128,10 @@ def _raised(state: CheckState, stage: _Stage, exc: Exception, msg_id: str) -> Ch
     return _failed(exc, "a policy check")
 
 
+_Pair = tuple[CheckSpec, CheckState]
+_PENDING = CheckResult()  # a placeholder in start_stage, replaced before it returns
+
+
 async def _finish(
     coro: Coroutine[object, None, object],
     yielded: object,
@@ -142,45 +146,49 @@ async def _finish(
     return _checked(state, stage, value, msg_id)
 
 
-async def run_stage(
-    states: Sequence[CheckState], stage: _Stage, args: tuple[object, ...], msg_id: str
-) -> list[CheckResult]:
-    """Every state's result for one stage, run concurrently (stepped eagerly, so a check
-    that answers at once costs no task); a check that raises gives a failure result."""
-    results: list[CheckResult | None] = []
-    waiting: list[tuple[int, Coroutine[object, None, object], object, CheckState]] = []
+_Waiting = list[tuple[int, Coroutine[object, None, object], object, CheckState]]
+
+
+def start_stage(
+    pairs: Sequence[_Pair], stage: _Stage, args: tuple[object, ...], msg_id: str
+) -> tuple[list[tuple[CheckSpec, CheckResult]], _Waiting]:
+    """Step every state's coroutine for one stage until it first waits: the results of
+    those that answered at once (a check that raises gives a failure result), and those
+    still waiting, for `finish_stage`. A stage that never waits costs no task or await."""
+    results: list[tuple[CheckSpec, CheckResult]] = []
+    waiting: _Waiting = []
     try:
-        for state in states:
+        for spec, state in pairs:
             try:
                 coro = getattr(state, stage)(*args)
                 yielded = coro.send(None)
             except StopIteration as done:
-                results.append(_checked(state, stage, done.value, msg_id))
+                results.append((spec, _checked(state, stage, done.value, msg_id)))
                 continue
             except Exception as exc:
-                results.append(_raised(state, stage, exc, msg_id))
+                results.append((spec, _raised(state, stage, exc, msg_id)))
                 continue
             waiting.append((len(results), coro, yielded, state))
-            results.append(None)
+            results.append((spec, _PENDING))
     except BaseException:
         for _, coro, _, _ in waiting:
             coro.close()
         raise
-    if waiting:
-        finished = await _eager.gather(
-            [_finish(c, y, st, stage, msg_id) for _, c, y, st in waiting]
-        )
-        for (i, _, _, _), result in zip(waiting, finished, strict=True):
-            results[i] = result
-    return cast("list[CheckResult]", results)
+    return results, waiting
 
 
-async def _new_state(spec: CheckSpec, meta: MsgMetadata) -> CheckState | CheckResult:
-    try:
-        return await spec.check.check_state_for_msg(meta)
-    except Exception as exc:
-        _log.warning("check %r failed to start for message %s: %r", spec.name, meta.id, exc)
-        return _failed(exc, "a policy check")
+async def finish_stage(
+    results: list[tuple[CheckSpec, CheckResult]], waiting: _Waiting, stage: _Stage, msg_id: str
+) -> None:
+    """Run the waiting coroutines of `start_stage` concurrently; fill in their results."""
+    finished = await _eager.gather([_finish(c, y, st, stage, msg_id) for _, c, y, st in waiting])
+    for (i, _, _, _), result in zip(waiting, finished, strict=True):
+        results[i] = (results[i][0], result)
+
+
+def _failed_start(spec: CheckSpec, exc: Exception, msg_id: str) -> CheckResult:
+    _log.warning("check %r failed to start for message %s: %r", spec.name, msg_id, exc)
+    return _failed(exc, "a policy check")
 
 
 @final
@@ -211,7 +219,7 @@ class CheckRunner:
         self._meta = meta
         self._states: dict[int, CheckState] = {}  # id(spec) -> state
         self._specs: dict[int, CheckSpec] = {}
-        self._pairs: dict[int, tuple[Sequence[CheckSpec], list[tuple[CheckSpec, CheckState]]]] = {}
+        self._pairs: dict[int, tuple[Sequence[CheckSpec], list[_Pair]]] = {}
         self._conn_done = False
         self._sender: str | None = None
         self._rcpts: list[str] = []
@@ -220,26 +228,17 @@ class CheckRunner:
         self.header_fields: list[HeaderField] = []
         self.auth_results: list[AuthenticationResult] = []
 
-    def _cached(self, specs: Sequence[CheckSpec]) -> list[tuple[CheckSpec, CheckState]] | None:
-        cached = self._pairs.get(id(specs))
-        return cached[1] if cached is not None and cached[0] is specs else None
-
-    async def _states_for(self, specs: Sequence[CheckSpec]) -> list[tuple[CheckSpec, CheckState]]:
-        pairs = await self._make_states(specs)
-        self._pairs[id(specs)] = (specs, pairs)  # the tuple is kept alive with its id
-        return pairs
-
-    async def _make_states(self, specs: Sequence[CheckSpec]) -> list[tuple[CheckSpec, CheckState]]:
+    async def _make_states(self, specs: Sequence[CheckSpec]) -> list[_Pair]:
         new = [s for s in specs if id(s) not in self._states]
         if new:
-            made = await _eager.gather([self._new_state(s) for s in new])
-            failures = [(s, r) for s, r in zip(new, made, strict=True) if r is not None]
+            failures = await self._new_states(new)
             if failures:
                 self._merge(failures)  # a check that could not start fails by its action
-            await self._replay([s for s in new if id(s) in self._states])
+            if self._conn_done or self._sender is not None:
+                await self._replay([s for s in new if id(s) in self._states])
         # A state shared by several specs (the same check twice) is called once.
         seen: set[int] = set()
-        out: list[tuple[CheckSpec, CheckState]] = []
+        out: list[_Pair] = []
         for spec in specs:
             known = self._states.get(id(spec))
             if known is not None and id(known) not in seen:
@@ -247,34 +246,73 @@ class CheckRunner:
                 out.append((spec, known))
         return out
 
-    async def _new_state(self, spec: CheckSpec) -> CheckResult | None:
-        # A state is recorded the moment it exists, so that it is closed even when its
-        # siblings fail or the stage is cancelled.
-        state = await _new_state(spec, self._meta)
-        if isinstance(state, CheckResult):
-            return state
-        self._states[id(spec)] = state
-        self._specs[id(spec)] = spec
+    async def _new_states(self, specs: list[CheckSpec]) -> list[tuple[CheckSpec, CheckResult]]:
+        """Make a state for each spec, concurrently and eagerly as `start_stage` does; the
+        failures, for `_merge`. A state is recorded the moment it exists, so that it is
+        closed even when its siblings fail or the stage is cancelled."""
+        meta = self._meta
+        failures: list[tuple[CheckSpec, CheckResult]] = []
+        waiting: list[tuple[CheckSpec, Coroutine[object, None, CheckState], object]] = []
+        try:
+            for spec in specs:
+                try:
+                    coro = spec.check.check_state_for_msg(meta)
+                    yielded = coro.send(None)
+                except StopIteration as done:
+                    self._record(spec, done.value)
+                except Exception as exc:
+                    failures.append((spec, _failed_start(spec, exc, meta.id)))
+                else:
+                    waiting.append((spec, coro, yielded))
+        except BaseException:
+            for _, coro, _ in waiting:
+                coro.close()
+            raise
+        if waiting:
+            late = await _eager.gather([self._finish_state(*w) for w in waiting])
+            failures.extend(
+                (spec, r) for (spec, _, _), r in zip(waiting, late, strict=True) if r is not None
+            )
+            failures.sort(key=lambda failure: specs.index(failure[0]))  # configured order
+        return failures
+
+    async def _finish_state(
+        self, spec: CheckSpec, coro: Coroutine[object, None, CheckState], yielded: object
+    ) -> CheckResult | None:
+        try:
+            state = await _eager.drive(coro, yielded)
+        except Exception as exc:
+            return _failed_start(spec, exc, self._meta.id)
+        self._record(spec, state)
         return None
 
+    def _record(self, spec: CheckSpec, state: CheckState) -> None:
+        self._states[id(spec)] = state
+        self._specs[id(spec)] = spec
+
     async def _replay(self, specs: list[CheckSpec]) -> None:
-        if not specs or not (self._conn_done or self._sender is not None):
+        if not specs:
             return
-        pairs = [(s, self._states[id(s)]) for s in specs]
         if self._conn_done:
-            await self._stage(pairs, "check_connection", ())
+            await self._stage(specs, "check_connection", ())
         if self._sender is not None:
-            await self._stage(pairs, "check_sender", (self._sender,))
+            await self._stage(specs, "check_sender", (self._sender,))
         for rcpt in self._rcpts:
-            await self._stage(pairs, "check_rcpt", (rcpt,))
+            await self._stage(specs, "check_rcpt", (rcpt,))
 
     async def _stage(
-        self, pairs: list[tuple[CheckSpec, CheckState]], stage: _Stage, args: tuple[object, ...]
+        self, specs: Sequence[CheckSpec], stage: _Stage, args: tuple[object, ...]
     ) -> None:
-        if not pairs:
-            return
-        results = await run_stage([state for _, state in pairs], stage, args, self._meta.id)
-        self._merge([(spec, res) for (spec, _), res in zip(pairs, results, strict=True)])
+        cached = self._pairs.get(id(specs))
+        if cached is not None and cached[0] is specs:
+            pairs = cached[1]
+        else:
+            pairs = await self._make_states(specs)
+            self._pairs[id(specs)] = (specs, pairs)  # the tuple is kept alive with its id
+        results, waiting = start_stage(pairs, stage, args, self._meta.id)
+        if waiting:
+            await finish_stage(results, waiting, stage, self._meta.id)
+        self._merge(results)
 
     def _merge(self, results: list[tuple[CheckSpec, CheckResult]]) -> None:
         reject: SMTPError | None = None
@@ -301,34 +339,22 @@ class CheckRunner:
             raise reject
 
     async def connection(self, specs: Sequence[CheckSpec]) -> None:
-        pairs = self._cached(specs)
-        if pairs is None:
-            pairs = await self._states_for(specs)
-        await self._stage(pairs, "check_connection", ())
+        await self._stage(specs, "check_connection", ())
         self._conn_done = True
 
     async def sender(self, specs: Sequence[CheckSpec], mail_from: str) -> None:
-        pairs = self._cached(specs)
-        if pairs is None:
-            pairs = await self._states_for(specs)
-        await self._stage(pairs, "check_sender", (mail_from,))
+        await self._stage(specs, "check_sender", (mail_from,))
         self._sender = mail_from
 
     async def rcpt(self, specs: Sequence[CheckSpec], rcpt_to: str) -> None:
         """Check one recipient; it is remembered for replay only when it passed."""
-        pairs = self._cached(specs)
-        if pairs is None:
-            pairs = await self._states_for(specs)
-        await self._stage(pairs, "check_rcpt", (rcpt_to,))
+        await self._stage(specs, "check_rcpt", (rcpt_to,))
 
     def passed(self, rcpt_to: str) -> None:
         self._rcpts.append(rcpt_to)
 
     async def body(self, specs: Sequence[CheckSpec], header: Header, body: Buffer) -> None:
-        pairs = self._cached(specs)
-        if pairs is None:
-            pairs = await self._states_for(specs)
-        await self._stage(pairs, "check_body", (header, body))
+        await self._stage(specs, "check_body", (header, body))
 
     def close(self) -> None:
         """Close every state exactly once; errors are logged, not raised."""
