@@ -25,7 +25,13 @@ from mailmodule.pipeline import (
     Pipeline,
     parse_authentication_results,
 )
-from tests.pipeline_kit import DirTarget, MapModifier, MemoryTarget, RecordingCheck
+from tests.pipeline_kit import (
+    DirTarget,
+    MapModifier,
+    MemoryTarget,
+    RecordingCheck,
+    RecordingState,
+)
 
 BODY = MemoryBuffer(b"Hello\r\n")
 
@@ -292,6 +298,29 @@ async def test_the_first_rejecting_check_in_configured_order_wins() -> None:
         await delivery.body(header(), BODY)
     assert info.value.check_name == "check.first"
     await delivery.abort()
+
+
+class Unstartable(RecordingCheck):
+    def __init__(self, name: str, *, delay: float) -> None:
+        super().__init__(name, delay=delay)
+
+    async def check_state_for_msg(self, msg_meta: MsgMetadata) -> RecordingState:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        raise SMTPError(451, (4, 7, 0), f"{self.name()} cannot start")
+
+
+async def test_checks_that_cannot_start_fail_in_configured_order_and_others_close() -> None:
+    late, early, fine = (
+        Unstartable("check.late", delay=0.01),  # fails last, but is configured first
+        Unstartable("check.early", delay=0),
+        RecordingCheck("check.fine"),
+    )
+    pipeline = Pipeline(checks=[late, early, fine], default=Destination(targets=[MemoryTarget()]))
+    with pytest.raises(SMTPError, match=r"check\.late cannot start") as info:
+        await pipeline.start(MsgMetadata(id="m"), "a@x")
+    assert info.value.check_name == "check.late"
+    assert fine.calls == ["close"]  # made, never run, closed
 
 
 async def test_checks_of_one_stage_run_concurrently() -> None:
