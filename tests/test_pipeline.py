@@ -492,12 +492,18 @@ async def test_an_alias_with_an_unroutable_member_is_refused_whole() -> None:
     assert target.messages[0].rcpts == ["ann@example.org"]  # joe was never added
 
 
-async def test_a_modifier_returning_no_recipient_refuses_it() -> None:
-    mod = MapModifier(rcpts={"gone@example.org": []})
-    pipeline = Pipeline(modifiers=[mod], default=Destination(targets=[MemoryTarget()]))
+@pytest.mark.parametrize("returned", [[], "b@example.org", 5, None, [""], ["b@x", None]])
+async def test_a_modifier_returning_no_list_of_recipients_refuses_it(returned: object) -> None:
+    mod = MapModifier(rcpts={"gone@example.org": returned})  # type: ignore[dict-item]
+    target = MemoryTarget()
+    pipeline = Pipeline(modifiers=[mod], default=Destination(targets=[target]))
     delivery = await pipeline.start(MsgMetadata(id="m"), "a@x")
-    with pytest.raises(SMTPError, match="Temporary failure"):
+    with pytest.raises(SMTPError, match="Temporary failure in a recipient modifier") as info:
         await delivery.add_rcpt("gone@example.org")
+    assert isinstance(info.value.__cause__, TypeError)
+    assert "gone@example.org" in str(info.value.__cause__)
+    await delivery.abort()
+    assert target.calls == []  # no target ever saw the recipient
 
 
 async def test_destination_modifiers_apply_only_to_their_recipients() -> None:

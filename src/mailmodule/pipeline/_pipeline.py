@@ -107,6 +107,12 @@ def _own_failure(exc: BaseException) -> Exception:
     return failure
 
 
+def _bad_rewrite(rcpt: str, new: object) -> SMTPError:
+    return _as_smtp(
+        TypeError(f"rewrite_rcpt({rcpt!r}) returned {new!r}"), what="a recipient modifier"
+    )
+
+
 def _bad_sequence(what: str) -> SMTPError:
     return SMTPError(503, (5, 5, 1), f"Bad sequence of commands: {what}")
 
@@ -632,10 +638,13 @@ class PipelineDelivery:
                     new = await state.rewrite_rcpt(r)
                 except Exception as exc:
                     raise _as_smtp(exc, what="a recipient modifier") from exc
-                if not new or not all(isinstance(n, str) and n for n in new):
-                    bad = TypeError(f"rewrite_rcpt({r!r}) returned {new!r}")
-                    raise _as_smtp(bad, what="a recipient modifier")
-                out.extend(n for n in new if n not in out)
+                if not new or not isinstance(new, (list, tuple)):
+                    raise _bad_rewrite(r, new)
+                for n in new:
+                    if not isinstance(n, str) or not n:
+                        raise _bad_rewrite(r, new)
+                    if n not in out:
+                        out.append(n)
             rcpts = out
         return rcpts
 
