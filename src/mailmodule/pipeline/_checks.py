@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Coroutine, Sequence
+from operator import itemgetter
 from typing import Literal, final
 
 import attrs
@@ -129,7 +130,19 @@ def _raised(state: CheckState, stage: _Stage, exc: Exception, msg_id: str) -> Ch
 
 
 _Pair = tuple[CheckSpec, CheckState]
-_PENDING = CheckResult()  # a placeholder in start_stage, replaced before it returns
+_Said = list[tuple[int, CheckSpec, CheckResult]]  # (position in the stage, spec, result)
+_Waiting = list[tuple[int, CheckSpec, Coroutine[object, None, object], object, CheckState]]
+
+
+def _quiet(result: CheckResult) -> bool:
+    """Whether a result says nothing, the common case: merging skips it."""
+    return not (
+        result.reject
+        or result.quarantine
+        or result.auth_result
+        or result.reason is not None
+        or len(result.header)
+    )
 
 
 async def _finish(
@@ -146,44 +159,50 @@ async def _finish(
     return _checked(state, stage, value, msg_id)
 
 
-_Waiting = list[tuple[int, Coroutine[object, None, object], object, CheckState]]
-
-
 def start_stage(
     pairs: Sequence[_Pair], stage: _Stage, args: tuple[object, ...], msg_id: str
-) -> tuple[list[tuple[CheckSpec, CheckResult]], _Waiting]:
-    """Step every state's coroutine for one stage until it first waits: the results of
-    those that answered at once (a check that raises gives a failure result), and those
-    still waiting, for `finish_stage`. A stage that never waits costs no task or await."""
-    results: list[tuple[CheckSpec, CheckResult]] = []
+) -> tuple[_Said, _Waiting]:
+    """Step every state's coroutine for one stage until it first waits: the results that
+    say something, of those that answered at once (a check that raises gives a failure
+    result), and those still waiting, for `finish_stage`. A stage whose checks answer at
+    once and say nothing costs no task, no await and no allocation beyond the calls."""
+    said: _Said = []
     waiting: _Waiting = []
     try:
-        for spec, state in pairs:
+        for i, (spec, state) in enumerate(pairs):
             try:
                 coro = getattr(state, stage)(*args)
                 yielded = coro.send(None)
             except StopIteration as done:
-                results.append((spec, _checked(state, stage, done.value, msg_id)))
+                value = done.value
+                if not isinstance(value, CheckResult):
+                    said.append((i, spec, _checked(state, stage, value, msg_id)))
+                elif not _quiet(value):
+                    said.append((i, spec, value))
                 continue
             except Exception as exc:
-                results.append((spec, _raised(state, stage, exc, msg_id)))
+                said.append((i, spec, _raised(state, stage, exc, msg_id)))
                 continue
-            waiting.append((len(results), coro, yielded, state))
-            results.append((spec, _PENDING))
+            waiting.append((i, spec, coro, yielded, state))
     except BaseException:
-        for _, coro, _, _ in waiting:
+        for _, _, coro, _, _ in waiting:
             coro.close()
         raise
-    return results, waiting
+    return said, waiting
 
 
-async def finish_stage(
-    results: list[tuple[CheckSpec, CheckResult]], waiting: _Waiting, stage: _Stage, msg_id: str
-) -> None:
-    """Run the waiting coroutines of `start_stage` concurrently; fill in their results."""
-    finished = await _eager.gather([_finish(c, y, st, stage, msg_id) for _, c, y, st in waiting])
-    for (i, _, _, _), result in zip(waiting, finished, strict=True):
-        results[i] = (results[i][0], result)
+async def finish_stage(said: _Said, waiting: _Waiting, stage: _Stage, msg_id: str) -> None:
+    """Run the waiting coroutines of `start_stage` concurrently; add what their results
+    say to `said`, which ends in stage order."""
+    finished = await _eager.gather(
+        [_finish(coro, y, state, stage, msg_id) for _, _, coro, y, state in waiting]
+    )
+    said.extend(
+        (i, spec, result)
+        for (i, spec, _, _, _), result in zip(waiting, finished, strict=True)
+        if not _quiet(result)
+    )
+    said.sort(key=itemgetter(0))
 
 
 def _failed_start(spec: CheckSpec, exc: Exception, msg_id: str) -> CheckResult:
@@ -246,34 +265,34 @@ class CheckRunner:
                 out.append((spec, known))
         return out
 
-    async def _new_states(self, specs: list[CheckSpec]) -> list[tuple[CheckSpec, CheckResult]]:
+    async def _new_states(self, specs: list[CheckSpec]) -> _Said:
         """Make a state for each spec, concurrently and eagerly as `start_stage` does; the
         failures, for `_merge`. A state is recorded the moment it exists, so that it is
         closed even when its siblings fail or the stage is cancelled."""
         meta = self._meta
-        failures: list[tuple[CheckSpec, CheckResult]] = []
-        waiting: list[tuple[CheckSpec, Coroutine[object, None, CheckState], object]] = []
+        failures: _Said = []
+        waiting: list[tuple[int, CheckSpec, Coroutine[object, None, CheckState], object]] = []
         try:
-            for spec in specs:
+            for i, spec in enumerate(specs):
                 try:
                     coro = spec.check.check_state_for_msg(meta)
                     yielded = coro.send(None)
                 except StopIteration as done:
                     self._record(spec, done.value)
                 except Exception as exc:
-                    failures.append((spec, _failed_start(spec, exc, meta.id)))
+                    failures.append((i, spec, _failed_start(spec, exc, meta.id)))
                 else:
-                    waiting.append((spec, coro, yielded))
+                    waiting.append((i, spec, coro, yielded))
         except BaseException:
-            for _, coro, _ in waiting:
+            for _, _, coro, _ in waiting:
                 coro.close()
             raise
         if waiting:
-            late = await _eager.gather([self._finish_state(*w) for w in waiting])
+            late = await _eager.gather([self._finish_state(*w[1:]) for w in waiting])
             failures.extend(
-                (spec, r) for (spec, _, _), r in zip(waiting, late, strict=True) if r is not None
+                (i, spec, r) for (i, spec, _, _), r in zip(waiting, late, strict=True) if r
             )
-            failures.sort(key=lambda failure: specs.index(failure[0]))  # configured order
+            failures.sort(key=itemgetter(0))  # configured order
         return failures
 
     async def _finish_state(
@@ -303,24 +322,24 @@ class CheckRunner:
     async def _stage(
         self, specs: Sequence[CheckSpec], stage: _Stage, args: tuple[object, ...]
     ) -> None:
+        if not specs:
+            return
         cached = self._pairs.get(id(specs))
         if cached is not None and cached[0] is specs:
             pairs = cached[1]
         else:
             pairs = await self._make_states(specs)
             self._pairs[id(specs)] = (specs, pairs)  # the tuple is kept alive with its id
-        results, waiting = start_stage(pairs, stage, args, self._meta.id)
+        said, waiting = start_stage(pairs, stage, args, self._meta.id)
         if waiting:
-            await finish_stage(results, waiting, stage, self._meta.id)
-        self._merge(results)
+            await finish_stage(said, waiting, stage, self._meta.id)
+        if said:
+            self._merge(said)
 
-    def _merge(self, results: list[tuple[CheckSpec, CheckResult]]) -> None:
+    def _merge(self, said: _Said) -> None:
+        """Apply results in stage order; the first rejection (after fail actions) is raised."""
         reject: SMTPError | None = None
-        for spec, raw in results:
-            if not (raw.reject or raw.quarantine or raw.auth_result) and raw.reason is None:
-                if len(raw.header):
-                    self.header_fields[:0] = raw.header.fields()
-                continue  # nothing to say, the common case
+        for _, spec, raw in said:
             result = spec.fail_action.apply(raw, spec.name)
             if result.quarantine and not self.quarantine:
                 _log.info("message %s quarantined by %s", self._meta.id, spec.name)
