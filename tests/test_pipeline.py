@@ -185,6 +185,24 @@ async def test_routing_prefers_address_then_domain_then_tables_then_default() ->
     assert fallback.messages[0].rcpts == ["y@else.example"]
 
 
+async def test_route_answers_a_rejection_for_the_unroutable_and_raises_table_errors() -> None:
+    class Broken:
+        async def lookup(self, key: str) -> str | None:
+            raise OSError("table gone")
+
+    known = Destination(targets=[MemoryTarget()])
+    pipeline = Pipeline(destinations={"example.org": known})
+    assert await pipeline.route("Joe@EXAMPLE.org") is known
+    nowhere = await pipeline.route("joe@elsewhere.example")
+    assert nowhere.reject is not None
+    assert (nowhere.reject.code, nowhere.reject.enhanced_code) == (550, (5, 1, 2))
+    tabled = Pipeline(tables=[(Broken(), known)])
+    with pytest.raises(SMTPError, match="recipient routing") as info:
+        await tabled.route("joe@example.org")
+    assert info.value.code == 451
+    assert isinstance(info.value.__cause__, OSError)
+
+
 async def test_domains_route_in_their_normal_form() -> None:
     target = MemoryTarget()
     pipeline = Pipeline(destinations={"XN--BCHER-KVA.example": Destination(targets=[target])})

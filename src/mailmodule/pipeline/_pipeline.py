@@ -207,13 +207,14 @@ class Pipeline:
     # Routing
 
     async def route(self, rcpt_to: str, *, key: str | None = None) -> Destination:
-        """The destination of a recipient (after the pipeline's modifiers).
+        """The destination of a recipient (after the pipeline's modifiers); a rejecting
+        one (550 5.1.2) when none takes it.
 
         `key`, the recipient's lookup form when the caller has it already, saves
         normalizing it again.
 
         Raises:
-            SMTPError: 550 5.1.2 when no destination takes it; a table's error as 451.
+            SMTPError: a table's error, as 451.
         """
         if key is None:
             key = _route_key(rcpt_to)
