@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import smtplib
 import ssl
 import threading
@@ -21,6 +22,7 @@ from mailmodule import (
     SMTPError,
 )
 from mailmodule.endpoint import SMTPEndpoint
+from mailmodule.endpoint._endpoint import _cert_names
 from mailmodule.modules import FileTLSLoader, PassTable
 from mailmodule.pipeline import Destination, Pipeline
 from tests.endpoint_kit import (
@@ -480,6 +482,17 @@ async def test_starttls_serves_the_certificate_that_matches_sni(tmp_path: Path) 
         der = await asyncio.to_thread(peer_certificate, name)
         assert der == ssl.PEM_cert_to_DER_cert(Path(cert).read_text()), name
     await ep.stop()
+
+
+def test_without_the_stdlib_certificate_decoder_sni_falls_back_to_the_first_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    cert, _ = self_signed(tmp_path, "mx1.test")
+    assert _cert_names(cert) == {"mx1.test"}
+    monkeypatch.delattr(ssl._ssl, "_test_decode_cert")  # type: ignore[attr-defined]
+    with caplog.at_level(logging.WARNING, logger="mailmodule.endpoint"):
+        assert _cert_names(cert) == set()
+    assert "SNI will serve the first chain" in caplog.text
 
 
 async def test_garbage_commands_never_break_the_server(tmp_path: Path) -> None:

@@ -189,6 +189,9 @@ def _cert_names(certfile: str) -> set[str]:
     """The DNS names a PEM certificate is for (subjectAltName, else commonName)."""
     try:
         info = ssl._ssl._test_decode_cert(certfile)  # type: ignore[attr-defined]  # the stdlib's own PEM decoder, not in typeshed
+    except AttributeError:  # a Python without that private decoder
+        _log.warning("cannot read the names of %s: SNI will serve the first chain", certfile)
+        return set()
     except (OSError, ssl.SSLError, ValueError):
         return set()
     names = {str(value).lower() for kind, value in info.get("subjectAltName", ()) if kind == "DNS"}
