@@ -17,7 +17,7 @@ from mailmodule.interfaces import Check, CheckResult, CheckState
 from mailmodule.metadata import MsgMetadata
 from mailmodule.pipeline import _eager
 
-__all__ = ["CheckRunner", "CheckSpec", "FailAction", "as_spec", "finish_stage", "start_stage"]
+__all__ = ["CheckRunner", "CheckSpec", "FailAction", "as_spec"]
 
 _log = logging.getLogger("mailmodule.pipeline")
 
@@ -159,12 +159,12 @@ async def _finish(
     return _checked(state, stage, value, msg_id)
 
 
-def start_stage(
+def _start_stage(
     pairs: Sequence[_Pair], stage: _Stage, args: tuple[object, ...], msg_id: str
 ) -> tuple[_Said, _Waiting]:
     """Step every state's coroutine for one stage until it first waits: the results that
     say something, of those that answered at once (a check that raises gives a failure
-    result), and those still waiting, for `finish_stage`. A stage whose checks answer at
+    result), and those still waiting, for `_finish_stage`. A stage whose checks answer at
     once and say nothing costs no task, no await and no allocation beyond the calls."""
     said: _Said = []
     waiting: _Waiting = []
@@ -191,8 +191,8 @@ def start_stage(
     return said, waiting
 
 
-async def finish_stage(said: _Said, waiting: _Waiting, stage: _Stage, msg_id: str) -> None:
-    """Run the waiting coroutines of `start_stage` concurrently; add what their results
+async def _finish_stage(said: _Said, waiting: _Waiting, stage: _Stage, msg_id: str) -> None:
+    """Run the waiting coroutines of `_start_stage` concurrently; add what their results
     say to `said`, which ends in stage order."""
     finished = await _eager.gather(
         [_finish(coro, y, state, stage, msg_id) for _, _, coro, y, state in waiting]
@@ -266,7 +266,7 @@ class CheckRunner:
         return out
 
     async def _new_states(self, specs: list[CheckSpec]) -> _Said:
-        """Make a state for each spec, concurrently and eagerly as `start_stage` does; the
+        """Make a state for each spec, concurrently and eagerly as `_start_stage` does; the
         failures, for `_merge`. A state is recorded the moment it exists, so that it is
         closed even when its siblings fail or the stage is cancelled."""
         meta = self._meta
@@ -288,9 +288,13 @@ class CheckRunner:
                 coro.close()
             raise
         if waiting:
-            late = await _eager.gather([self._finish_state(*w[1:]) for w in waiting])
+            late = await _eager.gather(
+                [self._finish_state(spec, coro, y) for _, spec, coro, y in waiting]
+            )
             failures.extend(
-                (i, spec, r) for (i, spec, _, _), r in zip(waiting, late, strict=True) if r
+                (i, spec, r)
+                for (i, spec, _, _), r in zip(waiting, late, strict=True)
+                if r is not None
             )
             failures.sort(key=itemgetter(0))  # configured order
         return failures
@@ -330,9 +334,9 @@ class CheckRunner:
         else:
             pairs = await self._make_states(specs)
             self._pairs[id(specs)] = (specs, pairs)  # the tuple is kept alive with its id
-        said, waiting = start_stage(pairs, stage, args, self._meta.id)
+        said, waiting = _start_stage(pairs, stage, args, self._meta.id)
         if waiting:
-            await finish_stage(said, waiting, stage, self._meta.id)
+            await _finish_stage(said, waiting, stage, self._meta.id)
         if said:
             self._merge(said)
 
