@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import email.message
 import io
+import re
 
 import pytest
 from hypothesis import given
@@ -163,6 +164,24 @@ def test_adding_a_value_with_a_line_break_is_refused(value: str) -> None:
 def test_adding_an_invalid_field_name_is_refused(name: str) -> None:
     with pytest.raises(HeaderError, match="invalid field name"):
         Header().add(name, "v")
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ([("Subject",)], "expected (name, value) pairs"),
+        (["ab"], "expected (name, value) pairs"),
+        ([("Subject", "a", "b")], "expected (name, value) pairs"),
+        ([(5, "x")], "invalid field name 5"),
+        ([("Subject", 5)], "must be a str, got int"),
+        (b"Subject: x\r\n", "Header.parse reads raw text"),
+    ],
+)
+def test_building_a_header_from_anything_but_name_value_pairs_is_refused(
+    fields: object, says: str
+) -> None:
+    with pytest.raises(HeaderError, match=re.escape(says)):
+        Header(fields)  # type: ignore[arg-type]  # wrong on purpose
 
 
 def test_write_to_writes_the_bytes_to_a_stream() -> None:

@@ -70,8 +70,10 @@ class HeaderField:
             HeaderError: the name is not RFC 5322 field text, or the value holds a line
                 break (which would smuggle in another field).
         """
-        if not _FIELD_NAME_STR.fullmatch(name):
+        if type(name) is not str or not _FIELD_NAME_STR.fullmatch(name):
             raise HeaderError(f"invalid field name {name!r}")
+        if type(value) is not str:
+            raise HeaderError(f"value of field {name!r} must be a str, got {type(value).__name__}")
         if "\r" in value or "\n" in value or "\0" in value:
             raise HeaderError(f"value of field {name!r} contains a line break or NUL")
         return cls(name, _fold(f"{name}: {value}", eol).encode("utf-8"))
@@ -111,7 +113,15 @@ class Header:
         self._fields: list[HeaderField] = []
         self._eol = b"\r\n"
         self._eoh = b"\r\n"
-        for name, value in fields:
+        if isinstance(fields, (str, bytes, bytearray)):
+            raise HeaderError("Header() takes (name, value) pairs; Header.parse reads raw text")
+        for field in fields:
+            try:
+                name, value = field
+            except (TypeError, ValueError):
+                raise HeaderError(f"expected (name, value) pairs, got {field!r}") from None
+            if isinstance(field, str):
+                raise HeaderError(f"expected (name, value) pairs, got {field!r}")
             self._fields.append(HeaderField.build(name, value))
 
     @classmethod
