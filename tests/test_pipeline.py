@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -9,10 +10,12 @@ from authres import DKIMAuthenticationResult, SPFAuthenticationResult
 
 from mailmodule import (
     CheckResult,
+    ConfigError,
     ConnState,
     Delivery,
     DeliveryTarget,
     Header,
+    InterfaceMismatchError,
     MemoryBuffer,
     MsgMetadata,
     PartialDelivery,
@@ -29,6 +32,7 @@ from tests.pipeline_kit import (
     DirTarget,
     MapModifier,
     MemoryTarget,
+    Named,
     RecordingCheck,
     RecordingState,
 )
@@ -234,8 +238,69 @@ async def test_a_rejecting_destination_refuses_with_its_reply() -> None:
 
 
 def test_a_destination_needs_targets_or_a_rejection() -> None:
-    with pytest.raises(ValueError, match="either targets or a reject"):
+    with pytest.raises(ConfigError, match="either targets or a reject"):
         Destination()
+
+
+def test_a_fail_action_code_must_be_a_reply_code() -> None:
+    with pytest.raises(ValueError, match=r"FailAction\.code must be an int from 200 to 599"):
+        FailAction(code="554")  # type: ignore[arg-type]  # wrong on purpose
+    with pytest.raises(ValueError, match="code must be an int from 200 to 599"):
+        FailAction(code=99)
+
+
+class SyncModifier(Named):
+    def mod_state_for_msg(self, msg_meta: MsgMetadata) -> None:
+        return None
+
+
+REJECT = Destination(reject=SMTPError(550, (5, 7, 1), "No"))
+
+
+@pytest.mark.parametrize(
+    ("kind", "arguments", "culprit", "lacks"),
+    [
+        (Pipeline, {"checks": [RecordingCheck(), 5]}, "int (checks[1])", "check_state_for_msg"),
+        (
+            Pipeline,
+            {"modifiers": [SyncModifier("modify.sync")]},
+            "modify.sync (modifiers[0])",
+            "mod_state_for_msg() must be async",
+        ),
+        (Destination, {"targets": [MemoryTarget(), object()]}, "object (targets[1])", "start"),
+        (Pipeline, {"tables": [(5, REJECT)]}, "int (tables[0])", "lookup"),
+        (CheckSpec, {"check": MemoryTarget("target.m")}, "target.m", "check_state_for_msg"),
+    ],
+)
+def test_a_module_lacking_its_interface_is_refused_when_the_pipeline_is_built(
+    kind: Callable[..., object], arguments: dict[str, object], culprit: str, lacks: str
+) -> None:
+    with pytest.raises(InterfaceMismatchError) as info:
+        kind(**arguments)
+    assert info.value.name == culprit
+    assert any(lacks in problem for problem in info.value.missing)
+
+
+@pytest.mark.parametrize(
+    ("kind", "arguments", "key"),
+    [
+        (Pipeline, {"checks": 5}, "checks"),
+        (Pipeline, {"modifiers": "modify.x"}, "modifiers"),
+        (Pipeline, {"destinations": ["example.org"]}, "destinations"),
+        (Pipeline, {"destinations": {"example.org": "local"}}, "destinations['example.org']"),
+        (Pipeline, {"destinations": {7: REJECT}}, "destinations"),
+        (Pipeline, {"tables": [REJECT]}, "tables"),
+        (Pipeline, {"default": "local"}, "default"),
+        (Destination, {"reject": "550 No"}, "reject"),
+        (CheckSpec, {"check": RecordingCheck(), "fail_action": "ignore"}, "fail_action"),
+    ],
+)
+def test_a_misshapen_pipeline_argument_is_refused_naming_its_key(
+    kind: Callable[..., object], arguments: dict[str, object], key: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        kind(**arguments)
+    assert info.value.key == key
 
 
 async def test_pipelines_nest() -> None:

@@ -305,10 +305,11 @@ class ModuleInitError(RegistryError):
 
 
 class InterfaceMismatchError(RegistryError, TypeError):
-    """Raised when a module registered under a prefix lacks that prefix's interface.
+    """Raised when a module lacks the interface it is used for: registered under a prefix,
+    or given to a pipeline as a check, modifier, target or table.
 
     `missing` lists the methods that are absent or not async where they must be. The caller
-    should fix the module, or register it under a name whose prefix matches what it is.
+    should fix the module, or use it (register it) as what it is.
     """
 
     def __init__(self, name: str, interface: str, missing: tuple[str, ...]) -> None:

@@ -257,8 +257,10 @@ class Server:
                 modifiers=self._modifiers(table, section),
                 reject=None if reject is None else parse_reply(str(reject)),
             )
-        except ValueError as exc:
-            raise self._error(str(exc), section=section) from exc
+        except ConfigError as exc:
+            raise self._error(exc.message, section=section, key=exc.key) from exc
+        except ValueError as exc:  # a reply that does not parse
+            raise self._error(str(exc), section=section, key="reject") from exc
 
     def _pipeline(self, table: dict[str, object]) -> Pipeline:
         known = {"checks", "modifiers", "destinations", "default"}
@@ -312,6 +314,8 @@ class Server:
             cfg.check_unknown()
         except ConfigError as exc:
             raise self._error(exc.message, section=section, key=exc.key) from exc
+        except ValueError as exc:  # a reply that does not parse
+            raise self._error(str(exc), section=section, key="reject") from exc
         except MailModuleError as exc:
             raise self._error(str(exc), section=section, key="type") from exc
         if not isinstance(endpoint, SMTPEndpoint):

@@ -11,13 +11,14 @@ import attrs
 from authres import AuthenticationResult
 
 from mailmodule.buffer import Buffer
-from mailmodule.errors import SMTPError
+from mailmodule.errors import ConfigError, InterfaceMismatchError, SMTPError
 from mailmodule.header import Header, HeaderField
 from mailmodule.interfaces import Check, CheckResult, CheckState
 from mailmodule.metadata import MsgMetadata
 from mailmodule.pipeline import _eager
+from mailmodule.registry import missing_methods
 
-__all__ = ["CheckRunner", "CheckSpec", "FailAction", "as_spec"]
+__all__ = ["CheckRunner", "CheckSpec", "FailAction", "as_spec", "name_of"]
 
 _log = logging.getLogger("mailmodule.pipeline")
 
@@ -43,6 +44,8 @@ class FailAction:
             raise ValueError(
                 f"FailAction.action must be reject, quarantine or ignore, got {self.action!r}"
             )
+        if self.code is not None and type(self.code) is not int:
+            raise ValueError(f"FailAction.code must be an int from 200 to 599, got {self.code!r}")
         if self.code is not None or self.enhanced_code is not None:
             # Build the reply once to check code and enhanced code as SMTPError does.
             code = self.code or 550
@@ -94,12 +97,23 @@ class CheckSpec:
 
     def __attrs_post_init__(self) -> None:
         if not self.name:
-            check = self.check
-            name = (
-                getattr(check, "instance_name", lambda: "")()
-                or getattr(check, "name", lambda: type(check).__name__)()
-            )
-            object.__setattr__(self, "name", name)
+            object.__setattr__(self, "name", name_of(self.check))
+        missing = missing_methods(self.check, Check)
+        if missing:
+            raise InterfaceMismatchError(self.name, "Check", missing)
+        if not isinstance(self.fail_action, FailAction):
+            raise ConfigError(f"expected a FailAction, got {self.fail_action!r}", key="fail_action")
+
+
+def name_of(module: object) -> str:
+    """How a module names itself: its instance name, else its name, else its type's."""
+    for attr in ("instance_name", "name"):
+        get = getattr(module, attr, None)
+        if callable(get):
+            value = get()
+            if isinstance(value, str) and value:
+                return value
+    return type(module).__name__
 
 
 def as_spec(check: Check | CheckSpec) -> CheckSpec:

@@ -12,7 +12,7 @@ import attrs
 from mailmodule import address
 from mailmodule.buffer import Buffer
 from mailmodule.config import ConfigMap
-from mailmodule.errors import AddressError, SMTPError
+from mailmodule.errors import AddressError, ConfigError, InterfaceMismatchError, SMTPError
 from mailmodule.header import Header
 from mailmodule.interfaces import (
     Check,
@@ -28,7 +28,8 @@ from mailmodule.interfaces import (
 from mailmodule.metadata import ConnState, MsgMetadata
 from mailmodule.pipeline import _eager
 from mailmodule.pipeline._authresults import format_authentication_results
-from mailmodule.pipeline._checks import CheckRunner, CheckSpec, as_spec
+from mailmodule.pipeline._checks import CheckRunner, CheckSpec, as_spec, name_of
+from mailmodule.registry import missing_methods
 
 __all__ = ["Destination", "Pipeline", "PipelineDelivery"]
 
@@ -39,16 +40,61 @@ _T = TypeVar("_T")
 ABORT_TIMEOUT = 30.0
 
 
+# Building checks what it is given, so that a wrong module or value is refused when the
+# pipeline is built, not at every message.
+
+
+def _listed(items: Iterable[_T], what: str, key: str) -> tuple[_T, ...]:
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise ConfigError(f"expected a list of {what}, got {type(items).__name__}", key=key)
+    return tuple(items)
+
+
+def _require(item: object, interface: type, where: str) -> None:
+    missing = missing_methods(item, interface)
+    if missing:
+        raise InterfaceMismatchError(f"{name_of(item)} ({where})", interface.__name__, missing)
+
+
+def _implementing(items: Iterable[_T], interface: type, key: str) -> tuple[_T, ...]:
+    out = _listed(items, f"{interface.__name__} modules", key)
+    for i, item in enumerate(out):
+        _require(item, interface, f"{key}[{i}]")
+    return out
+
+
 def _specs(checks: Iterable[Check | CheckSpec]) -> tuple[CheckSpec, ...]:
-    return tuple(as_spec(c) for c in checks)
+    out = _listed(checks, "Check modules or CheckSpecs", "checks")
+    for i, check in enumerate(out):
+        if not isinstance(check, CheckSpec):
+            _require(check, Check, f"checks[{i}]")
+    return tuple(as_spec(c) for c in out)
 
 
 def _targets(targets: Iterable[DeliveryTarget]) -> tuple[DeliveryTarget, ...]:
-    return tuple(targets)
+    return _implementing(targets, DeliveryTarget, "targets")
 
 
 def _modifiers(modifiers: Iterable[Modifier]) -> tuple[Modifier, ...]:
-    return tuple(modifiers)
+    return _implementing(modifiers, Modifier, "modifiers")
+
+
+def _table_routes(
+    tables: Sequence[tuple[Table, Destination]],
+) -> tuple[tuple[Table, Destination], ...]:
+    out = _listed(tables, "(table, Destination) pairs", "tables")
+    for i, entry in enumerate(out):
+        if not (isinstance(entry, tuple) and len(entry) == 2):
+            raise ConfigError(f"expected a (table, Destination) pair, got {entry!r}", key="tables")
+        _require(entry[0], Table, f"tables[{i}]")
+        _destination(entry[1], f"tables[{i}]")
+    return out
+
+
+def _destination(value: object, key: str) -> Destination:
+    if not isinstance(value, Destination):
+        raise ConfigError(f"expected a Destination, got {type(value).__name__}", key=key)
+    return value
 
 
 @final
@@ -58,6 +104,10 @@ class Destination:
 
     `checks` and `modifiers` apply only to the recipients routed here; they join the message
     when the first such recipient arrives (and see earlier stages replayed).
+
+    Raises:
+        InterfaceMismatchError: a target, check or modifier lacks its interface.
+        ConfigError: both or neither of targets and reject, or a reject not an SMTPError.
     """
 
     targets: tuple[DeliveryTarget, ...] = attrs.field(default=(), converter=_targets)
@@ -66,18 +116,10 @@ class Destination:
     reject: SMTPError | None = None
 
     def __attrs_post_init__(self) -> None:
+        if self.reject is not None and not isinstance(self.reject, SMTPError):
+            raise ConfigError(f"expected an SMTPError, got {self.reject!r}", key="reject")
         if bool(self.targets) == (self.reject is not None):
-            raise ValueError("a Destination needs either targets or a reject reply, not both")
-
-
-def _name_of(module: object) -> str:
-    for attr in ("instance_name", "name"):
-        get = getattr(module, attr, None)
-        if callable(get):
-            value = get()
-            if isinstance(value, str) and value:
-                return value
-    return type(module).__name__
+            raise ConfigError("a Destination needs either targets or a reject reply, not both")
 
 
 def _as_smtp(exc: Exception, *, target: str | None = None, what: str = "delivery") -> SMTPError:
@@ -115,6 +157,12 @@ def _bad_rewrite(rcpt: str, new: object) -> SMTPError:
 
 def _bad_sequence(what: str) -> SMTPError:
     return SMTPError(503, (5, 5, 1), f"Bad sequence of commands: {what}")
+
+
+def _key(key: object) -> str:
+    if not isinstance(key, str) or not key:
+        raise ConfigError(f"expected an address or domain, got {key!r}", key="destinations")
+    return key
 
 
 def _route_key(key: str) -> str:
@@ -170,6 +218,10 @@ class Pipeline:
         default: where the remaining recipients go; without it they are refused.
         hostname: the authserv-id of the Authentication-Results field.
         name, instance_name: how the pipeline names itself as a module.
+
+    Raises:
+        InterfaceMismatchError: a check, modifier, target or table lacks its interface.
+        ConfigError: an argument has the wrong shape; `key` names it.
     """
 
     def __init__(
@@ -186,9 +238,14 @@ class Pipeline:
     ) -> None:
         self.checks = _specs(checks)
         self.modifiers = _modifiers(modifiers)
-        self._routes = {_route_key(k): d for k, d in (destinations or {}).items()}
-        self._tables = tuple(tables)
-        self._default = default
+        if not isinstance(destinations or {}, Mapping):
+            raise ConfigError("expected a mapping of addresses and domains", key="destinations")
+        self._routes = {
+            _route_key(_key(k)): _destination(d, f"destinations[{k!r}]")
+            for k, d in (destinations or {}).items()
+        }
+        self._tables = _table_routes(tables)
+        self._default = None if default is None else _destination(default, "default")
         self.hostname = hostname
         self._name = name
         self._instance_name = instance_name
@@ -304,7 +361,7 @@ class _TargetRun:
 
     def __init__(self, target: DeliveryTarget, delivery: Delivery) -> None:
         self.target = target
-        self.name = _name_of(target)
+        self.name = name_of(target)
         self.delivery = delivery
         self.origins: dict[str, list[str]] = {}  # target recipient -> client recipients
         self.body_given = False
@@ -605,7 +662,7 @@ class PipelineDelivery:
                 try:
                     delivery = await target.start(self._meta, sender)
                 except Exception as exc:
-                    raise _as_smtp(exc, target=_name_of(target)) from exc
+                    raise _as_smtp(exc, target=name_of(target)) from exc
                 run = self._runs[id(target)] = _TargetRun(target, delivery)
             drun.runs.append(run)
         self._dests[id(dest)] = drun  # only once every target started
@@ -617,7 +674,7 @@ class PipelineDelivery:
             try:
                 state = await mod.mod_state_for_msg(self._meta)
             except Exception as exc:
-                raise _as_smtp(exc, what=f"modifier {_name_of(mod)}") from exc
+                raise _as_smtp(exc, what=f"modifier {name_of(mod)}") from exc
             self._mod_states.append(state)
             states.append(state)
         return states
