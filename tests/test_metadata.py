@@ -10,6 +10,7 @@ import re
 import threading
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -386,6 +387,78 @@ def test_json_to_object_to_json_is_byte_identical(
     for with_conn in (False, True):
         doc = queue.to_json(with_conn=with_conn)
         assert QueueMetadata.from_json(doc).to_json(with_conn=with_conn) == doc
+
+
+GO_NAMES = {
+    "msg_meta": "MsgMeta",
+    "from_": "From",
+    "to": "To",
+    "failed_rcpts": "FailedRcpts",
+    "temporary_failed_rcpts": "TemporaryFailedRcpts",
+    "rcpt_errs": "RcptErrs",
+    "tries_count": "TriesCount",
+    "first_attempt": "FirstAttempt",
+    "last_attempt": "LastAttempt",
+    "msg_meta.id": "MsgMeta.ID",
+    "msg_meta.original_from": "MsgMeta.OriginalFrom",
+    "msg_meta.dont_trace_sender": "MsgMeta.DontTraceSender",
+    "msg_meta.quarantine": "MsgMeta.Quarantine",
+    "msg_meta.original_rcpts": "MsgMeta.OriginalRcpts",
+    "msg_meta.smtp_opts": "MsgMeta.SMTPOpts",
+    "msg_meta.tls_require_override": "MsgMeta.TLSRequireOverride",
+    "msg_meta.rcpt_opts": "MsgMeta.RcptOpts",
+}
+junk = st.one_of(
+    st.none(),
+    st.integers(),
+    st.text(max_size=5),
+    st.booleans(),
+    st.lists(st.one_of(st.integers(), st.text(max_size=3)), max_size=2),
+    st.dictionaries(st.one_of(st.integers(), st.text(max_size=3)), st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2),
+)
+
+
+def written(queue: QueueMetadata) -> bytes | MetadataError:
+    try:
+        return queue.to_json()
+    except MetadataError as err:
+        return err
+
+
+def test_every_field_of_queue_metadata_is_corrupted_by_the_next_test() -> None:
+    fields = {a.name for a in attrs.fields(QueueMetadata)}
+    fields |= {f"msg_meta.{a.name}" for a in attrs.fields(MsgMetadata) if a.name != "conn"}
+    assert fields == set(GO_NAMES)
+
+
+@settings(max_examples=300)
+@given(queue_metadata, st.sampled_from(sorted(GO_NAMES)), junk)
+def test_a_queue_document_is_written_only_when_it_reads_back(
+    queue: QueueMetadata, field: str, value: object
+) -> None:
+    """Whatever a field was set to, writing either refuses it with a MetadataError naming
+    the field, or gives a document that reads back equal: the queue never loses a message."""
+    owner: object = queue
+    if field.startswith("msg_meta."):
+        if queue.msg_meta is None:
+            queue.msg_meta = MsgMetadata()
+        owner = queue.msg_meta
+    setattr(owner, field.removeprefix("msg_meta."), value)
+    doc = written(queue)
+    if isinstance(doc, MetadataError):
+        assert doc.path is not None
+        assert doc.path.startswith(GO_NAMES[field])
+    else:
+        assert QueueMetadata.from_json(doc) == queue
+
+
+def test_a_connection_is_checked_only_when_it_is_written() -> None:
+    meta = MsgMetadata(id="m1", conn=ConnState(proto=5))  # type: ignore[arg-type]
+    assert MsgMetadata.from_json(meta.to_json()).conn is None
+    with pytest.raises(MetadataError, match="expected a str, got number") as info:
+        meta.to_json(with_conn=True)
+    assert info.value.path == "Conn.Proto"
 
 
 @given(msg_metadata, conn_states)

@@ -27,8 +27,8 @@ JSONObject: TypeAlias = "dict[str, JSONValue]"
 
 _T = TypeVar("_T")
 
-_INT64_MIN = -(1 << 63)
-_INT64_MAX = (1 << 63) - 1
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
 
 _HTML_ESCAPES = [(c.encode(), f"\\u{ord(c):04x}".encode()) for c in "<>&\u2028\u2029"]
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -127,7 +127,7 @@ def read_bool(value: JSONValue, path: str) -> bool:
 
 def read_int(value: JSONValue, path: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
-        if _INT64_MIN <= value <= _INT64_MAX:
+        if INT64_MIN <= value <= INT64_MAX:
             return value
         raise MetadataError("integer does not fit in 64 bits", path=path)
     if value is None:
@@ -195,7 +195,7 @@ def bool_field(o: JSONObject, key: str, path: str) -> bool:
 
 def int_field(o: JSONObject, key: str, path: str) -> int:
     v = o.get(key)
-    if type(v) is int and _INT64_MIN <= v <= _INT64_MAX:
+    if type(v) is int and INT64_MIN <= v <= INT64_MAX:
         return v
     return read_int(v, join(path, key))
 
@@ -221,9 +221,7 @@ def str_map_field(o: JSONObject, key: str, path: str) -> dict[str, str] | None:
 
 def int_map_field(o: JSONObject, key: str, path: str) -> dict[str, int] | None:
     v = o.get(key)
-    if type(v) is dict and all(
-        type(x) is int and _INT64_MIN <= x <= _INT64_MAX for x in v.values()
-    ):
+    if type(v) is dict and all(type(x) is int and INT64_MIN <= x <= INT64_MAX for x in v.values()):
         return cast("dict[str, int]", v)
     return read_map(v, join(path, key), read_int)
 

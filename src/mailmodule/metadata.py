@@ -336,6 +336,10 @@ class MsgMetadata:
         `conn` is written as null unless `with_conn`: maddy cannot read a connection state
         back. With it, addresses are strings, the password is never written and the
         reverse-DNS name only when already resolved.
+
+        Raises:
+            MetadataError: a field holds what the document cannot (a number for a string,
+                a non-string key); names its path, such as `OriginalRcpts["a@x"]`.
         """
         return gj.dumps(_meta_to_json(self, with_conn))
 
@@ -491,7 +495,10 @@ class QueueMetadata:
         """The document as maddy's queue writes it (`json.Encoder`: a trailing newline).
 
         Raises:
-            MetadataError: a timestamp is outside the years 0001-9999, which Go refuses.
+            MetadataError: a timestamp is outside the years 0001-9999, which Go refuses, or
+                a field holds what the document cannot (a number for a string, a
+                non-string key); names its path, such as `MsgMeta.ID`. Nothing is written
+                that would not read back.
         """
         return gj.dumps(_queue_to_json(self, with_conn)) + b"\n"
 
@@ -554,6 +561,124 @@ class QueueMetadata:
 # JSON: writing.
 
 
+# The fields of the mutable types are checked as they are written: a document we write
+# must read back, here and in maddy, or the queue loses the message.
+
+
+def _bad_strs(value: object, path: str) -> None:
+    """Name the culprit in a list of strings that failed its quick check."""
+    if not isinstance(value, list):
+        raise gj.fail(path, "a list of strings or None", value)
+    for i, item in enumerate(value):
+        if type(item) is not str:
+            raise gj.fail(f"{path}[{i}]", "a string", item)
+
+
+def _bad_map(value: object, path: str, ok: Callable[[object], bool], expected: str) -> None:
+    """Name the culprit in a map that failed its quick check."""
+    if not isinstance(value, dict):
+        raise gj.fail(path, "a map (a dict)", value)
+    for k, v in value.items():
+        if type(k) is not str:
+            raise MetadataError(f"expected string keys, got {k!r}", path=path)
+        if not ok(v):
+            raise gj.fail(f'{path}["{k}"]', expected, v)
+
+
+def _check_meta(m: MsgMetadata, path: str, with_conn: bool) -> None:
+    if type(m.id) is not str:
+        raise gj.fail(gj.join(path, "ID"), "a str", m.id)
+    if type(m.original_from) is not str:
+        raise gj.fail(gj.join(path, "OriginalFrom"), "a str", m.original_from)
+    if type(m.dont_trace_sender) is not bool:
+        raise gj.fail(gj.join(path, "DontTraceSender"), "a bool", m.dont_trace_sender)
+    if type(m.quarantine) is not bool:
+        raise gj.fail(gj.join(path, "Quarantine"), "a bool", m.quarantine)
+    if type(m.tls_require_override) is not bool:
+        raise gj.fail(gj.join(path, "TLSRequireOverride"), "a bool", m.tls_require_override)
+    if not isinstance(m.smtp_opts, MailOptions):
+        raise gj.fail(gj.join(path, "SMTPOpts"), "MailOptions", m.smtp_opts)
+    rcpts = m.original_rcpts
+    if rcpts is not None and not (
+        type(rcpts) is dict and _all_str(rcpts) and _all_str(rcpts.values())
+    ):
+        _bad_map(rcpts, gj.join(path, "OriginalRcpts"), _is_str, "a string")
+    opts = m.rcpt_opts
+    if not (type(opts) is dict and _all_str(opts) and all(map(_is_rcpt_opts, opts.values()))):
+        _bad_map(opts, gj.join(path, "RcptOpts"), _is_rcpt_opts, "RcptOptions")
+    if with_conn and m.conn is not None:
+        _check_conn(m.conn, gj.join(path, "Conn"))
+
+
+def _check_conn(c: ConnState, path: str) -> None:
+    if not isinstance(c, ConnState):
+        raise gj.fail(path, "a ConnState or None", c)
+    for key, value in (
+        ("Proto", c.proto),
+        ("Hostname", c.hostname),
+        ("LocalAddr", c.local_addr),
+        ("RemoteAddr", c.remote_addr),
+        ("AuthUser", c.auth_user),
+    ):
+        if type(value) is not str:
+            raise gj.fail(f"{path}.{key}", "a str", value)
+    if c.tls is not None and not isinstance(c.tls, TLSState):
+        raise gj.fail(f"{path}.TLS", "a TLSState", c.tls)
+
+
+def _check_queue(q: QueueMetadata) -> None:
+    if q.msg_meta is not None and not isinstance(q.msg_meta, MsgMetadata):
+        raise gj.fail("MsgMeta", "a MsgMetadata or None", q.msg_meta)
+    if type(q.from_) is not str:
+        raise gj.fail("From", "a str", q.from_)
+    for key, strs in (
+        ("To", q.to),
+        ("FailedRcpts", q.failed_rcpts),
+        ("TemporaryFailedRcpts", q.temporary_failed_rcpts),
+    ):
+        if strs is not None and not (type(strs) is list and _all_str(strs)):
+            _bad_strs(strs, key)
+    errs = q.rcpt_errs
+    if errs is not None and not (
+        type(errs) is dict and _all_str(errs) and all(map(_is_error, errs.values()))
+    ):
+        _bad_map(errs, "RcptErrs", _is_error, "an SMTPError or None")
+    tries = q.tries_count
+    if tries is not None and not (
+        type(tries) is dict and _all_str(tries) and all(map(_is_int64, tries.values()))
+    ):
+        _bad_map(tries, "TriesCount", _is_int64, "a 64-bit integer")
+    if not isinstance(q.first_attempt, Timestamp):
+        raise gj.fail("FirstAttempt", "a Timestamp", q.first_attempt)
+    if not isinstance(q.last_attempt, Timestamp):
+        raise gj.fail("LastAttempt", "a Timestamp", q.last_attempt)
+
+
+def _all_str(values: Iterable[object]) -> bool:
+    """Whether every value is a string: joining them checks that at C speed."""
+    try:
+        "".join(values)  # type: ignore[arg-type]  # the point is to find out
+    except TypeError:
+        return False
+    return True
+
+
+def _is_str(value: object) -> bool:
+    return type(value) is str
+
+
+def _is_int64(value: object) -> bool:
+    return type(value) is int and gj.INT64_MIN <= value <= gj.INT64_MAX
+
+
+def _is_rcpt_opts(value: object) -> bool:
+    return isinstance(value, RcptOptions)
+
+
+def _is_error(value: object) -> bool:
+    return value is None or isinstance(value, SMTPError)
+
+
 def _rdns_to_json(value: Awaitable[str | None] | None) -> str | None:
     # null: reverse DNS does not apply; "": attempted, no name (failed, or still pending
     # when written); otherwise the name.
@@ -597,7 +722,8 @@ def _conn_to_json(conn: ConnState) -> JSONObject:
     }
 
 
-def _meta_to_json(meta: MsgMetadata, with_conn: bool) -> JSONObject:
+def _meta_to_json(meta: MsgMetadata, with_conn: bool, path: str = "") -> JSONObject:
+    _check_meta(meta, path, with_conn)
     opts = meta.smtp_opts
     rcpts = meta.original_rcpts
     out: JSONObject = {
@@ -631,10 +757,11 @@ def _meta_to_json(meta: MsgMetadata, with_conn: bool) -> JSONObject:
 
 
 def _queue_to_json(q: QueueMetadata, with_conn: bool) -> JSONObject:
+    _check_queue(q)
     errs = q.rcpt_errs
     tries = q.tries_count
     return {
-        "MsgMeta": None if q.msg_meta is None else _meta_to_json(q.msg_meta, with_conn),
+        "MsgMeta": None if q.msg_meta is None else _meta_to_json(q.msg_meta, with_conn, "MsgMeta"),
         "From": q.from_,
         "To": _strs(q.to),
         "FailedRcpts": _strs(q.failed_rcpts),
