@@ -117,11 +117,11 @@ class Header:
             raise HeaderError("Header() takes (name, value) pairs; Header.parse reads raw text")
         for field in fields:
             try:
+                if isinstance(field, str):  # "ab" would unpack into a field a: b
+                    raise TypeError
                 name, value = field
             except (TypeError, ValueError):
                 raise HeaderError(f"expected (name, value) pairs, got {field!r}") from None
-            if isinstance(field, str):
-                raise HeaderError(f"expected (name, value) pairs, got {field!r}")
             self._fields.append(HeaderField.build(name, value))
 
     @classmethod

@@ -159,7 +159,7 @@ def _bad_sequence(what: str) -> SMTPError:
     return SMTPError(503, (5, 5, 1), f"Bad sequence of commands: {what}")
 
 
-def _key(key: object) -> str:
+def _destination_key(key: object) -> str:
     if not isinstance(key, str) or not key:
         raise ConfigError(f"expected an address or domain, got {key!r}", key="destinations")
     return key
@@ -238,11 +238,12 @@ class Pipeline:
     ) -> None:
         self.checks = _specs(checks)
         self.modifiers = _modifiers(modifiers)
-        if not isinstance(destinations or {}, Mapping):
+        routes = {} if destinations is None else destinations
+        if not isinstance(routes, Mapping):
             raise ConfigError("expected a mapping of addresses and domains", key="destinations")
         self._routes = {
-            _route_key(_key(k)): _destination(d, f"destinations[{k!r}]")
-            for k, d in (destinations or {}).items()
+            _route_key(_destination_key(k)): _destination(d, f"destinations[{k!r}]")
+            for k, d in routes.items()
         }
         self._tables = _table_routes(tables)
         self._default = None if default is None else _destination(default, "default")
