@@ -654,10 +654,10 @@ def _check_queue(q: QueueMetadata) -> None:
         raise gj.fail("LastAttempt", "a Timestamp", q.last_attempt)
 
 
-def _all_str(values: Iterable[object]) -> bool:
-    """Whether every value is a string: joining them checks that at C speed."""
+def _all_str(values: Iterable[str]) -> bool:
+    """Whether every value really is a string, as typed: joining them checks at C speed."""
     try:
-        "".join(values)  # type: ignore[arg-type]  # the point is to find out
+        "".join(values)
     except TypeError:
         return False
     return True
