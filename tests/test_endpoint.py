@@ -489,7 +489,7 @@ def test_without_the_stdlib_certificate_decoder_sni_falls_back_to_the_first_chai
 ) -> None:
     cert, _ = self_signed(tmp_path, "mx1.test")
     assert _cert_names(cert) == {"mx1.test"}
-    monkeypatch.delattr(ssl._ssl, "_test_decode_cert")  # type: ignore[attr-defined]
+    monkeypatch.delattr("ssl._ssl._test_decode_cert")
     with caplog.at_level(logging.WARNING, logger="mailmodule.endpoint"):
         assert _cert_names(cert) == set()
     assert "SNI will serve the first chain" in caplog.text
