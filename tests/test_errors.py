@@ -130,6 +130,12 @@ def test_smtp_error_rejects_malformed_enhanced_codes(enh: object) -> None:
         SMTPError(550, enh, "x")  # type: ignore[arg-type]  # malformed on purpose
 
 
+@pytest.mark.parametrize("message", [None, 5, b"bytes"])
+def test_smtp_error_rejects_a_message_that_is_not_text(message: object) -> None:
+    with pytest.raises(ValueError, match="message must be a str"):
+        SMTPError(550, (5, 0, 0), message)  # type: ignore[arg-type]  # wrong on purpose
+
+
 def test_lookup_errors_are_key_errors_too() -> None:
     assert isinstance(UnknownModuleError("x"), KeyError)
     assert isinstance(DuplicateModuleError("x"), KeyError)

@@ -117,6 +117,8 @@ class SMTPError(MailModuleError):
                 "SMTPError enhanced_code must be three ints with class 2, 4 or 5 "
                 f"(or NO_ENHANCED_CODE, ENHANCED_CODE_NOT_SET), got {enhanced_code!r}"
             )
+        if type(message) is not str:
+            raise ValueError(f"SMTPError message must be a str, got {type(message).__name__}")
         super().__init__(code, enhanced_code, message)
         self.code = code
         self.enhanced_code = enhanced_code
