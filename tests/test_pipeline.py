@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from authres import DKIMAuthenticationResult, SPFAuthenticationResult
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailmodule import (
     CheckResult,
@@ -16,6 +18,7 @@ from mailmodule import (
     DeliveryTarget,
     Header,
     InterfaceMismatchError,
+    MailModuleError,
     MemoryBuffer,
     MsgMetadata,
     PartialDelivery,
@@ -301,6 +304,55 @@ def test_a_misshapen_pipeline_argument_is_refused_naming_its_key(
     with pytest.raises(ConfigError) as info:
         kind(**arguments)
     assert info.value.key == key
+
+
+junk = st.recursive(
+    st.one_of(
+        st.none(),
+        st.integers(),
+        st.text(max_size=8),
+        st.builds(RecordingCheck),
+        st.builds(MemoryTarget),
+        st.builds(MapModifier),
+        st.just(REJECT),
+        st.just(SMTPError(550, (5, 7, 1), "No")),
+    ),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.one_of(st.text(max_size=8), st.integers()), inner, max_size=2)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from([Pipeline, Destination]),
+    key=st.sampled_from(
+        ["checks", "modifiers", "destinations", "tables", "default", "targets", "reject"]
+    ),
+    value=junk,
+)
+def test_whatever_a_pipeline_is_built_from_it_is_refused_with_a_typed_error_or_works(
+    kind: Callable[..., object], key: str, value: object
+) -> None:
+    if (kind is Pipeline) == (key in ("targets", "reject")):
+        return  # not an argument of this kind
+    outcome = built_or_refused(kind, {key: value})
+    if isinstance(outcome, ConfigError):
+        assert outcome.key is not None
+    elif isinstance(outcome, InterfaceMismatchError):
+        assert outcome.missing
+    else:
+        assert isinstance(outcome, Pipeline | Destination)
+
+
+def built_or_refused(kind: Callable[..., object], arguments: dict[str, object]) -> object:
+    try:
+        return kind(**arguments)
+    except MailModuleError as err:
+        return err
 
 
 async def test_pipelines_nest() -> None:

@@ -119,7 +119,10 @@ class Destination:
         if self.reject is not None and not isinstance(self.reject, SMTPError):
             raise ConfigError(f"expected an SMTPError, got {self.reject!r}", key="reject")
         if bool(self.targets) == (self.reject is not None):
-            raise ConfigError("a Destination needs either targets or a reject reply, not both")
+            raise ConfigError(
+                "a Destination needs either targets or a reject reply, not both",
+                key="reject" if self.targets else "targets",
+            )
 
 
 def _as_smtp(exc: Exception, *, target: str | None = None, what: str = "delivery") -> SMTPError:
