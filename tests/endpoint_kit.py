@@ -65,6 +65,14 @@ class LineClient:
         self.sock.close()
 
 
+def greeted(host: str, port: int) -> LineClient:
+    """A client past the greeting and EHLO."""
+    c = LineClient(host, port)
+    c.reply()
+    c.command("EHLO client")
+    return c
+
+
 def self_signed(directory: Path, name: str = "localhost") -> tuple[str, str]:
     """A certificate and key for `name`, made by the openssl command."""
     cert, key = directory / f"{name}.cert.pem", directory / f"{name}.key.pem"

@@ -29,6 +29,7 @@ from tests.endpoint_kit import (
     LineClient,
     delivered,
     endpoint,
+    greeted,
     leftovers,
     maildir,
     self_signed,
@@ -105,9 +106,7 @@ async def test_dsn_parameters_are_kept_per_recipient(tmp_path: Path) -> None:
     host, port = await serve(ep)
 
     def client() -> None:
-        c = LineClient(host, port)
-        c.reply()
-        c.command("EHLO client")
+        c = greeted(host, port)
         assert c.command("MAIL FROM:<a@example.net> RET=HDRS ENVID=abc+2Bdef").startswith("250")
         assert c.command(
             "RCPT TO:<b@example.org> NOTIFY=FAILURE,DELAY ORCPT=rfc822;B@example.org"
@@ -197,9 +196,7 @@ async def test_a_client_that_vanishes_mid_data_leaves_nothing_behind(tmp_path: P
     host, port = await serve(ep)
 
     def client() -> None:
-        c = LineClient(host, port)
-        c.reply()
-        c.command("EHLO client")
+        c = greeted(host, port)
         c.command("MAIL FROM:<a@example.net>")
         c.command("RCPT TO:<joe@example.org>")
         assert c.command("DATA").startswith("354")
@@ -232,9 +229,7 @@ async def test_malformed_commands_get_the_right_codes(
     host, port = await serve(ep)
 
     def client() -> str:
-        c = LineClient(host, port)
-        c.reply()
-        c.command("EHLO client")
+        c = greeted(host, port)
         answer = c.command(command)
         c.close()
         return answer
@@ -249,9 +244,7 @@ async def test_a_too_long_line_and_an_oversized_message_are_refused(tmp_path: Pa
     host, port = await serve(ep)
 
     def client() -> tuple[str, str]:
-        c = LineClient(host, port)
-        c.reply()
-        c.command("EHLO client")
+        c = greeted(host, port)
         too_long = c.command("NOOP " + "x" * 2000)
         c.command("MAIL FROM:<a@example.net>")
         c.command("RCPT TO:<joe@example.org>")
@@ -273,9 +266,7 @@ async def test_a_malformed_header_is_refused_and_nothing_is_kept(tmp_path: Path)
     host, port = await serve(ep)
 
     def client() -> str:
-        c = LineClient(host, port)
-        c.reply()
-        c.command("EHLO client")
+        c = greeted(host, port)
         c.command("MAIL FROM:<a@example.net>")
         c.command("RCPT TO:<joe@example.org>")
         c.command("DATA")
@@ -434,9 +425,7 @@ async def test_stop_lets_a_message_under_way_finish_then_says_421(tmp_path: Path
     host, port = await serve(ep)
 
     def client() -> tuple[str, str]:
-        c = LineClient(host, port)
-        c.reply()
-        c.command("EHLO client")
+        c = greeted(host, port)
         c.command("MAIL FROM:<a@example.net>")
         c.command("RCPT TO:<b@example.org>")
         c.command("DATA")
@@ -465,9 +454,7 @@ async def test_starttls_serves_the_certificate_that_matches_sni(tmp_path: Path) 
     host, port = await serve(ep)
 
     def peer_certificate(server_name: str) -> bytes:
-        c = LineClient(host, port)
-        c.reply()
-        c.command("EHLO client")
+        c = greeted(host, port)
         assert c.command("STARTTLS").startswith("220")
         context = ssl.create_default_context()
         context.check_hostname = False

@@ -17,6 +17,15 @@ async def sleepy(value: int, delay: float) -> int:
     return value
 
 
+async def waits_until_cancelled(cancelled: asyncio.Event) -> int:
+    try:
+        await asyncio.sleep(60)
+    except asyncio.CancelledError:
+        cancelled.set()
+        raise
+    return 0
+
+
 async def bare_yield(value: int) -> int:
     await asyncio.sleep(0)
     await asyncio.sleep(0)
@@ -49,20 +58,12 @@ async def test_waiting_coroutines_run_concurrently() -> None:
 async def test_an_error_cancels_the_others_and_propagates() -> None:
     cancelled = asyncio.Event()
 
-    async def waits_forever() -> int:
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return 0
-
     async def fails() -> int:
         await asyncio.sleep(0.001)
         raise ValueError("boom")
 
     with pytest.raises(ValueError, match="boom"):
-        await gather([waits_forever(), fails()])
+        await gather([waits_until_cancelled(cancelled), fails()])
     assert cancelled.is_set()
 
 
@@ -78,16 +79,7 @@ async def test_an_immediate_error_closes_coroutines_that_never_ran() -> None:
 
 async def test_cancelling_the_caller_cancels_the_suspended_ones() -> None:
     cancelled = asyncio.Event()
-
-    async def waits() -> int:
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return 0
-
-    task = asyncio.create_task(gather([waits(), immediate(1)]))
+    task = asyncio.create_task(gather([waits_until_cancelled(cancelled), immediate(1)]))
     await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
