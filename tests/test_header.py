@@ -71,6 +71,27 @@ def test_delete_of_a_missing_field_is_not_an_error() -> None:
     assert len(header) == 1
 
 
+def test_remove_fields_removes_the_fields_picked_and_counts_them() -> None:
+    header = Header.parse(b"A: 1\r\nB: 2\r\na: 3\r\nC:  4\r\n\r\n")
+    second_a = header.fields("a")[1]
+    assert header.remove_fields(lambda f: f is second_a) == 1
+    assert header.to_bytes() == b"A: 1\r\nB: 2\r\nC:  4\r\n\r\n"
+    assert header.remove_fields(lambda f: False) == 0
+
+
+def test_remove_fields_leaves_the_header_unchanged_when_the_predicate_raises() -> None:
+    header = Header([("A", "1"), ("B", "2")])
+
+    def pick(field: HeaderField) -> bool:
+        if field.key == "b":
+            raise LookupError(field.name)
+        return True
+
+    with pytest.raises(LookupError):
+        header.remove_fields(pick)
+    assert header == Header([("A", "1"), ("B", "2")])
+
+
 def test_copy_is_independent() -> None:
     header = Header([("A", "1")])
     twin = header.copy()

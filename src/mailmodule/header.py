@@ -18,7 +18,7 @@ import email.message
 import email.parser
 import email.policy
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol, final, overload
 
 import attrs
@@ -215,6 +215,23 @@ class Header:
         """Remove every field named `key`; a missing key is not an error."""
         k = key.lower()
         self._fields = [f for f in self._fields if f.key != k]
+
+    def remove_fields(self, predicate: Callable[[HeaderField], bool]) -> int:
+        """Remove every field for which `predicate` is true; the others keep order and bytes.
+
+        `predicate` sees each field once, top first. Unlike `delete`, it can pick single
+        fields, for example by identity (`field is mine`).
+
+        Returns:
+            The number of fields removed.
+
+        Raises:
+            Whatever `predicate` raises; the header is then unchanged.
+        """
+        kept = [f for f in self._fields if not predicate(f)]
+        removed = len(self._fields) - len(kept)
+        self._fields = kept
+        return removed
 
     def copy(self) -> Header:
         """An independent copy: changing one never changes the other."""

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from mailmodule.pipeline._authresults import authserv_id_of as authserv_id_of
 from mailmodule.pipeline._authresults import (
     format_authentication_results as format_authentication_results,
 )
 from mailmodule.pipeline._authresults import (
     parse_authentication_results as parse_authentication_results,
+)
+from mailmodule.pipeline._authresults import (
+    remove_forged_authentication_results as remove_forged_authentication_results,
 )
 from mailmodule.pipeline._checks import CheckSpec as CheckSpec
 from mailmodule.pipeline._checks import FailAction as FailAction
@@ -22,6 +26,8 @@ __all__ = [
     "FailAction",
     "Pipeline",
     "PipelineDelivery",
+    "authserv_id_of",
     "format_authentication_results",
     "parse_authentication_results",
+    "remove_forged_authentication_results",
 ]
