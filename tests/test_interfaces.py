@@ -124,7 +124,7 @@ async def test_implementations_run_through_their_stages() -> None:
     check = impl.MyCheck("check.x", "x", [], [])
     state = await check.check_state_for_msg(mailmodule.MsgMetadata())
     assert (await state.check_connection()) == CheckResult()
-    assert (await state.check_body(Header(), mailmodule.MemoryBuffer(b""))).header.get(
-        "x-checked"
-    ) == "yes"
+    result = await state.check_body(Header(), mailmodule.MemoryBuffer(b""))
+    assert [(f.name, f.value) for f in result.header] == [("X-Checked", "yes")]
+    assert hash(result) == hash(attrs.evolve(result))  # a value, all the way down
     state.close()

@@ -167,12 +167,13 @@ async def test_abort_reaches_every_started_delivery_and_is_idempotent() -> None:
 # Routing
 
 
-async def test_routing_prefers_address_then_domain_then_tables_then_default() -> None:
+async def test_routing_prefers_tables_then_address_then_domain_then_default() -> None:
+    """maddy's precedence: destination_in tables (full address) win over the rest."""
     by_addr, by_domain, by_table, fallback = (MemoryTarget(n) for n in "abcd")
 
     class Known:
         async def lookup(self, key: str) -> str | None:
-            return "yes" if key == "tabled.example" else None
+            return "yes" if key in ("x@tabled.example", "listed@example.org") else None
 
     pipeline = Pipeline(
         destinations={
@@ -184,12 +185,19 @@ async def test_routing_prefers_address_then_domain_then_tables_then_default() ->
     )
     await deliver(
         pipeline,
-        ["special@example.org", "other@example.org", "x@tabled.example", "y@else.example"],
+        [
+            "special@example.org",
+            "other@example.org",
+            "x@tabled.example",
+            "Listed@example.org",
+            "y@else.example",
+            "z@tabled.example",
+        ],
     )
     assert by_addr.messages[0].rcpts == ["special@example.org"]
     assert by_domain.messages[0].rcpts == ["other@example.org"]
-    assert by_table.messages[0].rcpts == ["x@tabled.example"]
-    assert fallback.messages[0].rcpts == ["y@else.example"]
+    assert by_table.messages[0].rcpts == ["x@tabled.example", "Listed@example.org"]
+    assert fallback.messages[0].rcpts == ["y@else.example", "z@tabled.example"]
 
 
 async def test_route_answers_a_rejection_for_the_unroutable_and_raises_table_errors() -> None:
@@ -245,11 +253,14 @@ def test_a_destination_needs_targets_or_a_rejection() -> None:
         Destination()
 
 
-def test_a_fail_action_code_must_be_a_reply_code() -> None:
-    with pytest.raises(ValueError, match=r"FailAction\.code must be an int from 200 to 599"):
+def test_a_fail_action_code_must_be_a_refusal_reply_code() -> None:
+    with pytest.raises(ValueError, match=r"FailAction\.code must be a 4xx or 5xx reply code"):
         FailAction(code="554")  # type: ignore[arg-type]  # wrong on purpose
-    with pytest.raises(ValueError, match="code must be an int from 200 to 599"):
-        FailAction(code=99)
+    for code in (99, 250, 354, 600):
+        with pytest.raises(ValueError, match="code must be a 4xx or 5xx reply code"):
+            FailAction(code=code)
+    with pytest.raises(ValueError, match="enhanced_code must be of class 4 or 5"):
+        FailAction(code=550, enhanced_code=(2, 0, 0))
 
 
 class SyncModifier(Named):
@@ -712,9 +723,13 @@ async def test_cancelling_the_caller_aborts_every_started_delivery(tmp_path: Pat
     memory, directory = MemoryTarget(), DirTarget(tmp_path)
     slow = RecordingCheck(results={}, delay=10)
     pipeline = Pipeline(
-        destinations={"slow.example": Destination(targets=[memory, directory], checks=[slow])},
+        destinations={
+            "fast.example": Destination(targets=[memory, directory]),
+            "slow.example": Destination(targets=[memory], checks=[slow]),
+        },
     )
-    delivery = await pipeline.start(MsgMetadata(id="m"), "a@x")
+    delivery = await pipeline.start(MsgMetadata(id="m"), "a@x.example")
+    await delivery.add_rcpt("a@fast.example")
     task = asyncio.create_task(delivery.add_rcpt("x@slow.example"))
     await asyncio.sleep(0.01)
     task.cancel()

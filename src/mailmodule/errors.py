@@ -33,6 +33,7 @@ __all__ = [
     "AuthError",
     "ConfigError",
     "DataError",
+    "DeliveryStateError",
     "DuplicateModuleError",
     "ErrNoSuchBlob",
     "ErrUnknownCredentials",
@@ -191,6 +192,24 @@ class SMTPError(MailModuleError):
 
     def __hash__(self) -> int:
         return hash((type(self), self.args))
+
+
+class DeliveryStateError(SMTPError):
+    """Raised when a delivery is asked for a step its state does not allow.
+
+    A recipient after the body, a second body, a commit without a delivered body: the
+    caller's own sequence is wrong. `state` names where the delivery was and `operation`
+    what was asked; as an SMTPError it reads "503 5.5.1 Bad sequence of commands: ...", so a
+    message source may relay it to its client. Nothing was changed by the refused call.
+    """
+
+    state: str
+    operation: str
+
+    def __init__(self, state: str, operation: str, detail: str) -> None:
+        super().__init__(503, (5, 5, 1), f"Bad sequence of commands: {detail}")
+        self.state = state
+        self.operation = operation
 
 
 def _restore_smtp(

@@ -7,7 +7,7 @@ endings included, and so does the empty line that ends the header.
     >>> header, offset = read_header(b"Subject: hi\\r\\nFrom: a@example.org\\r\\n\\r\\nbody")
     >>> header.get("subject")
     'hi'
-    >>> header.add("Received", "from localhost")  # new fields go on top, as trace fields do
+    >>> field = header.add("Received", "from localhost")  # on top, as trace fields go
     >>> header.to_bytes()[:26]
     b'Received: from localhost\\r\\n'
 """
@@ -193,13 +193,15 @@ class Header:
 
     # Changing
 
-    def add(self, key: str, value: str) -> None:
-        """Put a new field `key: value` on top.
+    def add(self, key: str, value: str) -> HeaderField:
+        """Put a new field `key: value` on top; returns it.
 
         Raises:
             HeaderError: `key` is not a valid field name or `value` holds a line break.
         """
-        self._fields.insert(0, HeaderField.build(key, value, eol=self._eol))
+        field = HeaderField.build(key, value, eol=self._eol)
+        self._fields.insert(0, field)
+        return field
 
     def add_field(self, field: HeaderField) -> None:
         """Put an existing field (raw bytes kept) on top."""

@@ -32,7 +32,7 @@ from authres import AuthenticationResult
 from mailmodule.buffer import Buffer
 from mailmodule.config import ConfigMap
 from mailmodule.errors import SMTPError
-from mailmodule.header import Header
+from mailmodule.header import Header, HeaderField
 from mailmodule.metadata import ConnState, MsgMetadata, TLSState
 
 __all__ = [
@@ -176,6 +176,16 @@ def _results(value: Iterable[AuthenticationResult]) -> tuple[AuthenticationResul
     return tuple(value)
 
 
+def _fields(value: Header | Iterable[HeaderField]) -> tuple[HeaderField, ...]:
+    fields = tuple(value.fields() if isinstance(value, Header) else value)
+    for field in fields:
+        if not isinstance(field, HeaderField):
+            raise TypeError(
+                f"CheckResult.header takes a Header or HeaderFields, got {type(field).__name__}"
+            )
+    return fields
+
+
 @final
 @attrs.frozen(kw_only=True)
 class CheckResult:
@@ -184,14 +194,18 @@ class CheckResult:
     `reject` refuses the message with `reason` (a generic 5.7.1 reply when None);
     `quarantine` asks for delivery to the Junk folder; `auth_result` holds results for the
     Authentication-Results field; `header` holds fields to add to the message after all body
-    checks. `auth_result` accepts any iterable and is kept as a tuple.
+    checks, top first. `auth_result` accepts any iterable and `header` a `Header` or
+    `HeaderField`s: both are kept as tuples, so a result is a hashable value that one
+    message cannot change under another (a check may share one result among messages).
+    A `reason` that is not an `SMTPError` is refused by the pipeline as the check's
+    temporary failure (451 4.7.0, naming the check).
     """
 
     reason: SMTPError | None = None
     reject: bool = False
     quarantine: bool = False
     auth_result: tuple[AuthenticationResult, ...] = attrs.field(default=(), converter=_results)
-    header: Header = attrs.field(factory=Header)
+    header: tuple[HeaderField, ...] = attrs.field(default=(), converter=_fields)
 
 
 @runtime_checkable

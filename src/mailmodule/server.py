@@ -89,6 +89,8 @@ class Server:
         register_endpoints(self.registry)
         self._data = dict(data)
         self.hostname = self._str(self._data, "hostname", "", "localhost")
+        if not self.hostname.strip(" ."):
+            raise self._error(f"expected a host name, got {self.hostname!r}", key="hostname")
         self.pipeline = Pipeline(hostname=self.hostname)
         self.endpoints: list[SMTPEndpoint] = []
         self.bound: list[tuple[str, str, int]] = []
@@ -281,14 +283,19 @@ class Server:
             if default_raw is None
             else self._destination(self._table(default_raw, "pipeline.default"), "pipeline.default")
         )
-        return Pipeline(
-            checks=self._checks(table, "pipeline"),
-            modifiers=self._modifiers(table, "pipeline"),
-            destinations=destinations,
-            default=default,
-            hostname=self.hostname,
-            instance_name="pipeline",
-        )
+        try:
+            return Pipeline(
+                checks=self._checks(table, "pipeline"),
+                modifiers=self._modifiers(table, "pipeline"),
+                destinations=destinations,
+                default=default,
+                hostname=self.hostname,
+                instance_name="pipeline",
+            )
+        except ConfigError as exc:
+            if exc.file is not None:
+                raise
+            raise self._error(exc.message, section="pipeline", key=exc.key) from exc
 
     def _endpoint(self, table: dict[str, object], index: int) -> SMTPEndpoint:
         section = f"endpoints[{index}]"

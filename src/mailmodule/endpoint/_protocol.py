@@ -176,7 +176,7 @@ class SMTPProtocol(SMTP):
             session.rdns_task.cancel()
         delivery, session.delivery = session.delivery, None
         if delivery is not None:  # a client gone in the middle of a message
-            self.endpoint.clean_up(delivery.abort_quietly())
+            self.endpoint.clean_up(delivery.aclose())
 
     # Commands
 
@@ -196,7 +196,7 @@ class SMTPProtocol(SMTP):
         delivery, self.state.delivery = self.state.delivery, None
         self.state.rcpts = []
         if delivery is not None:
-            await delivery.abort_quietly()
+            await delivery.aclose()
             self.endpoint.changed.set()
 
     async def smtp_RSET(self, arg: str) -> None:
@@ -391,7 +391,7 @@ class _Handler:
         try:
             header, offset = read_header(content)
         except HeaderError as err:
-            await delivery.abort_quietly()
+            await delivery.aclose()
             return f"554 5.6.0 Malformed message header: {err.message}"
         body = await buffer_body(memoryview(content)[offset:], directory=self.endpoint.buffer_dir)
         try:
@@ -403,11 +403,11 @@ class _Handler:
             await delivery.commit()
             return f"250 2.0.0 OK: queued as {meta.id}"
         except MailModuleError as err:
-            await delivery.abort_quietly()
+            await delivery.aclose()
             return str(_smtp(err))
         except Exception:
             _log.exception("message %s failed", delivery.meta.id)
-            await delivery.abort_quietly()
+            await delivery.aclose()
             return "451 4.0.0 Temporary internal error"
         finally:
             body.remove()
@@ -420,7 +420,7 @@ class _Handler:
         if len(collector.errors) < len(rcpts):
             await delivery.commit()
         else:
-            await delivery.abort_quietly()
+            await delivery.aclose()
         replies = []
         for rcpt in rcpts:
             err = collector.errors.get(rcpt)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Coroutine, Sequence
 from operator import itemgetter
@@ -44,8 +45,15 @@ class FailAction:
             raise ValueError(
                 f"FailAction.action must be reject, quarantine or ignore, got {self.action!r}"
             )
-        if self.code is not None and type(self.code) is not int:
-            raise ValueError(f"FailAction.code must be an int from 200 to 599, got {self.code!r}")
+        if self.code is not None and (type(self.code) is not int or not 400 <= self.code <= 599):
+            raise ValueError(
+                f"FailAction.code must be a 4xx or 5xx reply code, got {self.code!r}: "
+                "a rejection answered with 2xx would drop the message silently"
+            )
+        if self.enhanced_code is not None and self.enhanced_code[:1] not in ((4,), (5,)):
+            raise ValueError(
+                f"FailAction.enhanced_code must be of class 4 or 5, got {self.enhanced_code!r}"
+            )
         if self.code is not None or self.enhanced_code is not None:
             # Build the reply once to check code and enhanced code as SMTPError does.
             code = self.code or 550
@@ -59,7 +67,7 @@ class FailAction:
             return attrs.evolve(result, reject=False, reason=None)
         if self.action == "quarantine":
             return attrs.evolve(result, reject=False, quarantine=True)
-        reason = result.reason or SMTPError(550, (5, 7, 1), "Message rejected by policy")
+        reason = _reason(result.reason, check_name)
         if self.code is not None or self.message is not None:
             code = self.code or reason.code
             default_enhanced = (code // 100, 7, 1) if self.code else reason.enhanced_code
@@ -81,6 +89,20 @@ class FailAction:
             named.__cause__ = reason.__cause__
             reason = named
         return attrs.evolve(result, reject=True, reason=reason)
+
+
+def _reason(reason: object, check_name: str) -> SMTPError:
+    """A check's reason as a reply: a generic 5.7.1 when it gave none, a 451 naming the
+    check when it gave something that is not an SMTPError (a bug of the check's)."""
+    if reason is None:
+        return SMTPError(550, (5, 7, 1), "Message rejected by policy")
+    if isinstance(reason, SMTPError):
+        return reason
+    _log.error("check %r gave a reason that is not an SMTPError: %r", check_name, reason)
+    err = SMTPError(451, (4, 7, 0), "Temporary failure in a policy check", check_name=check_name)
+    if isinstance(reason, BaseException):
+        err.__cause__ = reason
+    return err
 
 
 @final
@@ -143,9 +165,77 @@ def _raised(state: CheckState, stage: _Stage, exc: Exception, msg_id: str) -> Ch
     return _failed(exc, "a policy check")
 
 
-_Pair = tuple[CheckSpec, CheckState]
+@final
+class _Run:
+    """One check's state for one message, and the context its steps run in."""
+
+    __slots__ = ("ctx", "spec", "state")
+
+    def __init__(self, spec: CheckSpec, state: CheckState, ctx: contextvars.Context) -> None:
+        self.spec = spec
+        self.state = state
+        self.ctx = ctx
+
+
 _Said = list[tuple[int, CheckSpec, CheckResult]]  # (position in the stage, spec, result)
-_Waiting = list[tuple[int, CheckSpec, Coroutine[object, None, object], object, CheckState]]
+_Waiting = list[tuple[int, _Run, Coroutine[object, None, object], object]]
+
+
+async def _finish(
+    coro: Coroutine[object, None, object], yielded: object, run: _Run, stage: _Stage, msg_id: str
+) -> CheckResult:
+    try:
+        value = await _eager.drive(coro, yielded)
+    except Exception as exc:
+        return _raised(run.state, stage, exc, msg_id)
+    return _checked(run.state, stage, value, msg_id)
+
+
+def _start_stage(
+    runs: Sequence[_Run], stage: _Stage, args: tuple[object, ...], msg_id: str
+) -> tuple[_Said, _Waiting]:
+    """Step every state's coroutine for one stage, each in its own context, until it first
+    waits: the results that say something, of those that answered at once (a check that
+    raises gives a failure result), and those still waiting, for `_finish_stage`. A stage
+    whose checks answer at once and say nothing costs no task and no await."""
+    said: _Said = []
+    waiting: _Waiting = []
+    try:
+        for i, run in enumerate(runs):
+            try:
+                coro = getattr(run.state, stage)(*args)
+                yielded = run.ctx.run(coro.send, None)
+            except StopIteration as done:
+                r = done.value
+                if type(r) is not CheckResult:
+                    said.append((i, run.spec, _checked(run.state, stage, r, msg_id)))
+                elif r.reject or r.quarantine or r.header or r.auth_result or r.reason is not None:
+                    said.append((i, run.spec, r))
+                continue
+            except Exception as exc:
+                said.append((i, run.spec, _raised(run.state, stage, exc, msg_id)))
+                continue
+            waiting.append((i, run, coro, yielded))
+    except BaseException:
+        for _, _, coro, _ in waiting:
+            coro.close()
+        raise
+    return said, waiting
+
+
+async def _finish_stage(said: _Said, waiting: _Waiting, stage: _Stage, msg_id: str) -> None:
+    """Run the waiting coroutines of `_start_stage` concurrently, each in a task in its own
+    context; add what their results say to `said`, which ends in stage order."""
+    finished = await _eager.gather(
+        [_finish(coro, y, run, stage, msg_id) for _, run, coro, y in waiting],
+        [run.ctx for _, run, _, _ in waiting],
+    )
+    said.extend(
+        (i, run.spec, result)
+        for (i, run, _, _), result in zip(waiting, finished, strict=True)
+        if not _quiet(result)
+    )
+    said.sort(key=itemgetter(0))
 
 
 def _quiet(result: CheckResult) -> bool:
@@ -153,70 +243,10 @@ def _quiet(result: CheckResult) -> bool:
     return not (
         result.reject
         or result.quarantine
+        or result.header
         or result.auth_result
         or result.reason is not None
-        or len(result.header)
     )
-
-
-async def _finish(
-    coro: Coroutine[object, None, object],
-    yielded: object,
-    state: CheckState,
-    stage: _Stage,
-    msg_id: str,
-) -> CheckResult:
-    try:
-        value = await _eager.drive(coro, yielded)
-    except Exception as exc:
-        return _raised(state, stage, exc, msg_id)
-    return _checked(state, stage, value, msg_id)
-
-
-def _start_stage(
-    pairs: Sequence[_Pair], stage: _Stage, args: tuple[object, ...], msg_id: str
-) -> tuple[_Said, _Waiting]:
-    """Step every state's coroutine for one stage until it first waits: the results that
-    say something, of those that answered at once (a check that raises gives a failure
-    result), and those still waiting, for `_finish_stage`. A stage whose checks answer at
-    once and say nothing costs no task, no await and no allocation beyond the calls."""
-    said: _Said = []
-    waiting: _Waiting = []
-    try:
-        for i, (spec, state) in enumerate(pairs):
-            try:
-                coro = getattr(state, stage)(*args)
-                yielded = coro.send(None)
-            except StopIteration as done:
-                value = done.value
-                if not isinstance(value, CheckResult):
-                    said.append((i, spec, _checked(state, stage, value, msg_id)))
-                elif not _quiet(value):
-                    said.append((i, spec, value))
-                continue
-            except Exception as exc:
-                said.append((i, spec, _raised(state, stage, exc, msg_id)))
-                continue
-            waiting.append((i, spec, coro, yielded, state))
-    except BaseException:
-        for _, _, coro, _, _ in waiting:
-            coro.close()
-        raise
-    return said, waiting
-
-
-async def _finish_stage(said: _Said, waiting: _Waiting, stage: _Stage, msg_id: str) -> None:
-    """Run the waiting coroutines of `_start_stage` concurrently; add what their results
-    say to `said`, which ends in stage order."""
-    finished = await _eager.gather(
-        [_finish(coro, y, state, stage, msg_id) for _, _, coro, y, state in waiting]
-    )
-    said.extend(
-        (i, spec, result)
-        for (i, spec, _, _, _), result in zip(waiting, finished, strict=True)
-        if not _quiet(result)
-    )
-    said.sort(key=itemgetter(0))
 
 
 def _failed_start(spec: CheckSpec, exc: Exception, msg_id: str) -> CheckResult:
@@ -228,6 +258,10 @@ def _failed_start(spec: CheckSpec, exc: Exception, msg_id: str) -> CheckResult:
 class CheckRunner:
     """The checks of one message: creates states lazily, runs stages, merges results.
 
+    Each state's steps, its creation included, run in a `contextvars.Context` of its own,
+    copied from the caller's when the state is made, as they would in a task of their own:
+    what one check sets is seen by its own later steps, never by its siblings or the caller.
+
     Stages run concurrently across states; results merge in configured order, so the first
     rejecting check (in that order) decides the reply. States that join late (a
     destination's checks, first reached by a later recipient) see the earlier stages
@@ -238,11 +272,10 @@ class CheckRunner:
         "_closed",
         "_conn_done",
         "_meta",
-        "_pairs",
         "_rcpts",
+        "_runs",
         "_sender",
-        "_specs",
-        "_states",
+        "_stages",
         "auth_results",
         "header_fields",
         "quarantine",
@@ -250,9 +283,10 @@ class CheckRunner:
 
     def __init__(self, meta: MsgMetadata) -> None:
         self._meta = meta
-        self._states: dict[int, CheckState] = {}  # id(spec) -> state
-        self._specs: dict[int, CheckSpec] = {}
-        self._pairs: dict[int, tuple[Sequence[CheckSpec], list[_Pair]]] = {}
+        self._runs: dict[int, _Run] = {}  # id(spec) -> its state
+        # id(specs) -> (specs, their runs, each state once): kept with the tuple, whose
+        # identity the key is.
+        self._stages: dict[int, tuple[Sequence[CheckSpec], list[_Run]]] = {}
         self._conn_done = False
         self._sender: str | None = None
         self._rcpts: list[str] = []
@@ -261,71 +295,75 @@ class CheckRunner:
         self.header_fields: list[HeaderField] = []
         self.auth_results: list[AuthenticationResult] = []
 
-    async def _make_states(self, specs: Sequence[CheckSpec]) -> list[_Pair]:
-        new = [s for s in specs if id(s) not in self._states]
+    async def _make_states(self, specs: Sequence[CheckSpec]) -> list[_Run]:
+        new = [s for s in specs if id(s) not in self._runs]
         if new:
             failures = await self._new_states(new)
             if failures:
                 self._merge(failures)  # a check that could not start fails by its action
             if self._conn_done or self._sender is not None:
-                await self._replay([s for s in new if id(s) in self._states])
+                await self._replay([s for s in new if id(s) in self._runs])
         # A state shared by several specs (the same check twice) is called once.
         seen: set[int] = set()
-        out: list[_Pair] = []
+        out: list[_Run] = []
         for spec in specs:
-            known = self._states.get(id(spec))
-            if known is not None and id(known) not in seen:
-                seen.add(id(known))
-                out.append((spec, known))
+            run = self._runs.get(id(spec))
+            if run is not None and id(run.state) not in seen:
+                seen.add(id(run.state))
+                out.append(run)
         return out
 
     async def _new_states(self, specs: list[CheckSpec]) -> _Said:
-        """Make a state for each spec, concurrently and eagerly as `_start_stage` does; the
-        failures, for `_merge`. A state is recorded the moment it exists, so that it is
-        closed even when its siblings fail or the stage is cancelled."""
+        """Make a state for each spec, concurrently and eagerly as `_start_stage` does, each
+        in a fresh context; the failures, for `_merge`. A state is recorded the moment it
+        exists, so that it is closed even when its siblings fail or the stage is cancelled."""
         meta = self._meta
         failures: _Said = []
-        waiting: list[tuple[int, CheckSpec, Coroutine[object, None, CheckState], object]] = []
+        waiting: list[
+            tuple[int, CheckSpec, Coroutine[object, None, CheckState], object, contextvars.Context]
+        ] = []
         try:
             for i, spec in enumerate(specs):
+                ctx = contextvars.copy_context()
                 try:
                     coro = spec.check.check_state_for_msg(meta)
-                    yielded = coro.send(None)
+                    yielded = ctx.run(coro.send, None)
                 except StopIteration as done:
-                    self._record(spec, done.value)
+                    self._runs[id(spec)] = _Run(spec, done.value, ctx)
                 except Exception as exc:
                     failures.append((i, spec, _failed_start(spec, exc, meta.id)))
                 else:
-                    waiting.append((i, spec, coro, yielded))
+                    waiting.append((i, spec, coro, yielded, ctx))
         except BaseException:
-            for _, _, coro, _ in waiting:
+            for _, _, coro, _, _ in waiting:
                 coro.close()
             raise
         if waiting:
             late = await _eager.gather(
-                [self._finish_state(spec, coro, y) for _, spec, coro, y in waiting]
+                [self._finish_state(spec, coro, y, ctx) for _, spec, coro, y, ctx in waiting],
+                [ctx for *_, ctx in waiting],
             )
             failures.extend(
                 (i, spec, r)
-                for (i, spec, _, _), r in zip(waiting, late, strict=True)
+                for (i, spec, _, _, _), r in zip(waiting, late, strict=True)
                 if r is not None
             )
             failures.sort(key=itemgetter(0))  # configured order
         return failures
 
     async def _finish_state(
-        self, spec: CheckSpec, coro: Coroutine[object, None, CheckState], yielded: object
+        self,
+        spec: CheckSpec,
+        coro: Coroutine[object, None, CheckState],
+        yielded: object,
+        ctx: contextvars.Context,
     ) -> CheckResult | None:
         try:
             state = await _eager.drive(coro, yielded)
         except Exception as exc:
             return _failed_start(spec, exc, self._meta.id)
-        self._record(spec, state)
+        self._runs[id(spec)] = _Run(spec, state, ctx)
         return None
-
-    def _record(self, spec: CheckSpec, state: CheckState) -> None:
-        self._states[id(spec)] = state
-        self._specs[id(spec)] = spec
 
     async def _replay(self, specs: list[CheckSpec]) -> None:
         if not specs:
@@ -342,13 +380,13 @@ class CheckRunner:
     ) -> None:
         if not specs:
             return
-        cached = self._pairs.get(id(specs))
+        cached = self._stages.get(id(specs))
         if cached is not None and cached[0] is specs:
-            pairs = cached[1]
+            runs = cached[1]
         else:
-            pairs = await self._make_states(specs)
-            self._pairs[id(specs)] = (specs, pairs)  # the tuple is kept alive with its id
-        said, waiting = _start_stage(pairs, stage, args, self._meta.id)
+            runs = await self._make_states(specs)
+            self._stages[id(specs)] = (specs, runs)
+        said, waiting = _start_stage(runs, stage, args, self._meta.id)
         if waiting:
             await _finish_stage(said, waiting, stage, self._meta.id)
         if said:
@@ -364,8 +402,8 @@ class CheckRunner:
                 self.quarantine = True
             if result.auth_result:
                 self.auth_results.extend(result.auth_result)
-            if len(result.header):
-                self.header_fields[:0] = result.header.fields()
+            if result.header:
+                self.header_fields[:0] = result.header
             if result.reject and reject is None:
                 reject = result.reason
                 assert reject is not None  # FailAction.apply always sets a reason
@@ -399,14 +437,16 @@ class CheckRunner:
             return
         self._closed = True
         closed: set[int] = set()
-        for key, state in self._states.items():
-            if id(state) in closed:
+        for run in self._runs.values():
+            if id(run.state) in closed:
                 continue
-            closed.add(id(state))
+            closed.add(id(run.state))
             try:
-                state.close()
+                run.state.close()
             except Exception as exc:
-                name = self._specs[key].name
                 _log.error(
-                    "closing the state of %s for message %s failed: %r", name, self._meta.id, exc
+                    "closing the state of %s for message %s failed: %r",
+                    run.spec.name,
+                    self._meta.id,
+                    exc,
                 )

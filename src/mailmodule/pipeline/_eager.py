@@ -4,30 +4,40 @@ Most checks and modifiers answer without ever waiting (a table in memory, a head
 Wrapping each in an asyncio Task would cost an event-loop round trip per stage. `gather`
 steps each coroutine eagerly, as Python 3.12's eager tasks do; only those that actually
 suspend go on in tasks, so a stage costs its slowest member, not the sum.
+
+Each coroutine may be given a `contextvars.Context` of its own: its every step, the eager
+first one included, then runs in that context, as it would in a task of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TypeVar, cast
+
+__all__ = ["drive", "gather", "in_task", "to_completion"]
 
 _T = TypeVar("_T")
 
 
-async def gather(coros: Sequence[Coroutine[object, None, _T]]) -> list[_T]:
+async def gather(
+    coros: Sequence[Coroutine[object, None, _T]],
+    contexts: Sequence[contextvars.Context] | None = None,
+) -> list[_T]:
     """Run `coros` concurrently and return their results in order.
 
-    Each coroutine runs synchronously until it first suspends; the suspended ones go on in
-    tasks, awaited together. If one raises, the others are cancelled (or closed, if they
-    never ran) and the error propagates; cancelling the caller cancels them all.
+    Each coroutine runs synchronously until it first suspends (in `contexts[i]` when
+    given); the suspended ones go on in tasks, awaited together. If one raises, the others
+    are cancelled (or closed, if they never ran) and the error propagates; cancelling the
+    caller cancels them all.
     """
     results: list[object] = [None] * len(coros)
     suspended: list[tuple[int, Coroutine[object, None, _T], object]] = []
     try:
         for i, coro in enumerate(coros):
             try:
-                yielded = coro.send(None)
+                yielded = coro.send(None) if contexts is None else contexts[i].run(coro.send, None)
             except StopIteration as done:
                 results[i] = done.value
             else:
@@ -37,7 +47,9 @@ async def gather(coros: Sequence[Coroutine[object, None, _T]]) -> list[_T]:
             coro.close()
         raise
     if suspended:
-        tasks = [asyncio.ensure_future(drive(coro, y)) for _, coro, y in suspended]
+        tasks = [
+            in_task(coro, y, None if contexts is None else contexts[i]) for i, coro, y in suspended
+        ]
         try:
             finished = await asyncio.gather(*tasks)
         except BaseException:
@@ -74,6 +86,39 @@ async def drive(coro: Coroutine[object, None, _T], yielded: object) -> _T:
             yielded = step()
         except StopIteration as done:
             return cast("_T", done.value)
+
+
+def in_task(
+    coro: Coroutine[object, None, _T], yielded: object, context: contextvars.Context | None = None
+) -> asyncio.Task[_T]:
+    """A task going on with a coroutine stepped eagerly, in `context` when given."""
+    return asyncio.get_running_loop().create_task(drive(coro, yielded), context=context)
+
+
+async def to_completion(coro: Coroutine[object, None, _T]) -> _T:
+    """Run `coro` to its end even if the caller is cancelled meanwhile, then let the
+    cancellation through: a half-committed or half-aborted message is worse than a late
+    cancellation. Callers bound the work (ABORT_TIMEOUT).
+
+    The coroutine runs eagerly: if it never waits, it costs no task.
+    """
+    try:
+        yielded = coro.send(None)
+    except StopIteration as done:
+        return cast("_T", done.value)
+    task = in_task(coro, yielded)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            cancelled = True
+    result = task.result()
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
 
 
 def _sender(coro: Coroutine[object, None, _T]) -> Callable[[], object]:

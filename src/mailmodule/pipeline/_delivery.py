@@ -1,0 +1,663 @@
+"""One message in a pipeline, recipient by recipient.
+
+Each recipient the client gives gets a record: what the modifiers made of it and which
+targets took which address for it. Two rules follow from the records:
+
+- a recipient refused to the client is in no target that commits: a target that took an
+  address for it, and for no recipient still accepted, has its delivery started again
+  without that address before it gets the body;
+- an accepted recipient is in every target its route names, or it fails: the whole
+  message with `body`, that recipient alone with `body_non_atomic` (and then, again, in
+  no target that commits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import enum
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final, final
+
+import attrs
+
+from mailmodule import address
+from mailmodule.buffer import Buffer
+from mailmodule.errors import AddressError, DeliveryStateError, SMTPError
+from mailmodule.header import Header, HeaderField
+from mailmodule.interfaces import (
+    Delivery,
+    DeliveryTarget,
+    ModifierState,
+    PartialDelivery,
+    StatusCollector,
+)
+from mailmodule.metadata import MsgMetadata
+from mailmodule.pipeline._authresults import (
+    format_authentication_results,
+    remove_forged_authentication_results,
+)
+from mailmodule.pipeline._checks import CheckRunner, CheckSpec, name_of
+from mailmodule.pipeline._eager import to_completion
+from mailmodule.pipeline._errors import as_smtp, fresh, own_failure
+from mailmodule.pipeline._modifiers import ModifierRunner
+from mailmodule.pipeline._routes import Destination, Source
+from mailmodule.pipeline._state import DeliveryState, Step, advance
+
+if TYPE_CHECKING:
+    from mailmodule.pipeline._pipeline import Pipeline
+
+__all__ = [
+    "ABORT_TIMEOUT",
+    "PipelineDelivery",
+    "RecipientRecord",
+    "RecipientStatus",
+    "TargetOutcome",
+]
+
+_log = logging.getLogger("mailmodule.pipeline")
+
+#: The longest a target may take to abort before the pipeline gives up on it.
+ABORT_TIMEOUT: Final = 30.0
+
+# The Authentication-Results fields pipelines of this process added to the message now
+# being handed down: a nested pipeline with the same authserv-id keeps them.
+_OWN_FIELDS: Final[contextvars.ContextVar[tuple[HeaderField, ...]]] = contextvars.ContextVar(
+    "mailmodule.pipeline.own_fields", default=()
+)
+
+
+class RecipientStatus(enum.Enum):
+    """Where one recipient of a message stands."""
+
+    PENDING = "pending"  #: being added
+    REFUSED = "refused"  #: the client was told so; no target delivers it
+    ACCEPTED = "accepted"  #: every target its route names has it
+    FAILED = "failed"  #: accepted, then the body failed for it
+    DELIVERED = "delivered"  #: committed everywhere
+    ABORTED = "aborted"  #: accepted, then the message was aborted
+
+
+@final
+@attrs.frozen(kw_only=True)
+class TargetOutcome:
+    """One target's part in the delivery of one recipient."""
+
+    target: str  #: the target's name
+    address: str  #: the address the target was given
+    error: SMTPError | None = None  #: the target's failure for it, if any
+
+
+@final
+@attrs.frozen(kw_only=True)
+class RecipientRecord:
+    """A recipient as the pipeline handled it: a snapshot, see `PipelineDelivery.recipients`."""
+
+    given: str  #: as the client gave it
+    status: RecipientStatus
+    error: SMTPError | None  #: why it was refused or failed
+    addresses: tuple[str, ...]  #: what the modifiers made of it
+    targets: tuple[TargetOutcome, ...]  #: the targets that took an address for it
+
+
+@final
+class _Rcpt:
+    """The mutable record behind a `RecipientRecord`."""
+
+    __slots__ = ("addresses", "error", "given", "held", "status")
+
+    def __init__(self, given: str) -> None:
+        self.given = given
+        self.status = RecipientStatus.PENDING
+        self.error: SMTPError | None = None
+        self.addresses: list[str] = []
+        self.held: list[tuple[_TargetRun, str]] = []  # (run, address) a target took for it
+
+    def fail(self, err: SMTPError) -> None:
+        if self.status is RecipientStatus.ACCEPTED:
+            self.status = RecipientStatus.FAILED
+            self.error = err
+
+
+_NONE, _OK, _BAD = 0, 1, 2  # a run's body: not given, taken, refused
+
+
+@final
+class _TargetRun:
+    """One delivery into one target: the addresses it took, for which client recipients."""
+
+    __slots__ = ("body", "delivery", "dest", "dirty", "errors", "holders", "name", "target")
+
+    def __init__(self, target: DeliveryTarget, dest: _DestRun | None) -> None:
+        self.target = target
+        self.name = name_of(target)
+        self.dest = dest  # None: shared by every destination without modifiers
+        self.delivery: Delivery | None = None
+        self.holders: dict[str, list[_Rcpt]] = {}  # address -> recipients it stands for
+        self.errors: dict[str, SMTPError] = {}  # address -> the target's failure for it
+        self.dirty = False  # holds an address no accepted recipient needs: restart it
+        self.body = _NONE
+
+    async def add(self, addr: str, rcpt: _Rcpt) -> None:
+        holders = self.holders.get(addr)
+        if holders is None:
+            assert self.delivery is not None
+            try:
+                await self.delivery.add_rcpt(addr)
+            except Exception as exc:
+                raise as_smtp(exc, target=self.name) from exc
+            self.holders[addr] = [rcpt]
+        else:
+            holders.append(rcpt)
+        rcpt.held.append((self, addr))
+
+    def release(self, addr: str, rcpt: _Rcpt) -> None:
+        """`rcpt` no longer needs `addr` here."""
+        holders = self.holders.get(addr)
+        if holders is None or rcpt not in holders:
+            return
+        holders.remove(rcpt)
+        if not _needed(holders):
+            del self.holders[addr]
+            self.dirty = True
+
+    def recipients(self) -> list[_Rcpt]:
+        out: list[_Rcpt] = []
+        for holders in self.holders.values():
+            out.extend(h for h in holders if h not in out)
+        return out
+
+
+@final
+class _DestRun:
+    """A destination's part of one message: its modifier states, sender and header."""
+
+    __slots__ = ("dest", "header", "mods", "runs", "sender")
+
+    def __init__(self, dest: Destination, mods: list[ModifierState], sender: str) -> None:
+        self.dest = dest
+        self.mods = mods
+        self.sender = sender
+        self.runs: list[_TargetRun] = []
+        self.header: Header | None = None
+
+
+@final
+class _Collector:
+    """Takes a target's per-address statuses for `body_non_atomic`."""
+
+    __slots__ = ("run",)
+
+    def __init__(self, run: _TargetRun) -> None:
+        self.run = run
+
+    def set_status(self, rcpt_to: str, err: Exception | None) -> None:
+        if err is not None and rcpt_to in self.run.holders:
+            self.run.errors.setdefault(rcpt_to, as_smtp(err, target=self.run.name))
+
+
+def _needed(holders: list[_Rcpt]) -> bool:
+    return any(h.status is RecipientStatus.ACCEPTED for h in holders)
+
+
+def _rcpt_key(rcpt_to: str) -> str:
+    try:
+        return address.for_lookup(rcpt_to)
+    except AddressError as exc:
+        raise SMTPError(501, (5, 1, 3), f"Invalid recipient address: {exc.message}") from exc
+
+
+@final
+class PipelineDelivery:
+    """One message in a Pipeline. Implements `Delivery` and `PartialDelivery`.
+
+    Made by `Pipeline.start`. Use it as an async context manager, which aborts the message
+    unless it was committed: `async with await pipeline.start(meta, sender) as delivery:`.
+    Calls follow the legal steps of `DeliveryState`; an illegal one raises
+    `DeliveryStateError` (503 5.5.1) and changes nothing.
+
+    `meta` is this message's own MsgMetadata copy, which the targets see: a message source
+    may record per-recipient options in `meta.rcpt_opts` before `add_rcpt`.
+
+    Cancellation: a cancelled `add_rcpt` or body aborts the whole message (every started
+    delivery is aborted, every state closed) before the cancellation goes on; a cancelled
+    `commit` or `abort` first runs to its end, each target's abort bounded by
+    `ABORT_TIMEOUT`.
+    """
+
+    __slots__ = (
+        "_debug",
+        "_dests",
+        "_header",
+        "_mail_from",
+        "_meta",
+        "_mods",
+        "_own_fields",
+        "_p",
+        "_rcpts",
+        "_runner",
+        "_runs",
+        "_sender",
+        "_source",
+        "_source_mods",
+        "_state",
+    )
+
+    def __init__(self, pipeline: Pipeline, meta: MsgMetadata, mail_from: str) -> None:
+        self._p = pipeline
+        self._meta = meta
+        self._mail_from = mail_from
+        self._sender = mail_from
+        self._debug = _log.isEnabledFor(logging.DEBUG)
+        self._runner = CheckRunner(meta)
+        self._mods = ModifierRunner(meta)
+        self._source_mods: list[ModifierState] = []  # the pipeline's and the source's
+        self._source: Source = pipeline.default_source
+        self._dests: dict[int, _DestRun] = {}
+        self._runs: dict[tuple[int, int], _TargetRun] = {}
+        self._rcpts: dict[str, _Rcpt] = {}  # lookup key -> record, in the client's order
+        self._header: Header | None = None
+        self._own_fields: tuple[HeaderField, ...] = ()
+        self._state = DeliveryState.OPEN
+
+    @property
+    def meta(self) -> MsgMetadata:
+        return self._meta
+
+    @property
+    def state(self) -> DeliveryState:
+        """Where the message stands."""
+        return self._state
+
+    @property
+    def recipients(self) -> tuple[RecipientRecord, ...]:
+        """A snapshot of every recipient given so far, in the client's order."""
+        return tuple(
+            RecipientRecord(
+                given=r.given,
+                status=r.status,
+                error=r.error,
+                addresses=tuple(r.addresses),
+                targets=tuple(
+                    TargetOutcome(target=run.name, address=a, error=run.errors.get(a))
+                    for run, a in r.held
+                ),
+            )
+            for r in self._rcpts.values()
+        )
+
+    async def __aenter__(self) -> PipelineDelivery:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # Stages
+
+    async def begin(self) -> None:
+        """Run the connection and sender checks, modifiers and the source's own; called
+        once by `Pipeline.start`."""
+        p = self._p
+        checks = p.checks
+        await self._runner.connection(checks)
+        await self._runner.sender(checks, self._mail_from)
+        states = await self._mods.states(p.modifiers)
+        sender = await ModifierRunner.rewrite_sender(states, self._mail_from)
+        source = await p.source_for(sender)
+        if source.reject is not None:
+            raise fresh(source.reject)
+        self._source = source
+        if source.checks:
+            await self._runner.connection(source.checks)
+            await self._runner.sender(source.checks, sender)
+        if source.modifiers:
+            own = await self._mods.states(source.modifiers)
+            sender = await ModifierRunner.rewrite_sender(own, sender)
+            states.extend(own)
+        self._source_mods = states
+        self._sender = sender
+        if self._debug:
+            _log.debug("msg %s: started, sender %r", self._meta.id, sender)
+
+    async def add_rcpt(self, rcpt_to: str) -> None:
+        self._state = advance(self._state, Step.ADD_RCPT)
+        rcpt: _Rcpt | None = None
+        try:
+            key = _rcpt_key(rcpt_to)
+            known = self._rcpts.get(key)
+            if known is not None and known.status is RecipientStatus.ACCEPTED:
+                self._state = advance(self._state, Step.RCPT_DONE)
+                return  # given twice: once is enough
+            rcpt = _Rcpt(rcpt_to)
+            self._rcpts[key] = rcpt  # a refused one given again starts over, in place
+            await self._add(rcpt, key)
+        except asyncio.CancelledError:
+            if rcpt is not None:
+                self._refuse(rcpt, SMTPError(451, (4, 4, 5), "Cancelled"))
+            await to_completion(self._abort_quietly())
+            raise
+        except Exception as exc:
+            err = as_smtp(exc, what="recipient handling")
+            if rcpt is not None:
+                self._refuse(rcpt, err)
+            if self._state is DeliveryState.ADDING:
+                self._state = advance(self._state, Step.RCPT_DONE)
+            _log.info("msg %s: recipient %r refused: %s", self._meta.id, rcpt_to, err)
+            if err is exc:
+                raise
+            raise err from exc
+        rcpt.status = RecipientStatus.ACCEPTED
+        self._runner.passed(rcpt_to)
+        originals = self._meta.original_rcpts
+        if originals is None:
+            originals = self._meta.original_rcpts = {}
+        for _, addr in rcpt.held:
+            originals[addr] = rcpt_to
+        self._state = advance(self._state, Step.RCPT_DONE)
+        if self._debug:
+            _log.debug("msg %s: recipient %r accepted as %r", self._meta.id, rcpt_to, rcpt.held)
+
+    async def _add(self, rcpt: _Rcpt, key: str) -> None:
+        rcpt_to = rcpt.given
+        runner = self._runner
+        await runner.rcpt(self._p.checks, rcpt_to)
+        source = self._source
+        if source.checks:
+            await runner.rcpt(source.checks, rcpt_to)
+        addrs = await ModifierRunner.rewrite_rcpt(self._source_mods, rcpt_to)
+        rcpt.addresses = addrs
+        # Route and check every address the recipient becomes before any target sees one:
+        # a refused alias member refuses the recipient, not half of it.
+        plan: list[tuple[_DestRun, list[str]]] = []
+        for addr in addrs:
+            dest = await source.route(addr, key=key if addr == rcpt_to else None)
+            if dest.reject is not None:
+                raise fresh(dest.reject)
+            drun = await self._dest_run(dest)
+            if dest.checks:
+                await runner.rcpt(dest.checks, addr)
+            finals = await ModifierRunner.rewrite_rcpt(drun.mods, addr) if drun.mods else [addr]
+            plan.append((drun, finals))
+        for drun, finals in plan:
+            for addr in finals:
+                for run in drun.runs:
+                    await self._started(run, drun)
+                    await run.add(addr, rcpt)
+
+    def _refuse(self, rcpt: _Rcpt, err: SMTPError) -> None:
+        rcpt.status = RecipientStatus.REFUSED
+        rcpt.error = err
+        for run, addr in rcpt.held:
+            run.release(addr, rcpt)
+
+    async def body(self, header: Header, body: Buffer) -> None:
+        self._expect_body()
+        try:
+            await self._deliver_body(header, body, partial=False)
+        except BaseException:
+            self._body_failed()
+            raise
+        self._state = advance(self._state, Step.BODY_OK)
+
+    async def body_non_atomic(self, c: StatusCollector, header: Header, body: Buffer) -> None:
+        self._expect_body()
+        try:
+            await self._deliver_body(header, body, partial=True)
+        except SMTPError as err:  # checks or modifiers refused the whole message
+            for rcpt in self._rcpts.values():
+                rcpt.fail(err)
+        except BaseException:
+            self._body_failed()
+            raise
+        accepted = False
+        for rcpt in self._rcpts.values():
+            if rcpt.status is RecipientStatus.ACCEPTED:
+                accepted = True
+                c.set_status(rcpt.given, None)
+            elif rcpt.status is RecipientStatus.FAILED:
+                c.set_status(rcpt.given, rcpt.error)
+        self._state = advance(self._state, Step.BODY_OK if accepted else Step.BODY_FAILED)
+
+    def _expect_body(self) -> None:
+        state = advance(self._state, Step.BODY)
+        if not any(r.status is RecipientStatus.ACCEPTED for r in self._rcpts.values()):
+            raise DeliveryStateError(
+                self._state.value, Step.BODY.value, "a body without accepted recipients"
+            )
+        self._state = state
+
+    def _body_failed(self) -> None:
+        if self._state is DeliveryState.IN_BODY:
+            self._state = advance(self._state, Step.BODY_FAILED)
+
+    async def _deliver_body(self, header: Header, body: Buffer, *, partial: bool) -> None:
+        try:
+            await self._prepare(header.copy(), body)
+            runs = [run for run in self._runs.values() if run.holders]
+            while runs:
+                for run in runs:
+                    await self._give_body(run, body, partial)
+                if not partial:
+                    break
+                runs = self._spread_failures()
+        except asyncio.CancelledError:
+            await to_completion(self._abort_quietly())
+            raise
+        if self._debug:
+            _log.debug("msg %s: body given to %d target(s)", self._meta.id, len(self._runs))
+
+    async def _prepare(self, header: Header, body: Buffer) -> None:
+        """Body checks, their fields and ours, then the modifiers: each header to give."""
+        specs: Sequence[CheckSpec] = self._p.checks  # the same tuple: its states are cached
+        extra = [*self._source.checks]
+        for drun in self._dests.values():
+            extra.extend(drun.dest.checks)
+        if extra:
+            specs = [*specs]
+            specs.extend(s for s in dict.fromkeys(extra) if s not in specs)
+        await self._runner.body(specs, header, body)
+        hostname = self._p.hostname
+        remove_forged_authentication_results(header, hostname, keep=_OWN_FIELDS.get())
+        for field in reversed(self._runner.header_fields):
+            header.add_field(field)
+        if self._runner.auth_results:
+            value = format_authentication_results(hostname, self._runner.auth_results)
+            self._own_fields = (header.add("Authentication-Results", value),)
+        await ModifierRunner.rewrite_body(self._source_mods, header, body)
+        self._header = header
+        for drun in self._dests.values():
+            if drun.mods and drun.runs:
+                drun.header = header.copy()
+                await ModifierRunner.rewrite_body(drun.mods, drun.header, body)
+
+    async def _give_body(self, run: _TargetRun, body: Buffer, partial: bool) -> None:
+        if run.dirty:
+            await self._restart(run, partial)
+            if run.body == _BAD or not run.holders:
+                return
+        header = self._header if run.dest is None else run.dest.header
+        assert header is not None
+        assert run.delivery is not None
+        delivery = run.delivery
+        token = _OWN_FIELDS.set(_OWN_FIELDS.get() + self._own_fields) if self._own_fields else None
+        try:
+            if partial and isinstance(delivery, PartialDelivery):
+                await delivery.body_non_atomic(_Collector(run), header, body)
+                run.body = _OK
+            else:
+                await delivery.body(header, body)
+                run.body = _OK
+        except Exception as exc:
+            run.body = _BAD
+            err = as_smtp(exc, target=run.name)
+            _log.warning("msg %s: target %s refused the body: %s", self._meta.id, run.name, err)
+            if not partial:
+                raise err from exc
+            for addr in run.holders:
+                run.errors.setdefault(addr, err)
+        finally:
+            if token is not None:
+                _OWN_FIELDS.reset(token)
+        for addr, err in run.errors.items():
+            for rcpt in run.holders.get(addr, ()):
+                rcpt.fail(err)
+
+    def _spread_failures(self) -> list[_TargetRun]:
+        """The runs that took the body for an address only failed recipients need: started
+        again without it, since a failed recipient must not be delivered by any target."""
+        again: list[_TargetRun] = []
+        for run in self._runs.values():
+            if run.body == _OK and any(
+                addr not in run.errors and not _needed(holders)
+                for addr, holders in run.holders.items()
+            ):
+                run.dirty = True
+                again.append(run)
+        return again
+
+    async def _restart(self, run: _TargetRun, partial: bool) -> None:
+        """Start `run`'s delivery again with only the addresses accepted recipients need.
+
+        Raises:
+            SMTPError: (not `partial`) the target refused it; with `partial`, the recipients
+                concerned fail instead.
+        """
+        old, run.delivery = run.delivery, None
+        run.dirty = False
+        run.body = _NONE
+        run.errors.clear()
+        run.holders = {a: hs for a, hs in run.holders.items() if _needed(hs)}
+        if old is not None:
+            await self._abort_one(run.name, old)
+        if not run.holders:
+            return
+        _log.info(
+            "msg %s: delivering to %s again, without refused recipients", self._meta.id, run.name
+        )
+        sender = self._sender if run.dest is None else run.dest.sender
+        try:
+            run.delivery = delivery = await run.target.start(self._meta, sender)
+            for addr in list(run.holders):
+                await delivery.add_rcpt(addr)
+        except Exception as exc:
+            err = as_smtp(exc, target=run.name)
+            if not partial:
+                raise err from exc
+            for holders in run.holders.values():
+                for rcpt in holders:
+                    rcpt.fail(err)
+            run.body = _BAD
+
+    # Commit and abort
+
+    async def commit(self) -> None:
+        self._state = advance(self._state, Step.COMMIT)
+        await to_completion(self._commit_all())
+
+    async def _commit_all(self) -> None:
+        failures: list[SMTPError] = []
+        delivered = 0
+        try:
+            for run in self._runs.values():
+                if run.delivery is None:
+                    continue
+                try:
+                    if run.body == _OK and any(a not in run.errors for a in run.holders):
+                        await run.delivery.commit()
+                    else:
+                        await asyncio.wait_for(run.delivery.abort(), ABORT_TIMEOUT)
+                except (Exception, asyncio.CancelledError) as exc:
+                    # Shielded by to_completion: a cancellation here is the target's own.
+                    err = as_smtp(own_failure(exc), target=run.name)
+                    _log.error(
+                        "msg %s: target %s failed to commit: %s", self._meta.id, run.name, err
+                    )
+                    failures.append(err)
+                    await self._abort_one(run.name, run.delivery)
+        finally:
+            self._close_states()
+        for rcpt in self._rcpts.values():
+            if rcpt.status is RecipientStatus.ACCEPTED:
+                rcpt.status = RecipientStatus.DELIVERED
+                delivered += 1
+        if failures:
+            first = failures[0]
+            for other in failures[1:]:
+                first.add_note(f"also failed: target {other.target_name!r}: {other}")
+            raise first
+        _log.info("msg %s: delivered to %d recipient(s)", self._meta.id, delivered)
+
+    async def abort(self) -> None:
+        if self._state in (DeliveryState.COMMITTED, DeliveryState.ABORTED):
+            return
+        self._state = advance(self._state, Step.ABORT)
+        failures = await to_completion(self._abort_all())
+        if failures:
+            raise failures[0]
+
+    async def aclose(self) -> None:
+        """Abort the message unless it was committed; idempotent. Target failures to abort
+        are logged, not raised."""
+        await to_completion(self._abort_quietly())
+
+    async def _abort_quietly(self) -> None:
+        if self._state not in (DeliveryState.COMMITTED, DeliveryState.ABORTED):
+            self._state = advance(self._state, Step.ABORT)
+            await self._abort_all()
+
+    async def _abort_all(self) -> list[SMTPError]:
+        failures: list[SMTPError] = []
+        try:
+            for run in self._runs.values():
+                if run.delivery is not None:
+                    err = await self._abort_one(run.name, run.delivery)
+                    if err is not None:
+                        failures.append(err)
+        finally:
+            self._close_states()
+        for rcpt in self._rcpts.values():
+            if rcpt.status in (RecipientStatus.ACCEPTED, RecipientStatus.FAILED):
+                rcpt.status = RecipientStatus.ABORTED
+        _log.info("msg %s: aborted", self._meta.id)
+        return failures
+
+    async def _abort_one(self, name: str, delivery: Delivery) -> SMTPError | None:
+        try:
+            await asyncio.wait_for(delivery.abort(), ABORT_TIMEOUT)
+        except (Exception, asyncio.CancelledError) as exc:
+            err = as_smtp(own_failure(exc), target=name)
+            _log.error("msg %s: target %s failed to abort: %s", self._meta.id, name, err)
+            return err
+        return None
+
+    # Helpers
+
+    def _close_states(self) -> None:
+        self._runner.close()
+        self._mods.close()
+
+    async def _dest_run(self, dest: Destination) -> _DestRun:
+        drun = self._dests.get(id(dest))
+        if drun is not None:
+            return drun
+        mods = await self._mods.states(dest.modifiers) if dest.modifiers else []
+        sender = await ModifierRunner.rewrite_sender(mods, self._sender) if mods else self._sender
+        drun = _DestRun(dest, mods, sender)
+        for target in dest.targets:
+            # A destination with modifiers makes its own message: its own deliveries.
+            key = (id(target), id(dest) if mods else 0)
+            run = self._runs.get(key)
+            if run is None:
+                run = self._runs[key] = _TargetRun(target, drun if mods else None)
+            drun.runs.append(run)
+        self._dests[id(dest)] = drun
+        return drun
+
+    async def _started(self, run: _TargetRun, drun: _DestRun) -> None:
+        if run.delivery is not None:
+            return
+        try:
+            run.delivery = await run.target.start(self._meta, drun.sender)
+        except Exception as exc:
+            raise as_smtp(exc, target=run.name) from exc
