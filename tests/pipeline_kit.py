@@ -275,3 +275,132 @@ class DirTarget(Named):
 
     def pending(self) -> list[str]:
         return sorted(os.listdir(self.root / "tmp"))
+
+
+# Fakes for the ports of maddy's msgpipeline tests (internal/testutils there).
+
+
+class MapTable:
+    """A table of fixed entries that records the keys it was asked for (maddy's
+    testutils.Table); with `error` set, every lookup raises it instead."""
+
+    def __init__(
+        self, entries: Mapping[str, str] | None = None, *, error: Exception | None = None
+    ) -> None:
+        self.entries = dict(entries or {})
+        self.error = error
+        self.keys: list[str] = []
+
+    async def lookup(self, key: str) -> str | None:
+        self.keys.append(key)
+        if self.error is not None:
+            raise self.error
+        return self.entries.get(key)
+
+
+class FaultyCheck(RecordingCheck):
+    """A RecordingCheck that cannot make a state while `start_error` is set (maddy's
+    testutils.Check.InitErr)."""
+
+    def __init__(self, name: str = "check.faulty", *, start_error: Exception | None = None) -> None:
+        super().__init__(name)
+        self.start_error = start_error
+
+    async def check_state_for_msg(self, msg_meta: MsgMetadata) -> RecordingState:
+        if self.start_error is not None:
+            raise self.start_error
+        return await super().check_state_for_msg(msg_meta)
+
+
+def badly_closed(check: RecordingCheck) -> int:
+    """How many of `check`'s states were not closed exactly once."""
+    return sum(1 for state in check.states if state.closes != 1)
+
+
+class FaultyModState:
+    def __init__(self, mod: FaultyModifier) -> None:
+        self.mod = mod
+        self.closes = 0
+
+    def _stage(self, stage: str) -> None:
+        self.mod.calls.append(stage)
+        if stage in self.mod.fail:
+            raise self.mod.error
+
+    async def rewrite_sender(self, mail_from: str) -> str:
+        self._stage("sender")
+        return self.mod.senders.get(mail_from, mail_from)
+
+    async def rewrite_rcpt(self, rcpt_to: str) -> list[str]:
+        self._stage("rcpt")
+        return self.mod.rcpts.get(rcpt_to, [rcpt_to])
+
+    async def rewrite_body(self, header: Header, body: Buffer) -> None:
+        self._stage("body")
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+class FaultyModifier(Named):
+    """A modifier that raises `error` at each stage named in `fail` ("init", "sender",
+    "rcpt", "body"), else rewrites as MapModifier does; it keeps every state it made
+    (maddy's testutils.Modifier with InitErr, MailFromErr, RcptToErr, BodyErr)."""
+
+    def __init__(
+        self,
+        name: str = "modify.faulty",
+        *,
+        fail: set[str] | None = None,
+        error: Exception | None = None,
+        senders: dict[str, str] | None = None,
+        rcpts: dict[str, list[str]] | None = None,
+    ) -> None:
+        super().__init__(name)
+        self.fail = set(fail or ())
+        self.error = error if error is not None else RuntimeError(f"{name} failed")
+        self.senders = senders or {}
+        self.rcpts = rcpts or {}
+        self.calls: list[str] = []
+        self.states: list[FaultyModState] = []
+
+    async def mod_state_for_msg(self, msg_meta: MsgMetadata) -> FaultyModState:
+        self.calls.append("init")
+        if "init" in self.fail:
+            raise self.error
+        state = FaultyModState(self)
+        self.states.append(state)
+        return state
+
+    def badly_closed(self) -> int:
+        """How many of the states made were not closed exactly once."""
+        return sum(1 for state in self.states if state.closes != 1)
+
+
+class _RefusingBody:
+    def __init__(self, inner: Delivery, error: Exception) -> None:
+        self.inner, self.error = inner, error
+
+    async def add_rcpt(self, rcpt_to: str) -> None:
+        await self.inner.add_rcpt(rcpt_to)
+
+    async def body(self, header: Header, body: Buffer) -> None:
+        raise self.error
+
+    async def commit(self) -> None:
+        await self.inner.commit()
+
+    async def abort(self) -> None:
+        await self.inner.abort()
+
+
+class RefusingBodyTarget(MemoryTarget):
+    """A MemoryTarget (atomic only) whose deliveries refuse every body with `error`
+    (maddy's testutils.Target.BodyErr)."""
+
+    def __init__(self, name: str = "target.refusing", *, error: Exception) -> None:
+        super().__init__(name)
+        self.error = error
+
+    async def start(self, msg_meta: MsgMetadata, mail_from: str) -> Delivery:
+        return _RefusingBody(await super().start(msg_meta, mail_from), self.error)
