@@ -20,14 +20,27 @@ __all__ = ["ChunkDecoder", "DotDecoder", "dot_stuff", "normalize_line_endings"]
 
 _END: Final = b"\r\n.\r\n"
 _PARTIAL_ENDS: Final = (b"\r\n.\r", b"\r\n.", b"\r\n", b"\r")
+_CRLF: Final = b"\r\n"
+_NOT_CR_LF: Final = bytes(b for b in range(256) if b not in b"\r\n")
 
 
 def normalize_line_endings(data: bytes) -> bytes:
     """`data` with every bare CR and bare LF turned into CRLF (CRLF stays as it is)."""
-    crlf = data.count(b"\r\n")
-    if data.count(b"\n") == crlf and data.count(b"\r") == crlf:
+    if _only_crlf(data):
         return data
     return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+
+
+def _only_crlf(data: bytes) -> bool:
+    # Three C-speed passes instead of a Python loop. If the CRs and LFs alone alternate
+    # CR, LF (k pairs), bare ones come as b bare CRs and b bare LFs, and splitlines()
+    # sees k + b line ends: exactly k means none is bare.
+    ends = data.translate(None, _NOT_CR_LF)
+    pairs = len(ends) >> 1
+    if ends != _CRLF * pairs:
+        return False
+    tail = 1 if data and not data.endswith(b"\n") else 0
+    return len(data.splitlines()) == pairs + tail
 
 
 @final
