@@ -220,6 +220,34 @@ def test_serve_shuts_down_gracefully_on_sigterm(tmp_path: Path) -> None:
     assert len(list((tmp_path / "mail" / "joe" / "new").iterdir())) == 1
 
 
+ROUTING = """
+[modules.trusted]
+module = "table.static"
+entries = {{ "boss@example.net" = "yes" }}
+
+[modules.policy]
+module = "check.iprev"
+
+[pipeline.sources."example.net"]
+checks = [{{ check = "&policy", fail_action = "reject 550 5.7.25 No rDNS" }}]
+modifiers = ["&rewrite"]
+destinations = {{ "example.org" = {{ targets = ["&local"] }} }}
+destination_tables = [{{ table = "&aliases", targets = ["&local"] }}]
+default = {{ reject = "550 5.7.1 Not from there" }}
+
+[pipeline.sources."spammer.example"]
+reject = "554 5.7.1 Go away"
+
+[pipeline.sources.""]
+default = {{ targets = ["&local"], checks = ["&policy"] }}
+
+[[pipeline.source_tables]]
+table = "&trusted"
+destinations = {{ "postmaster" = {{ targets = ["&local"] }} }}
+default = {{ targets = ["&local"] }}
+"""
+
+
 def _mutate(doc: object, rng: random.Random) -> object:
     junk: list[object] = [
         None,
@@ -237,6 +265,9 @@ def _mutate(doc: object, rng: random.Random) -> object:
         {"a": None},
         [[]],
     ]
+    if isinstance(doc, dict) and doc and rng.random() < 0.05:
+        key = rng.choice(list(doc))  # a typo in a key
+        return {(k + "x" if k == key else k): v for k, v in doc.items()}
     if isinstance(doc, dict) and doc and rng.random() < 0.75:
         key = rng.choice(list(doc))
         return {**doc, key: _mutate(doc[key], rng)}
@@ -252,12 +283,16 @@ def test_any_broken_configuration_gives_only_config_error(
     import tomllib
 
     monkeypatch.chdir(tmp_path)  # a mutated path lands here, nowhere else
-    base = tomllib.loads(CONFIG.format(root=tmp_path / "mail"))
+    bases = [
+        tomllib.loads(CONFIG.format(root=tmp_path / "mail")),
+        tomllib.loads((CONFIG + ROUTING).format(root=tmp_path / "mail")),
+    ]
     rng = random.Random(20261125)
     files: list[str | None] = []
+    keyless: list[ConfigError] = []
     accepted = 0
-    for _ in range(300):
-        data = _mutate(base, rng)
+    for i in range(600):
+        data = _mutate(bases[i % 2], rng)
         if not isinstance(data, dict):
             continue
         try:
@@ -265,6 +300,9 @@ def test_any_broken_configuration_gives_only_config_error(
             accepted += 1
         except ConfigError as err:
             files.append(err.file)
-    assert len(files) > 100
+            if (err.section or "").startswith("pipeline") and err.key is None:
+                keyless.append(err)
+    assert len(files) > 200
     assert set(files) == {"fuzz.toml"}  # every error names the file
+    assert keyless == []  # and, in the pipeline, the key
     assert accepted > 0

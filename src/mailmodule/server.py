@@ -10,37 +10,78 @@
     module = "target.maildir"
     root = "/var/mail"
 
-    [pipeline]
+    [pipeline]                        # checks and modifiers for every message
     checks = ["&spam_filter", { check = "&sender_policy", fail_action = "quarantine" }]
     modifiers = ["&alias_rewrite"]
+    # The routes of the default source (maddy's destination, destination_in, default):
     destinations = { "example.org" = { targets = ["&local"] } }
+    destination_tables = [{ table = "&vips", targets = ["&local"] }]
     default = { reject = "550 5.1.2 No route to this recipient" }
+
+    [pipeline.sources."example.net"]  # maddy's `source`: a sender address, a domain,
+    checks = ["&dkim"]                # "postmaster", or "" (the null sender)
+    destinations = { "example.org" = { targets = ["&local"] } }
+    default = { reject = "550 5.7.1 Not from there" }
+
+    [pipeline.sources."spammer.example"]
+    reject = "554 5.7.1 Go away"      # refuses the sender at MAIL FROM
+
+    [[pipeline.source_tables]]        # maddy's `source_in`: senders the table knows
+    table = "&trusted"
+    default = { targets = ["&local"] }
 
     [[endpoints]]
     type = "smtp"                     # smtp, submission or lmtp
     listen = ["127.0.0.1:2525"]
     rdns = false
 
-A configuration error names the file, the section and the key. Paths in module settings
-are read by the modules as given: relative ones are relative to the working directory.
+The keys, strictly (any other key, or a value of another type, is refused):
+
+- `[pipeline]`: `checks`, `modifiers`, `sources`, `source_tables`, and either the
+  shorthand `destinations`, `destination_tables`, `default` or a `[pipeline.default_source]`
+  table, never both.
+- A source (`[pipeline.sources."<rule>"]`, `[pipeline.default_source]`): `checks`,
+  `modifiers`, `destinations`, `destination_tables`, `default`; or `reject` alone. An entry
+  of `[[pipeline.source_tables]]` is a source with a `table` key.
+- A destination (a value of `destinations`, a `default`): `targets`, `checks`,
+  `modifiers`; or `reject` alone. An entry of `destination_tables` is a destination with a
+  `table` key.
+- A check: `"&name"`, or `{ check = "&name", fail_action = ... }` where `fail_action` is
+  "reject", "quarantine", "ignore" or "reject 550 5.7.1 text".
+- A rule (a key of `sources` or `destinations`) is an address, a domain or "postmaster";
+  a source rule may be "" (the null sender). Two rules equal in lookup form are refused.
+- A `reject` is a refusal written as "550 5.7.1 text": a 4xx or 5xx code and an
+  enhanced code of the same class.
+
+Senders are routed as maddy does: `source_tables` in order, then `sources` by address,
+then by domain, then the default source; recipients likewise by `destination_tables`,
+`destinations` by address, by domain, then `default`, else 550 5.1.2.
+
+A configuration error names the file, the section and the key; sections are written as
+in TOML (`pipeline.sources."example.net".default`, `pipeline.source_tables[0]`). Paths in
+module settings are read by the modules as given: relative ones are relative to the
+working directory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import difflib
+import json
 import logging
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Literal, final
 
 from mailmodule.config import ConfigMap
 from mailmodule.endpoint import SMTPEndpoint, register_endpoints
 from mailmodule.errors import ConfigError, MailModuleError, ModuleInitError, SMTPError
-from mailmodule.interfaces import Check, DeliveryTarget, Modifier, Module
+from mailmodule.interfaces import Check, DeliveryTarget, Modifier, Table
 from mailmodule.modules import register_reference_modules
-from mailmodule.pipeline import CheckSpec, Destination, FailAction, Pipeline
-from mailmodule.registry import Registry
+from mailmodule.pipeline import CheckSpec, Destination, FailAction, Pipeline, Source
+from mailmodule.registry import Registry, missing_methods
 
 __all__ = ["Server", "parse_reply"]
 
@@ -50,20 +91,44 @@ _ACTIONS: dict[object, Literal["reject", "quarantine", "ignore"]] = {
     "quarantine": "quarantine",
     "ignore": "ignore",
 }
-_REPLY = re.compile(r"([245]\d\d)\s+([245])\.(\d{1,3})\.(\d{1,3})\s+(.+)")
+_REPLY = re.compile(r"([245])(\d\d)\s+([245])\.(\d{1,3})\.(\d{1,3})\s+(.+)")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+# The keys each kind of table takes; anything else is refused.
+_CHECK_KEYS = frozenset({"check", "fail_action"})
+_DESTINATION_KEYS = frozenset({"targets", "checks", "modifiers", "reject"})
+_ROUTE_KEYS = frozenset({"destinations", "destination_tables", "default"})
+_SOURCE_KEYS = frozenset({"checks", "modifiers", "reject"}) | _ROUTE_KEYS
+_PIPELINE_KEYS = (
+    frozenset({"checks", "modifiers", "sources", "source_tables", "default_source"}) | _ROUTE_KEYS
+)
 
 
 def parse_reply(text: str) -> SMTPError:
     """An SMTP reply written as "550 5.7.1 text".
 
+    The enhanced code's class must be the reply code's (RFC 3463); 2xx replies parse too,
+    so a caller that wants a refusal checks the code.
+
     Raises:
         ValueError: not such a reply.
     """
     m = _REPLY.fullmatch(text.strip())
-    if m is None:
-        raise ValueError(f"expected a reply like '550 5.7.1 text', got {text!r}")
-    code, a, b, c, message = m.groups()
-    return SMTPError(int(code), (int(a), int(b), int(c)), message)
+    if m is None or m[1] != m[3]:
+        raise ValueError(
+            f"expected a reply like '550 5.7.1 text' (an enhanced code of the reply's class), "
+            f"got {text!r}"
+        )
+    klass, rest, _, b, c, message = m.groups()
+    return SMTPError(int(klass + rest), (int(klass), int(b), int(c)), message)
+
+
+def _sub(section: str, key: str | int) -> str:
+    """The name of a table inside `section`, as TOML writes it: `a.b`, `a."x.y"`, `a[0]`."""
+    if isinstance(key, int):
+        return f"{section}[{key}]"
+    name = key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
+    return f"{section}.{name}" if section else name
 
 
 @final
@@ -130,7 +195,7 @@ class Server:
 
     def _table(self, value: object, section: str, key: str | None = None) -> dict[str, object]:
         if not isinstance(value, dict):
-            raise self._error(f"expected a table, got {value!r}", section=section, key=key)
+            raise self._error(f"expected a table, got {value!r}", section=section or None, key=key)
         return value
 
     def _list(self, table: Mapping[str, object], key: str, section: str) -> list[object]:
@@ -147,17 +212,17 @@ class Server:
         Raises:
             ConfigError: anything in the configuration is wrong: names file, section, key.
         """
-        modules = self._table(self._data.get("modules", {}), "modules")
+        modules = self._table(self._data.get("modules", {}), "", "modules")
         for name, raw in modules.items():
-            self._register_instance(name, self._table(raw, f"modules.{name}"))
+            self._register_instance(name, self._table(raw, "modules", name))
         for name in modules:
             self._init_instance(name)
-        self.pipeline = self._pipeline(self._table(self._data.get("pipeline", {}), "pipeline"))
+        self.pipeline = self._pipeline(self._table(self._data.get("pipeline", {}), "", "pipeline"))
         for i, raw in enumerate(self._list(self._data, "endpoints", "")):
             self.endpoints.append(self._endpoint(self._table(raw, f"endpoints[{i}]"), i))
 
     def _register_instance(self, name: str, table: dict[str, object]) -> None:
-        section = f"modules.{name}"
+        section = _sub("modules", name)
         kind = table.get("module")
         if not isinstance(kind, str):
             raise self._error(
@@ -182,13 +247,46 @@ class Server:
             failed = exc.instance_name
             if isinstance(cause, ConfigError):
                 raise self._error(
-                    cause.message, section=f"modules.{failed}", key=cause.key
+                    cause.message, section=_sub("modules", failed), key=cause.key
                 ) from exc
-            raise self._error(str(exc), section=f"modules.{failed}") from exc
+            raise self._error(str(exc), section=_sub("modules", failed)) from exc
         except MailModuleError as exc:
-            raise self._error(str(exc), section=f"modules.{name}") from exc
+            raise self._error(str(exc), section=_sub("modules", name)) from exc
 
-    def _ref(self, value: object, section: str, key: str) -> Module:
+    # Pipeline parts
+
+    def _known(self, table: Mapping[str, object], known: frozenset[str], section: str) -> None:
+        for key in table:
+            if key not in known:
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise self._error(
+                    f"unknown key (expected one of {', '.join(sorted(known))}){hint}",
+                    section=section,
+                    key=key,
+                )
+
+    @contextlib.contextmanager
+    def _building(
+        self, section: str, keys: Mapping[str, tuple[str, str]] | None = None
+    ) -> Iterator[None]:
+        """Give the errors of the pipeline's constructors this file and `section`.
+
+        `keys` maps a constructor's key (such as "destinations['example.org']") to the
+        section and key it came from in the file.
+        """
+        try:
+            yield
+        except ConfigError as exc:
+            if exc.file is not None:
+                raise
+            where = (keys or {}).get(exc.key or "")
+            sec, key = where if where is not None else (section, exc.key)
+            raise self._error(exc.message, section=sec, key=key) from exc
+        except (MailModuleError, ValueError) as exc:  # a module lacking its interface
+            raise self._error(str(exc), section=section) from exc
+
+    def _ref(self, value: object, section: str, key: str) -> object:
         if not isinstance(value, str) or not value.lstrip("&"):
             raise self._error(
                 f'expected a module reference like "&name", got {value!r}', section=section, key=key
@@ -198,104 +296,218 @@ class Server:
         except MailModuleError as exc:
             raise self._error(str(exc), section=section, key=key) from exc
 
-    def _checks(self, table: Mapping[str, object], section: str) -> list[CheckSpec]:
-        specs = []
-        for item in self._list(table, "checks", section):
-            spec_table = item if isinstance(item, dict) else {"check": item}
-            check = self._ref(spec_table.get("check"), section, "checks")
-            if not isinstance(check, Check):
-                raise self._error(
-                    f"{check.instance_name()!r} is not a check", section=section, key="checks"
-                )
-            action = spec_table.get("fail_action", "reject")
+    def _check(self, value: object, section: str, key: str) -> Check:
+        module = self._ref(value, section, key)
+        if not isinstance(module, Check) or missing_methods(module, Check):
+            raise self._error(f"{value!r} is not a check", section=section, key=key)
+        return module
+
+    def _modifier(self, value: object, section: str, key: str) -> Modifier:
+        module = self._ref(value, section, key)
+        if not isinstance(module, Modifier) or missing_methods(module, Modifier):
+            raise self._error(f"{value!r} is not a modifier", section=section, key=key)
+        return module
+
+    def _target(self, value: object, section: str, key: str) -> DeliveryTarget:
+        module = self._ref(value, section, key)
+        if not isinstance(module, DeliveryTarget) or missing_methods(module, DeliveryTarget):
+            raise self._error(f"{value!r} is not a delivery target", section=section, key=key)
+        return module
+
+    def _lookup_table(self, value: object, section: str, key: str) -> Table:
+        module = self._ref(value, section, key)
+        if not isinstance(module, Table) or missing_methods(module, Table):
+            raise self._error(f"{value!r} is not a table", section=section, key=key)
+        return module
+
+    def _rejection(self, value: object, section: str, key: str) -> SMTPError:
+        """A refusal written as "550 5.7.1 text": 4xx or 5xx, enhanced code of its class."""
+        try:
+            if not isinstance(value, str):
+                raise ValueError(f"expected a reply like '550 5.7.1 text', got {value!r}")
+            reply = parse_reply(value)
+        except ValueError as exc:
+            raise self._error(str(exc), section=section, key=key) from exc
+        if reply.code < 400:
+            raise self._error(
+                f"a rejection needs a 4xx or 5xx reply, got {value!r}: a {reply.code} would "
+                "tell the client all is well and drop the mail",
+                section=section,
+                key=key,
+            )
+        return reply
+
+    def _fail_action(self, value: object, section: str) -> FailAction:
+        if isinstance(value, str) and value in _ACTIONS:
+            return FailAction(action=_ACTIONS[value])
+        if isinstance(value, str) and value.startswith("reject "):
+            reply = self._rejection(value.removeprefix("reject "), section, "fail_action")
             try:
-                if isinstance(action, str) and action.startswith("reject "):
-                    reply = parse_reply(action.removeprefix("reject "))
-                    fail = FailAction(
-                        action="reject",
-                        code=reply.code,
-                        enhanced_code=reply.enhanced_code,
-                        message=reply.message,
-                    )
-                else:
-                    if not isinstance(action, str) or action not in _ACTIONS:
-                        raise ValueError(
-                            f"fail_action must be reject, quarantine, ignore or "
-                            f"'reject <code> <enhanced code> <text>', got {action!r}"
-                        )
-                    fail = FailAction(action=_ACTIONS[action])
+                return FailAction(
+                    action="reject",
+                    code=reply.code,
+                    enhanced_code=reply.enhanced_code,
+                    message=reply.message,
+                )
             except ValueError as exc:
                 raise self._error(str(exc), section=section, key="fail_action") from exc
-            specs.append(CheckSpec(check, fail_action=fail))
+        raise self._error(
+            "fail_action must be reject, quarantine, ignore or "
+            f"'reject <code> <enhanced code> <text>', got {value!r}",
+            section=section,
+            key="fail_action",
+        )
+
+    def _checks(self, table: Mapping[str, object], section: str) -> list[CheckSpec]:
+        specs = []
+        for i, item in enumerate(self._list(table, "checks", section)):
+            if isinstance(item, dict):
+                where = _sub(f"{section}.checks", i)
+                self._known(item, _CHECK_KEYS, where)
+                if "check" not in item:
+                    raise self._error("required key is missing", section=where, key="check")
+                check = self._check(item["check"], where, "check")
+                fail = self._fail_action(item.get("fail_action", "reject"), where)
+            else:
+                where = section
+                check = self._check(item, section, "checks")
+                fail = FailAction()
+            with self._building(where):
+                specs.append(CheckSpec(check, fail_action=fail))
         return specs
 
     def _modifiers(self, table: Mapping[str, object], section: str) -> list[Modifier]:
-        mods: list[Modifier] = []
-        for item in self._list(table, "modifiers", section):
-            mod = self._ref(item, section, "modifiers")
-            if not isinstance(mod, Modifier):
-                raise self._error(
-                    f"{mod.instance_name()!r} is not a modifier", section=section, key="modifiers"
-                )
-            mods.append(mod)
-        return mods
+        return [
+            self._modifier(item, section, "modifiers")
+            for item in self._list(table, "modifiers", section)
+        ]
 
-    def _destination(self, table: dict[str, object], section: str) -> Destination:
-        reject = table.get("reject")
-        targets = []
-        for item in self._list(table, "targets", section):
-            target = self._ref(item, section, "targets")
-            if not isinstance(target, DeliveryTarget):
-                raise self._error(
-                    f"{target.instance_name()!r} is not a delivery target",
-                    section=section,
-                    key="targets",
-                )
-            targets.append(target)
-        try:
-            return Destination(
-                targets=targets,
-                checks=self._checks(table, section),
-                modifiers=self._modifiers(table, section),
-                reject=None if reject is None else parse_reply(str(reject)),
-            )
-        except ConfigError as exc:
-            raise self._error(exc.message, section=section, key=exc.key) from exc
-        except ValueError as exc:  # a reply that does not parse
-            raise self._error(str(exc), section=section, key="reject") from exc
+    def _destination(
+        self, table: Mapping[str, object], section: str, extra: frozenset[str] = frozenset()
+    ) -> Destination:
+        self._known(table, _DESTINATION_KEYS | extra, section)
+        targets = [
+            self._target(item, section, "targets") for item in self._list(table, "targets", section)
+        ]
+        reject = (
+            None if "reject" not in table else self._rejection(table["reject"], section, "reject")
+        )
+        checks = self._checks(table, section)
+        modifiers = self._modifiers(table, section)
+        with self._building(section):
+            return Destination(targets=targets, checks=checks, modifiers=modifiers, reject=reject)
 
-    def _pipeline(self, table: dict[str, object]) -> Pipeline:
-        known = {"checks", "modifiers", "destinations", "default"}
-        for key in table:
-            if key not in known:
-                raise self._error("unknown key", section="pipeline", key=key)
+    def _table_entry(
+        self, raw: object, section: str, key: str, index: int
+    ) -> tuple[str, dict[str, object], Table]:
+        """Entry `index` of the `destination_tables` or `source_tables` list `key` of
+        `section`: its section, the entry, and the table its `table` key names."""
+        where = _sub(f"{section}.{key}", index)
+        entry = self._table(raw, section, key)
+        if "table" not in entry:
+            raise self._error("required key is missing", section=where, key="table")
+        return where, entry, self._lookup_table(entry["table"], where, "table")
+
+    def _routes(
+        self, table: Mapping[str, object], section: str
+    ) -> tuple[
+        dict[str, Destination],
+        list[tuple[Table, Destination]],
+        Destination | None,
+        dict[str, tuple[str, str]],
+    ]:
+        """The recipient routes of a source: destinations, destination tables, default, and
+        where each destination rule is written (for the constructors' errors)."""
+        where = _sub(section, "destinations")
         destinations = {
-            name: self._destination(
-                self._table(raw, f"pipeline.destinations.{name}"), f"pipeline.destinations.{name}"
-            )
-            for name, raw in self._table(
-                table.get("destinations", {}), "pipeline", "destinations"
+            rule: self._destination(self._table(raw, where, rule), _sub(where, rule))
+            for rule, raw in self._table(
+                table.get("destinations", {}), section, "destinations"
             ).items()
         }
-        default_raw = table.get("default")
-        default = (
-            None
-            if default_raw is None
-            else self._destination(self._table(default_raw, "pipeline.default"), "pipeline.default")
+        rules = {f"destinations[{rule!r}]": (where, rule) for rule in destinations}
+        tables = []
+        for i, raw in enumerate(self._list(table, "destination_tables", section)):
+            at, entry, lookup = self._table_entry(raw, section, "destination_tables", i)
+            tables.append((lookup, self._destination(entry, at, frozenset({"table"}))))
+        default = None
+        if "default" in table:
+            default = self._destination(
+                self._table(table["default"], section, "default"), _sub(section, "default")
+            )
+        return destinations, tables, default, rules
+
+    def _source(
+        self, table: Mapping[str, object], section: str, extra: frozenset[str] = frozenset()
+    ) -> Source:
+        self._known(table, _SOURCE_KEYS | extra, section)
+        reject = (
+            None if "reject" not in table else self._rejection(table["reject"], section, "reject")
         )
-        try:
-            return Pipeline(
-                checks=self._checks(table, "pipeline"),
-                modifiers=self._modifiers(table, "pipeline"),
+        checks = self._checks(table, section)
+        modifiers = self._modifiers(table, section)
+        destinations, tables, default, rules = self._routes(table, section)
+        with self._building(section, rules):
+            return Source(
+                checks=checks,
+                modifiers=modifiers,
                 destinations=destinations,
+                tables=tables,
+                default=default,
+                reject=reject,
+            )
+
+    def _pipeline(self, table: dict[str, object]) -> Pipeline:
+        section = "pipeline"
+        self._known(table, _PIPELINE_KEYS, section)
+        if "default_source" in table and _ROUTE_KEYS & table.keys():
+            raise self._error(
+                "give destinations, destination_tables and default inside "
+                "[pipeline.default_source], not beside it",
+                section=section,
+                key="default_source",
+            )
+        checks = self._checks(table, section)
+        modifiers = self._modifiers(table, section)
+        where = _sub(section, "sources")
+        sources = {
+            rule: self._source(self._table(raw, where, rule), _sub(where, rule))
+            for rule, raw in self._table(table.get("sources", {}), section, "sources").items()
+        }
+        rules = {f"sources[{rule!r}]": (where, rule) for rule in sources}
+        source_tables = []
+        for i, raw in enumerate(self._list(table, "source_tables", section)):
+            at, entry, lookup = self._table_entry(raw, section, "source_tables", i)
+            source_tables.append((lookup, self._source(entry, at, frozenset({"table"}))))
+        default_source = None
+        if "default_source" in table:
+            default_source = self._source(
+                self._table(table["default_source"], section, "default_source"),
+                _sub(section, "default_source"),
+            )
+        destinations, tables, default, routes = self._routes(table, section)
+        with self._building(section, {**rules, **routes}):
+            if default_source is not None:
+                return Pipeline(
+                    checks=checks,
+                    modifiers=modifiers,
+                    sources=sources,
+                    source_tables=source_tables,
+                    default_source=default_source,
+                    hostname=self.hostname,
+                    instance_name="pipeline",
+                )
+            return Pipeline(
+                checks=checks,
+                modifiers=modifiers,
+                sources=sources,
+                source_tables=source_tables,
+                destinations=destinations,
+                tables=tables,
                 default=default,
                 hostname=self.hostname,
                 instance_name="pipeline",
             )
-        except ConfigError as exc:
-            if exc.file is not None:
-                raise
-            raise self._error(exc.message, section="pipeline", key=exc.key) from exc
 
     def _endpoint(self, table: dict[str, object], index: int) -> SMTPEndpoint:
         section = f"endpoints[{index}]"
