@@ -87,6 +87,12 @@ def for_lookup(addr: str) -> str:
     Raises:
         AddressError: the address does not split, or its domain is not a valid IDN.
     """
+    if addr.isascii():  # the common case, as fast as lower() allows
+        at = addr.rfind("@")
+        if 0 < at < len(addr) - 1 and addr[at + 1] != "[":
+            low = addr.lower()
+            if "xn--" not in low:
+                return low.removesuffix(".")
     local, domain = split(addr)
     # NFC again after lower(): lower-casing can leave a sequence that composes.
     local = unicodedata.normalize("NFC", unicodedata.normalize("NFC", local).lower())

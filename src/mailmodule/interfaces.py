@@ -206,6 +206,18 @@ class CheckResult:
     quarantine: bool = False
     auth_result: tuple[AuthenticationResult, ...] = attrs.field(default=(), converter=_results)
     header: tuple[HeaderField, ...] = attrs.field(default=(), converter=_fields)
+    #: True when the result says nothing at all (read once per check and stage).
+    quiet: bool = attrs.field(init=False, eq=False, repr=False)
+
+    @quiet.default
+    def _says_nothing(self) -> bool:
+        return not (
+            self.reject
+            or self.quarantine
+            or self.header
+            or self.auth_result
+            or self.reason is not None
+        )
 
 
 @runtime_checkable

@@ -11,9 +11,8 @@ from typing import Literal, final
 import attrs
 from authres import AuthenticationResult
 
-from mailmodule.buffer import Buffer
 from mailmodule.errors import ConfigError, InterfaceMismatchError, SMTPError
-from mailmodule.header import Header, HeaderField
+from mailmodule.header import HeaderField
 from mailmodule.interfaces import Check, CheckResult, CheckState
 from mailmodule.metadata import MsgMetadata
 from mailmodule.pipeline import _eager
@@ -193,31 +192,37 @@ async def _finish(
 
 def _start_stage(
     runs: Sequence[_Run], stage: _Stage, args: tuple[object, ...], msg_id: str
-) -> tuple[_Said, _Waiting]:
+) -> tuple[_Said | None, _Waiting | None]:
     """Step every state's coroutine for one stage, each in its own context, until it first
     waits: the results that say something, of those that answered at once (a check that
-    raises gives a failure result), and those still waiting, for `_finish_stage`. A stage
-    whose checks answer at once and say nothing costs no task and no await."""
-    said: _Said = []
-    waiting: _Waiting = []
+    raises gives a failure result), and those still waiting, for `_finish_stage`; None for
+    an empty list. A stage whose checks answer at once and say nothing costs no task, no
+    await and no list."""
+    said: _Said | None = None
+    waiting: _Waiting | None = None
+    i = 0
     try:
-        for i, run in enumerate(runs):
+        for run in runs:
             try:
                 coro = getattr(run.state, stage)(*args)
                 yielded = run.ctx.run(coro.send, None)
             except StopIteration as done:
                 r = done.value
                 if type(r) is not CheckResult:
+                    said = said or []
                     said.append((i, run.spec, _checked(run.state, stage, r, msg_id)))
-                elif r.reject or r.quarantine or r.header or r.auth_result or r.reason is not None:
+                elif not r.quiet:
+                    said = said or []
                     said.append((i, run.spec, r))
-                continue
             except Exception as exc:
+                said = said or []
                 said.append((i, run.spec, _raised(run.state, stage, exc, msg_id)))
-                continue
-            waiting.append((i, run, coro, yielded))
+            else:
+                waiting = waiting or []
+                waiting.append((i, run, coro, yielded))
+            i += 1
     except BaseException:
-        for _, _, coro, _ in waiting:
+        for _, _, coro, _ in waiting or ():
             coro.close()
         raise
     return said, waiting
@@ -233,20 +238,9 @@ async def _finish_stage(said: _Said, waiting: _Waiting, stage: _Stage, msg_id: s
     said.extend(
         (i, run.spec, result)
         for (i, run, _, _), result in zip(waiting, finished, strict=True)
-        if not _quiet(result)
+        if not result.quiet
     )
     said.sort(key=itemgetter(0))
-
-
-def _quiet(result: CheckResult) -> bool:
-    """Whether a result says nothing, the common case: merging skips it."""
-    return not (
-        result.reject
-        or result.quarantine
-        or result.header
-        or result.auth_result
-        or result.reason is not None
-    )
 
 
 def _failed_start(spec: CheckSpec, exc: Exception, msg_id: str) -> CheckResult:
@@ -295,14 +289,14 @@ class CheckRunner:
         self.header_fields: list[HeaderField] = []
         self.auth_results: list[AuthenticationResult] = []
 
-    async def _make_states(self, specs: Sequence[CheckSpec]) -> list[_Run]:
+    async def _make_states(self, specs: Sequence[CheckSpec], stage: _Stage) -> list[_Run]:
         new = [s for s in specs if id(s) not in self._runs]
         if new:
             failures = await self._new_states(new)
             if failures:
                 self._merge(failures)  # a check that could not start fails by its action
-            if self._conn_done or self._sender is not None:
-                await self._replay([s for s in new if id(s) in self._runs])
+            if stage != "check_connection" and (self._conn_done or self._sender is not None):
+                await self._replay([s for s in new if id(s) in self._runs], stage)
         # A state shared by several specs (the same check twice) is called once.
         seen: set[int] = set()
         out: list[_Run] = []
@@ -365,29 +359,38 @@ class CheckRunner:
         self._runs[id(spec)] = _Run(spec, state, ctx)
         return None
 
-    async def _replay(self, specs: list[CheckSpec]) -> None:
+    async def _replay(self, specs: list[CheckSpec], stage: _Stage) -> None:
+        """Run for states joining at `stage` the stages the message passed before it."""
         if not specs:
             return
         if self._conn_done:
-            await self._stage(specs, "check_connection", ())
+            await self.stage(specs, "check_connection", ())
+        if stage == "check_sender":
+            return
         if self._sender is not None:
-            await self._stage(specs, "check_sender", (self._sender,))
+            await self.stage(specs, "check_sender", (self._sender,))
         for rcpt in self._rcpts:
-            await self._stage(specs, "check_rcpt", (rcpt,))
+            await self.stage(specs, "check_rcpt", (rcpt,))
 
-    async def _stage(
+    async def stage(
         self, specs: Sequence[CheckSpec], stage: _Stage, args: tuple[object, ...]
     ) -> None:
+        """Run one stage of `specs`' states (made on first use), merge what they say.
+
+        Raises:
+            SMTPError: the first rejection in configured order, after fail actions.
+        """
         if not specs:
             return
         cached = self._stages.get(id(specs))
         if cached is not None and cached[0] is specs:
             runs = cached[1]
         else:
-            runs = await self._make_states(specs)
+            runs = await self._make_states(specs, stage)
             self._stages[id(specs)] = (specs, runs)
         said, waiting = _start_stage(runs, stage, args, self._meta.id)
-        if waiting:
+        if waiting is not None:
+            said = said or []
             await _finish_stage(said, waiting, stage, self._meta.id)
         if said:
             self._merge(said)
@@ -414,22 +417,17 @@ class CheckRunner:
             raise reject
 
     async def connection(self, specs: Sequence[CheckSpec]) -> None:
-        await self._stage(specs, "check_connection", ())
+        await self.stage(specs, "check_connection", ())
         self._conn_done = True
 
     async def sender(self, specs: Sequence[CheckSpec], mail_from: str) -> None:
-        await self._stage(specs, "check_sender", (mail_from,))
+        await self.stage(specs, "check_sender", (mail_from,))
         self._sender = mail_from
 
-    async def rcpt(self, specs: Sequence[CheckSpec], rcpt_to: str) -> None:
-        """Check one recipient; it is remembered for replay only when it passed."""
-        await self._stage(specs, "check_rcpt", (rcpt_to,))
-
     def passed(self, rcpt_to: str) -> None:
+        """`rcpt_to` passed its checks (`stage(..., "check_rcpt", ...)`): states joining
+        later see it replayed."""
         self._rcpts.append(rcpt_to)
-
-    async def body(self, specs: Sequence[CheckSpec], header: Header, body: Buffer) -> None:
-        await self._stage(specs, "check_body", (header, body))
 
     def close(self) -> None:
         """Close every state exactly once; errors are logged, not raised."""

@@ -105,6 +105,8 @@ class Pipeline:
         self._name = name
         self._instance_name = instance_name
         self._early = tuple(s for s in self.checks if isinstance(s.check, EarlyCheck))
+        #: Whether senders choose among sources, or all take the default one.
+        self.routes_senders = bool(self._sources or self._source_tables)
 
     # Module
 

@@ -133,10 +133,16 @@ class Source:
                     return dest
             except Exception as exc:
                 raise as_smtp(exc, what="recipient routing") from exc
+        return self.route_by_rules(key)
+
+    def route_by_rules(self, key: str) -> Destination:
+        """The destination of a recipient's lookup form by `destinations` and `default`
+        alone, the tables left out: `route` for a source without tables, without an await."""
         routes = self.destinations
-        found = routes.get(key)
-        if found is None and routes:
-            found = routes.get(key.rpartition("@")[2]) if "@" in key else None
-        if found is not None:
-            return found
+        if routes:
+            found = routes.get(key)
+            if found is None and "@" in key:
+                found = routes.get(key.rpartition("@")[2])
+            if found is not None:
+                return found
         return self.default if self.default is not None else NO_ROUTE

@@ -20,6 +20,10 @@ __all__ = ["TRANSITIONS", "DeliveryState", "Step", "advance"]
 class DeliveryState(enum.Enum):
     """Where a message stands in its pipeline."""
 
+    # Members are singletons: hash them by identity, in C, not by name in Python (every
+    # call on a delivery looks a step up in the table).
+    __hash__ = object.__hash__
+
     OPEN = "open"  #: taking recipients
     ADDING = "adding a recipient"
     IN_BODY = "taking the body"
@@ -32,6 +36,8 @@ class DeliveryState(enum.Enum):
 class Step(enum.Enum):
     """What a call on the delivery asks for."""
 
+    __hash__ = object.__hash__
+
     ADD_RCPT = "add_rcpt"
     RCPT_DONE = "recipient done"
     BODY = "body"
@@ -43,25 +49,24 @@ class Step(enum.Enum):
 
 _S, _E = DeliveryState, Step
 
+_TABLE: Final[dict[tuple[DeliveryState, Step], DeliveryState]] = {
+    (_S.OPEN, _E.ADD_RCPT): _S.ADDING,
+    (_S.OPEN, _E.BODY): _S.IN_BODY,
+    (_S.OPEN, _E.ABORT): _S.ABORTED,
+    (_S.ADDING, _E.RCPT_DONE): _S.OPEN,
+    (_S.ADDING, _E.ABORT): _S.ABORTED,
+    (_S.IN_BODY, _E.BODY_OK): _S.READY,
+    (_S.IN_BODY, _E.BODY_FAILED): _S.FAILED,
+    (_S.IN_BODY, _E.ABORT): _S.ABORTED,
+    (_S.READY, _E.COMMIT): _S.COMMITTED,
+    (_S.READY, _E.ABORT): _S.ABORTED,
+    (_S.FAILED, _E.ABORT): _S.ABORTED,
+    # Closing what is closed does nothing: abort() and aclose() are idempotent.
+    (_S.COMMITTED, _E.ABORT): _S.COMMITTED,
+    (_S.ABORTED, _E.ABORT): _S.ABORTED,
+}
 #: (state, step) -> the state after the step; every pair not listed is illegal.
-TRANSITIONS: Final[Mapping[tuple[DeliveryState, Step], DeliveryState]] = MappingProxyType(
-    {
-        (_S.OPEN, _E.ADD_RCPT): _S.ADDING,
-        (_S.OPEN, _E.BODY): _S.IN_BODY,
-        (_S.OPEN, _E.ABORT): _S.ABORTED,
-        (_S.ADDING, _E.RCPT_DONE): _S.OPEN,
-        (_S.ADDING, _E.ABORT): _S.ABORTED,
-        (_S.IN_BODY, _E.BODY_OK): _S.READY,
-        (_S.IN_BODY, _E.BODY_FAILED): _S.FAILED,
-        (_S.IN_BODY, _E.ABORT): _S.ABORTED,
-        (_S.READY, _E.COMMIT): _S.COMMITTED,
-        (_S.READY, _E.ABORT): _S.ABORTED,
-        (_S.FAILED, _E.ABORT): _S.ABORTED,
-        # Closing what is closed does nothing: abort() and aclose() are idempotent.
-        (_S.COMMITTED, _E.ABORT): _S.COMMITTED,
-        (_S.ABORTED, _E.ABORT): _S.ABORTED,
-    }
-)
+TRANSITIONS: Final[Mapping[tuple[DeliveryState, Step], DeliveryState]] = MappingProxyType(_TABLE)
 
 _WHY: Final[Mapping[tuple[DeliveryState, Step], str]] = MappingProxyType(
     {
@@ -81,10 +86,9 @@ def advance(state: DeliveryState, step: Step) -> DeliveryState:
     Raises:
         DeliveryStateError: `step` is not legal in `state`.
     """
-    try:
-        return TRANSITIONS[state, step]
-    except KeyError:
-        pass
+    new = _TABLE.get((state, step))
+    if new is not None:
+        return new
     why = _WHY.get((state, step))
     if why is None:
         if state in (_S.ADDING, _S.IN_BODY):
