@@ -175,7 +175,10 @@ class Header:
         if not isinstance(key, str):
             return False
         k = key.lower()
-        return any(f.key == k for f in self._fields)
+        for f in self._fields:
+            if f.key == k:
+                return True
+        return False
 
     def __iter__(self) -> Iterator[HeaderField]:
         return iter(list(self._fields))

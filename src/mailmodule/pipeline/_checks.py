@@ -16,6 +16,7 @@ from mailmodule.header import HeaderField
 from mailmodule.interfaces import Check, CheckResult, CheckState
 from mailmodule.metadata import MsgMetadata
 from mailmodule.pipeline import _eager
+from mailmodule.pipeline._errors import fresh
 from mailmodule.registry import missing_methods
 
 __all__ = ["CheckRunner", "CheckSpec", "FailAction", "as_spec", "name_of"]
@@ -414,13 +415,16 @@ class CheckRunner:
             self._meta.quarantine = True
         if reject is not None:
             _log.info("message %s rejected by %s: %s", self._meta.id, reject.check_name, reject)
-            raise reject
+            raise fresh(reject)
 
-    async def connection(self, specs: Sequence[CheckSpec]) -> None:
+    async def open(self, specs: Sequence[CheckSpec], mail_from: str) -> None:
+        """The connection stage of `specs`, then their sender stage.
+
+        Raises:
+            SMTPError: the first rejection, as `stage`.
+        """
         await self.stage(specs, "check_connection", ())
         self._conn_done = True
-
-    async def sender(self, specs: Sequence[CheckSpec], mail_from: str) -> None:
         await self.stage(specs, "check_sender", (mail_from,))
         self._sender = mail_from
 

@@ -150,17 +150,20 @@ _NONE, _OK, _BAD = 0, 1, 2  # a run's body: not given, taken, refused
 class _TargetRun:
     """One delivery into one target: the addresses it took, for which client recipients."""
 
-    __slots__ = ("body", "delivery", "dest", "dirty", "errors", "holders", "name", "target")
+    __slots__ = ("body", "delivery", "dest", "dirty", "errors", "holders", "target")
 
     def __init__(self, target: DeliveryTarget, dest: _DestRun | None) -> None:
         self.target = target
-        self.name = name_of(target)
         self.dest = dest  # None: shared by every destination without modifiers
         self.delivery: Delivery | None = None
         self.holders: dict[str, list[_Rcpt]] = {}  # address -> recipients it stands for
         self.errors: dict[str, SMTPError] = {}  # address -> the target's failure for it
         self.dirty = False  # holds an address no accepted recipient needs: restart it
         self.body = _NONE
+
+    @property
+    def name(self) -> str:
+        return name_of(self.target)
 
     def release(self, addr: str, rcpt: _Rcpt) -> None:
         """`rcpt` no longer needs `addr` here."""
@@ -310,8 +313,7 @@ class PipelineDelivery:
         once by `Pipeline.start`."""
         p = self._p
         checks = p.checks
-        await self._runner.connection(checks)
-        await self._runner.sender(checks, self._mail_from)
+        await self._runner.open(checks, self._mail_from)
         states = await self._mods.states(p.modifiers) if p.modifiers else []
         sender = await ModifierRunner.rewrite_sender(states, self._mail_from)
         source = await p.source_for(sender) if p.routes_senders else p.default_source
@@ -319,8 +321,7 @@ class PipelineDelivery:
             raise fresh(source.reject)
         self._source = source
         if source.checks:
-            await self._runner.connection(source.checks)
-            await self._runner.sender(source.checks, sender)
+            await self._runner.open(source.checks, sender)
         if source.modifiers:
             own = await self._mods.states(source.modifiers)
             sender = await ModifierRunner.rewrite_sender(own, sender)
@@ -588,7 +589,9 @@ class PipelineDelivery:
                 if run.delivery is None:
                     continue
                 try:
-                    if run.body == _OK and any(a not in run.errors for a in run.holders):
+                    if run.body == _OK and (
+                        not run.errors or any(a not in run.errors for a in run.holders)
+                    ):
                         await run.delivery.commit()
                     else:
                         await asyncio.wait_for(run.delivery.abort(), ABORT_TIMEOUT)
@@ -661,6 +664,12 @@ class PipelineDelivery:
     def _close_states(self) -> None:
         self._runner.close()
         self._mods.close()
+        # Unlink the records' graph (recipients <-> runs <-> destinations): the message is
+        # then freed by reference counting, not by the cycle collector.
+        for run in self._runs.values():
+            run.holders = {}
+            run.dest = None
+        self._dests.clear()
 
     async def _dest_run(self, dest: Destination) -> _DestRun:
         drun = self._dests.get(id(dest))

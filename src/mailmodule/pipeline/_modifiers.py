@@ -76,6 +76,10 @@ class ModifierRunner:
                     new = await state.rewrite_rcpt(r)
                 except Exception as exc:
                     raise as_smtp(exc, what="a recipient modifier") from exc
+                if type(new) is list and len(new) == 1 and type(new[0]) is str and new[0]:
+                    if new[0] not in out:  # the common case: one address in, one out
+                        out.append(new[0])
+                    continue
                 if not new or not isinstance(new, (list, tuple)):
                     raise _bad_rewrite(r, new)
                 for n in new:
