@@ -97,7 +97,11 @@ def test_check_result_says_nothing_by_default() -> None:
 def test_check_result_keeps_auth_results_as_a_tuple() -> None:
     spf = SPFAuthenticationResult(result="pass", smtp_mailfrom="example.net")
     result = CheckResult(auth_result=[spf], reject=True, reason=SMTPError(550, (5, 7, 1), "no"))
-    assert result.auth_result == (spf,)
+    assert result.auth_result == (mailmodule.AuthResult.of(spf),)
+    assert result.auth_result[0].get("smtp", "mailfrom") == "example.net"
+    spf.result = "fail"  # the check's own object may change; the result does not
+    assert result.auth_result[0].result == "pass"
+    assert hash(result) == hash(attrs.evolve(result))
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         result.reject = False  # type: ignore[misc]  # proving it is frozen
 

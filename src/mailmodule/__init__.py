@@ -40,6 +40,8 @@ from mailmodule.interfaces import AUTH_DISABLED as AUTH_DISABLED
 from mailmodule.interfaces import AUTH_DNSSEC as AUTH_DNSSEC
 from mailmodule.interfaces import AUTH_MTASTS as AUTH_MTASTS
 from mailmodule.interfaces import UNKNOWN_BLOB_SIZE as UNKNOWN_BLOB_SIZE
+from mailmodule.interfaces import AuthResult as AuthResult
+from mailmodule.interfaces import AuthResultProperty as AuthResultProperty
 from mailmodule.interfaces import Blob as Blob
 from mailmodule.interfaces import BlobStore as BlobStore
 from mailmodule.interfaces import CertificateChain as CertificateChain
@@ -113,6 +115,8 @@ __all__ = [
     "UNKNOWN_BLOB_SIZE",
     "AddressError",
     "AuthError",
+    "AuthResult",
+    "AuthResultProperty",
     "Blob",
     "BlobStore",
     "Buffer",

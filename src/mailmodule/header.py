@@ -175,10 +175,7 @@ class Header:
         if not isinstance(key, str):
             return False
         k = key.lower()
-        for f in self._fields:
-            if f.key == k:
-                return True
-        return False
+        return any(f.key == k for f in self._fields)
 
     def __iter__(self) -> Iterator[HeaderField]:
         return iter(list(self._fields))

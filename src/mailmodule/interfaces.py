@@ -41,6 +41,8 @@ __all__ = [
     "AUTH_DNSSEC",
     "AUTH_MTASTS",
     "UNKNOWN_BLOB_SIZE",
+    "AuthResult",
+    "AuthResultProperty",
     "Blob",
     "BlobStore",
     "CertificateChain",
@@ -172,8 +174,72 @@ FuncNewEndpoint = EndpointFactory
 # Checks.
 
 
-def _results(value: Iterable[AuthenticationResult]) -> tuple[AuthenticationResult, ...]:
-    return tuple(value)
+@final
+@attrs.frozen
+class AuthResultProperty:
+    """One property of an authentication result: `type.name=value (comment)`, such as
+    `smtp.mailfrom=joe@example.org` or `header.d=example.org`."""
+
+    type: str
+    name: str
+    value: str | None = None
+    comment: str | None = None
+
+
+def _properties(value: Iterable[AuthResultProperty]) -> tuple[AuthResultProperty, ...]:
+    return tuple(
+        p
+        if isinstance(p, AuthResultProperty)
+        else AuthResultProperty(p.type, p.name, p.value, p.comment)
+        for p in value
+    )
+
+
+@final
+@attrs.frozen(kw_only=True)
+class AuthResult:
+    """One result for the Authentication-Results field (RFC 8601), as a value.
+
+    `authres`'s result objects are mutable; checks may return them, and `CheckResult`
+    keeps a frozen copy made by `AuthResult.of`, so that one message's results cannot be
+    changed under another's.
+    """
+
+    method: str
+    result: str
+    version: str | None = None
+    result_comment: str | None = None
+    reason: str | None = None
+    reason_comment: str | None = None
+    properties: tuple[AuthResultProperty, ...] = attrs.field(default=(), converter=_properties)
+
+    @classmethod
+    def of(cls, res: AuthResult | AuthenticationResult) -> AuthResult:
+        """A frozen copy of an `authres` result (an AuthResult is returned as it is)."""
+        if isinstance(res, AuthResult):
+            return res
+        return cls(
+            method=res.method,
+            result=res.result,
+            version=res.version,
+            result_comment=res.result_comment,
+            reason=res.reason,
+            reason_comment=res.reason_comment,
+            properties=[
+                AuthResultProperty(p.type, p.name, p.value, p.comment) for p in res.properties
+            ],
+        )
+
+    def get(self, type: str, name: str) -> str | None:
+        """The value of the first property `type.name`, such as ("header", "d")."""
+        for p in self.properties:
+            if p.type == type and p.name == name:
+                return p.value
+        return None
+
+
+def _results(value: Iterable[AuthResult | AuthenticationResult]) -> tuple[AuthResult, ...]:
+    return tuple(AuthResult.of(r) for r in value)
 
 
 def _fields(value: Header | Iterable[HeaderField]) -> tuple[HeaderField, ...]:
@@ -194,8 +260,9 @@ class CheckResult:
     `reject` refuses the message with `reason` (a generic 5.7.1 reply when None);
     `quarantine` asks for delivery to the Junk folder; `auth_result` holds results for the
     Authentication-Results field; `header` holds fields to add to the message after all body
-    checks, top first. `auth_result` accepts any iterable and `header` a `Header` or
-    `HeaderField`s: both are kept as tuples, so a result is a hashable value that one
+    checks, top first. `auth_result` accepts `AuthResult`s or `authres` results and keeps
+    frozen `AuthResult` copies; `header` accepts a `Header` or `HeaderField`s: both are
+    kept as tuples, so a result is an immutable, hashable value all the way down that one
     message cannot change under another (a check may share one result among messages).
     A `reason` that is not an `SMTPError` is refused by the pipeline as the check's
     temporary failure (451 4.7.0, naming the check).
@@ -204,7 +271,7 @@ class CheckResult:
     reason: SMTPError | None = None
     reject: bool = False
     quarantine: bool = False
-    auth_result: tuple[AuthenticationResult, ...] = attrs.field(default=(), converter=_results)
+    auth_result: tuple[AuthResult, ...] = attrs.field(default=(), converter=_results)
     header: tuple[HeaderField, ...] = attrs.field(default=(), converter=_fields)
     #: True when the result says nothing at all (read once per check and stage).
     quiet: bool = attrs.field(init=False, eq=False, repr=False)
@@ -377,6 +444,15 @@ class Delivery(Protocol):
     used; treat a failed `body` as failing every recipient (or implement
     `PartialDelivery`); refuse `commit` after a failed `body`. `commit` should never fail:
     its failure breaks the atomicity of a delivery to several targets.
+    Cancellation, step by step: a cancelled `add_rcpt` must leave the recipient out (or
+    leave the delivery fit only for `abort`); a cancelled `body` leaves the delivery fit
+    only for `abort`, which must then remove whatever the body wrote; `commit` and `abort`
+    should not be cancelled (callers shield them and bound them with a timeout), and an
+    implementation that is cancelled there anyway must leave either the whole message
+    committed or nothing visible. `abort` must work after any earlier step, also one that
+    failed or was cancelled. The pipeline's own delivery, `PipelineDelivery`, aborts the
+    whole message when `add_rcpt` or `body` is cancelled, and runs `commit` and `abort` to
+    their end before letting a cancellation through.
     Raises: `SMTPError` (the reply for the recipient or message), other `MailModuleError`s
     for internal failures.
     """

@@ -9,13 +9,15 @@ from __future__ import annotations
 import io
 from typing import assert_type
 
-from authres import AuthenticationResult, SPFAuthenticationResult
+from authres import SPFAuthenticationResult
 
 from mailmodule import (
+    AuthResult,
     Buffer,
     ConfigMap,
     ConnState,
     Header,
+    HeaderField,
     MsgMetadata,
     TLSState,
 )
@@ -305,4 +307,5 @@ async def use(meta: MsgMetadata) -> None:
     assert_type(await multi.lookup_multi("k"), list[str])
     assert_type(await mod_state.rewrite_rcpt("a@b"), list[str])
     assert_type(await delivery_policy.check_mx(MXLevel.MX_NONE, "d", "mx", True), MXLevel)
-    assert_type(CheckResult().auth_result, tuple[AuthenticationResult, ...])
+    assert_type(CheckResult().auth_result, tuple[AuthResult, ...])
+    assert_type(CheckResult().header, tuple[HeaderField, ...])

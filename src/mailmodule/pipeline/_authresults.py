@@ -19,11 +19,12 @@ import unicodedata
 from collections.abc import Collection, Sequence
 
 import authres
-from authres import AuthenticationResult, AuthenticationResultProperty
+from authres import AuthenticationResult
 
 from mailmodule.address import domain_for_lookup
 from mailmodule.errors import AddressError, HeaderError
 from mailmodule.header import Header, HeaderField
+from mailmodule.interfaces import AuthResult, AuthResultProperty
 
 __all__ = [
     "authserv_id_of",
@@ -54,7 +55,7 @@ def _comment(text: str | None) -> str:
     return f" ({escaped})"
 
 
-def _result(res: AuthenticationResult) -> str:
+def _result(res: AuthResult | AuthenticationResult) -> str:
     out = res.method
     if res.version:
         out += f"/{res.version}"
@@ -67,7 +68,9 @@ def _result(res: AuthenticationResult) -> str:
     return out
 
 
-def format_authentication_results(authserv_id: str, results: Sequence[AuthenticationResult]) -> str:
+def format_authentication_results(
+    authserv_id: str, results: Sequence[AuthResult | AuthenticationResult]
+) -> str:
     """The value of an Authentication-Results field: `authserv-id; method=result ...`.
 
     Values are quoted where RFC 8601 needs it, UTF-8 included; "none" stands in for an empty
@@ -88,7 +91,7 @@ def _show(text: str | None) -> str | None:
     return _STANDIN.sub(lambda m: chr(int(m.group(1), 16)), _QUOTED_PAIR.sub(r"\1", text))
 
 
-def parse_authentication_results(value: str) -> tuple[str, list[AuthenticationResult]]:
+def parse_authentication_results(value: str) -> tuple[str, list[AuthResult]]:
     """Read the value of an Authentication-Results field (unfolded), UTF-8 included.
 
     Returns:
@@ -101,23 +104,22 @@ def parse_authentication_results(value: str) -> tuple[str, list[AuthenticationRe
         parsed = authres.AuthenticationResultsHeader.parse_value(_hide(value))
     except authres.AuthResError as exc:
         raise HeaderError(f"malformed Authentication-Results value: {exc}") from exc
-    results: list[AuthenticationResult] = []
+    results: list[AuthResult] = []
     for res in parsed.results:
         if not isinstance(res, AuthenticationResult):
             continue  # the "none" result
-        props = [
-            AuthenticationResultProperty(p.type, p.name, _show(p.value), _show(p.comment))
-            for p in res.properties
-        ]
         results.append(
-            AuthenticationResult(
-                res.method,
-                res.version,
-                res.result,
-                _show(res.result_comment),
-                _show(res.reason),
-                _show(res.reason_comment),
-                props,
+            AuthResult(
+                method=res.method,
+                version=res.version,
+                result=res.result,
+                result_comment=_show(res.result_comment),
+                reason=_show(res.reason),
+                reason_comment=_show(res.reason_comment),
+                properties=[
+                    AuthResultProperty(p.type, p.name, _show(p.value), _show(p.comment))
+                    for p in res.properties
+                ],
             )
         )
     return _show(parsed.authserv_id) or "", results

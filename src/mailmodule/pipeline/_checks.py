@@ -9,11 +9,10 @@ from operator import itemgetter
 from typing import Literal, final
 
 import attrs
-from authres import AuthenticationResult
 
 from mailmodule.errors import ConfigError, InterfaceMismatchError, SMTPError
 from mailmodule.header import HeaderField
-from mailmodule.interfaces import Check, CheckResult, CheckState
+from mailmodule.interfaces import AuthResult, Check, CheckResult, CheckState
 from mailmodule.metadata import MsgMetadata
 from mailmodule.pipeline import _eager
 from mailmodule.pipeline._errors import fresh
@@ -288,7 +287,7 @@ class CheckRunner:
         self._closed = False
         self.quarantine = False
         self.header_fields: list[HeaderField] = []
-        self.auth_results: list[AuthenticationResult] = []
+        self.auth_results: list[AuthResult] = []
 
     async def _make_states(self, specs: Sequence[CheckSpec], stage: _Stage) -> list[_Run]:
         new = [s for s in specs if id(s) not in self._runs]

@@ -134,7 +134,7 @@ class _Rcpt:
         self.given = given
         self.status = _PENDING
         self.error: SMTPError | None = None
-        self.addresses: list[str] = []
+        self.addresses: Sequence[str] = ()
         self.held: list[tuple[_TargetRun, str]] = []  # (run, address) a target took for it
 
     def fail(self, err: SMTPError) -> None:
@@ -342,7 +342,8 @@ class PipelineDelivery:
                 return  # given twice: once is enough
             rcpt = self._rcpts[key] = _Rcpt(rcpt_to)  # a refused one given again starts over
             runner = self._runner
-            await runner.stage(self._p.checks, "check_rcpt", (rcpt_to,))
+            if self._p.checks:
+                await runner.stage(self._p.checks, "check_rcpt", (rcpt_to,))
             source = self._source
             if source.checks:
                 await runner.stage(source.checks, "check_rcpt", (rcpt_to,))
