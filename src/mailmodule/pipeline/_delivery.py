@@ -584,18 +584,20 @@ class PipelineDelivery:
 
     async def _commit_all(self) -> None:
         failures: list[SMTPError] = []
-        delivered = 0
         try:
             for run in self._runs.values():
-                if run.delivery is None:
+                delivery = run.delivery
+                if delivery is None:
+                    continue
+                if not (
+                    run.body == _OK
+                    and (not run.errors or any(a not in run.errors for a in run.holders))
+                ):
+                    # Nothing of it to deliver: a failure to abort is logged, not the client's.
+                    await self._abort_one(run.name, delivery)
                     continue
                 try:
-                    if run.body == _OK and (
-                        not run.errors or any(a not in run.errors for a in run.holders)
-                    ):
-                        await run.delivery.commit()
-                    else:
-                        await asyncio.wait_for(run.delivery.abort(), ABORT_TIMEOUT)
+                    await delivery.commit()
                 except (Exception, asyncio.CancelledError) as exc:
                     # Shielded by to_completion: a cancellation here is the target's own.
                     err = as_smtp(own_failure(exc), target=run.name)
@@ -603,9 +605,13 @@ class PipelineDelivery:
                         "msg %s: target %s failed to commit: %s", self._meta.id, run.name, err
                     )
                     failures.append(err)
-                    await self._abort_one(run.name, run.delivery)
+                    for holders in run.holders.values():
+                        for rcpt in holders:
+                            rcpt.fail(err)  # not delivered everywhere its route names
+                    await self._abort_one(run.name, delivery)
         finally:
             self._close_states()
+        delivered = 0
         for rcpt in self._rcpts.values():
             if rcpt.status is _ACCEPTED:
                 rcpt.status = _DELIVERED
