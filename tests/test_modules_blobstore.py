@@ -2,11 +2,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mailmodule import UNKNOWN_BLOB_SIZE, BlobStore, NoSuchBlobError, StorageError
+from mailmodule import (
+    UNKNOWN_BLOB_SIZE,
+    BlobStore,
+    MailModuleError,
+    NoSuchBlobError,
+    StorageError,
+)
 from mailmodule.modules import FSBlobStore, MemoryBlobStore
 from tests.modules_kit import build, new_registry
 
@@ -104,3 +113,129 @@ async def test_concurrent_writers_of_different_keys_do_not_interfere(store: Blob
 
 def test_memory_store_is_a_blob_store() -> None:
     assert isinstance(MemoryBlobStore(), BlobStore)
+
+
+@pytest.mark.parametrize("key", [chr(0xD800), f"a{chr(0xDFFF)}b", chr(0xDC80)])
+async def test_a_key_that_is_not_valid_utf8_is_refused_naming_the_key(
+    store: BlobStore, key: str
+) -> None:
+    with pytest.raises(StorageError, match="invalid blob key") as info:
+        await store.create(key, 1)
+    assert repr(key) in str(info.value)
+    with pytest.raises(StorageError, match="invalid blob key"):
+        await store.open(key)
+    with pytest.raises(StorageError, match="invalid blob key"):
+        await store.delete([key])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    key=st.one_of(
+        st.text(st.characters(exclude_categories=()), max_size=300),  # surrogates too
+        st.sampled_from(["\ud800", "\udc80", "a" * 255, "\u00e9" * 128, "..a", "a."]),
+    )
+)
+def test_any_key_is_refused_with_a_typed_error_or_round_trips(key: str) -> None:
+    """Create, write, sync, open, delete: a key either works all the way or is refused."""
+    with tempfile.TemporaryDirectory() as root:
+        for store in (
+            build(new_registry(), "storage.blob.fs", "b", {"root": root}),
+            MemoryBlobStore(),
+        ):
+            assert isinstance(store, BlobStore)
+            asyncio.run(_round_trip(store, key))
+        assert os.listdir(root) == []
+
+
+async def _round_trip(store: BlobStore, key: str) -> None:
+    refused: MailModuleError | None = None
+    try:
+        blob = await store.create(key, 3)
+    except MailModuleError as exc:
+        refused = exc
+    if refused is not None:
+        assert isinstance(refused, StorageError)
+        assert "invalid blob key" in str(refused)
+        return
+    blob.write(b"abc")
+    blob.sync()
+    blob.close()
+    assert await read(store, key) == b"abc"
+    await store.delete([key])
+    with pytest.raises(NoSuchBlobError):
+        await store.open(key)
+
+
+async def test_a_blob_that_overflowed_its_size_is_never_published(store: BlobStore) -> None:
+    blob = await store.create("msg1", 3)
+    blob.write(b"ab")
+    with pytest.raises(StorageError, match="larger than the 3 bytes"):
+        blob.write(b"cd")
+    with pytest.raises(StorageError, match="failed write"):
+        blob.sync()
+    blob.close()
+    with pytest.raises(NoSuchBlobError):
+        await store.open("msg1")
+    if isinstance(store, FSBlobStore):
+        assert os.listdir(store.root) == []
+
+
+async def test_a_blob_shorter_than_its_announced_size_is_never_published(
+    store: BlobStore,
+) -> None:
+    blob = await store.create("msg1", 5)
+    blob.write(b"abc")
+    with pytest.raises(StorageError, match="3 of the 5 bytes"):
+        blob.sync()
+    blob.close()
+    with pytest.raises(NoSuchBlobError):
+        await store.open("msg1")
+    if isinstance(store, FSBlobStore):
+        assert os.listdir(store.root) == []
+
+
+async def test_create_refuses_a_symlink_planted_at_the_key(tmp_path: Path) -> None:
+    store = build(new_registry(), "storage.blob.fs", "b", {"root": str(tmp_path / "root")})
+    assert isinstance(store, FSBlobStore)
+    target = tmp_path / "target"
+    target.write_text("keep me")
+    link = os.path.join(store.root, "planted")
+    os.symlink(target, link)
+    with pytest.raises(StorageError, match="not a regular file"):
+        await store.create("planted", 1)
+    assert os.readlink(link) == str(target)
+    assert target.read_text() == "keep me"
+
+
+async def test_sync_refuses_a_symlink_planted_after_create(tmp_path: Path) -> None:
+    store = build(new_registry(), "storage.blob.fs", "b", {"root": str(tmp_path / "root")})
+    assert isinstance(store, FSBlobStore)
+    target = tmp_path / "target"
+    target.write_text("keep me")
+    blob = await store.create("planted", 1)
+    blob.write(b"x")
+    link = os.path.join(store.root, "planted")
+    os.symlink(target, link)
+    with pytest.raises(StorageError, match="not a regular file"):
+        blob.sync()
+    blob.close()
+    assert os.readlink(link) == str(target)
+    assert target.read_text() == "keep me"
+    assert sorted(os.listdir(store.root)) == ["planted"]
+
+
+async def test_a_synced_blob_may_be_replaced_under_the_same_key(store: BlobStore) -> None:
+    for content in (b"one", b"two"):
+        blob = await store.create("k", len(content))
+        blob.write(content)
+        blob.sync()
+        blob.close()
+    assert await read(store, "k") == b"two"
+
+
+async def test_open_refuses_a_directory_planted_at_the_key(tmp_path: Path) -> None:
+    store = build(new_registry(), "storage.blob.fs", "b", {"root": str(tmp_path / "root")})
+    assert isinstance(store, FSBlobStore)
+    os.mkdir(os.path.join(store.root, "planted"))
+    with pytest.raises(StorageError, match="not a regular file"):
+        await store.open("planted")

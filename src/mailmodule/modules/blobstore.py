@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -24,54 +25,93 @@ def check_blob_key(key: str) -> str:
     """Refuse keys that could leave the store's directory or are not file names.
 
     Raises:
-        StorageError: the key is empty, ".", "..", holds a path separator or NUL, or
-            starts with "." (kept for the store's own temporary files).
+        StorageError: the key is empty, ".", "..", holds a path separator or NUL, starts
+            with "." (kept for the store's own temporary files), is not valid UTF-8 (a lone
+            surrogate), or is longer than 255 bytes; the message names the key.
     """
+    if not isinstance(key, str):
+        raise StorageError(f"invalid blob key {key!r}: keys are str")
+    try:
+        encoded = key.encode("utf-8")
+        os.fsencode(key)  # the file system's own encoding may be narrower
+    except UnicodeEncodeError as exc:
+        raise StorageError(f"invalid blob key {key!r}: not valid UTF-8") from exc
     if (
-        not isinstance(key, str)
-        or not key
-        or key in (".", "..")
+        not key
         or key.startswith(".")
         or any(c in key for c in "/\\\0")
         or os.path.isabs(key)
-        or len(key.encode("utf-8", "surrogatepass")) > 255
+        or len(encoded) > 255
     ):
         raise StorageError(f"invalid blob key {key!r}: keys are plain file names")
     return key
 
 
-class _Blob:
-    """A blob being written to a temporary file; `sync` moves it under its key."""
+def _check_size(key: str, size: int, written: int) -> None:
+    if size != UNKNOWN_BLOB_SIZE and written != size:
+        raise StorageError(f"blob {key!r} has {written} of the {size} bytes announced; discarded")
 
-    def __init__(self, fd: int, tmp: str, final: str, size: int) -> None:
+
+def _refuse_non_file(key: str, path: str) -> None:
+    """Refuse a key whose path holds anything but a regular file: a symlink, a directory."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise StorageError(f"blob {key!r} is taken by something that is not a regular file")
+
+
+class _Blob:
+    """A blob being written to a temporary file; `sync` moves it under its key.
+
+    A failed or oversize write poisons the blob: `sync` then raises and discards it.
+    """
+
+    def __init__(self, fd: int, tmp: str, final: str, key: str, size: int) -> None:
         self._file = os.fdopen(fd, "wb")
-        self._tmp, self._final, self._size = tmp, final, size
+        self._tmp, self._final, self._key, self._size = tmp, final, key, size
         self._written = 0
         self._done = False
+        self._failed = False
 
     def write(self, data: bytes, /) -> int:
         if self._done:
             raise StorageError("blob is closed")
-        self._written += len(data)
-        if self._size != UNKNOWN_BLOB_SIZE and self._written > self._size:
+        if self._failed:
+            raise StorageError(f"blob {self._key!r} had a failed write")
+        if self._size != UNKNOWN_BLOB_SIZE and self._written + len(data) > self._size:
+            self._failed = True
             raise StorageError(f"blob is larger than the {self._size} bytes announced")
         try:
-            return self._file.write(data)
+            written = self._file.write(data)
         except OSError as exc:
-            raise StorageError(f"cannot write blob: {exc}") from exc
+            self._failed = True
+            raise StorageError(f"cannot write blob {self._key!r}: {exc}") from exc
+        self._written += written
+        return written
 
     def sync(self) -> None:
+        """Publish the blob; on any failure it is discarded and nothing is visible."""
         if self._done:
             raise StorageError("blob is closed")
         try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            os.replace(self._tmp, self._final)
-            fsync_dir(os.path.dirname(self._final))
-        except OSError as exc:
+            if self._failed:
+                raise StorageError(f"blob {self._key!r} had a failed write; discarded")
+            _check_size(self._key, self._size, self._written)
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._file.close()
+                _refuse_non_file(self._key, self._final)
+                # rename never follows a symlink at the destination, even one raced in
+                os.replace(self._tmp, self._final)
+                fsync_dir(os.path.dirname(self._final))
+            except OSError as exc:
+                raise StorageError(f"cannot store blob {self._key!r}: {exc}") from exc
+        except StorageError:
             self.close()
-            raise StorageError(f"cannot store blob: {exc}") from exc
+            raise
         self._done = True
 
     def close(self) -> None:
@@ -89,8 +129,12 @@ class FSBlobStore(ModuleBase):
     """`storage.blob.fs`: blobs as files in one directory.
 
     Settings: `root` (or the first inline argument), the directory, created if missing.
-    Keys are plain file names (`check_blob_key`); a key never leads outside the directory,
-    and a symlink planted in it is refused, not followed.
+    Keys are plain file names in UTF-8 (`check_blob_key`); a key never leads outside the
+    directory. A symlink (or anything but a regular file) planted at a key's path is
+    refused by `open`, `create` and `sync`, never followed nor replaced; `delete` removes
+    the link itself. A blob is published by `sync` only when every write succeeded and,
+    for an exact `blob_size`, exactly that many bytes were written; otherwise `sync` raises
+    and the blob is discarded.
     """
 
     def __init__(
@@ -122,8 +166,9 @@ class FSBlobStore(ModuleBase):
         final = self._path(key)
 
         def make() -> _Blob:
+            _refuse_non_file(key, final)
             fd, tmp = tempfile.mkstemp(prefix=".blob-", dir=self.root)
-            return _Blob(fd, tmp, final, blob_size)
+            return _Blob(fd, tmp, final, key, blob_size)
 
         try:
             return await asyncio.to_thread(make)
@@ -140,6 +185,9 @@ class FSBlobStore(ModuleBase):
                 raise NoSuchBlobError(key) from None
             except OSError as exc:  # ELOOP: a planted symlink
                 raise StorageError(f"cannot open blob {key!r}: {exc}") from exc
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise StorageError(f"cannot open blob {key!r}: not a regular file")
             return os.fdopen(fd, "rb")
 
         return await asyncio.to_thread(opened)
@@ -164,11 +212,15 @@ class _MemoryBlob:
         self._store, self._key, self._size = store, key, size
         self._data = bytearray()
         self._done = False
+        self._failed = False
 
     def write(self, data: bytes, /) -> int:
         if self._done:
             raise StorageError("blob is closed")
+        if self._failed:
+            raise StorageError(f"blob {self._key!r} had a failed write")
         if self._size != UNKNOWN_BLOB_SIZE and len(self._data) + len(data) > self._size:
+            self._failed = True
             raise StorageError(f"blob is larger than the {self._size} bytes announced")
         self._data += data
         return len(data)
@@ -176,9 +228,12 @@ class _MemoryBlob:
     def sync(self) -> None:
         if self._done:
             raise StorageError("blob is closed")
+        self._done = True
+        if self._failed:
+            raise StorageError(f"blob {self._key!r} had a failed write; discarded")
+        _check_size(self._key, self._size, len(self._data))
         with self._store._lock:
             self._store.blobs[self._key] = bytes(self._data)
-        self._done = True
 
     def close(self) -> None:
         self._done = True
@@ -186,7 +241,10 @@ class _MemoryBlob:
 
 @final
 class MemoryBlobStore(ModuleBase):
-    """A blob store in memory, for tests: `blobs` maps key to content."""
+    """A blob store in memory, for tests: `blobs` maps key to content.
+
+    Keys and sizes are checked as by `FSBlobStore`.
+    """
 
     def __init__(
         self,
