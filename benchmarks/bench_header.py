@@ -7,7 +7,7 @@ import email.policy
 
 from _bench import compare
 
-from mailmodule.header import read_header
+from mailmodule.header import Header, HeaderField, read_header
 
 HEADER = (
     b"Return-Path: <bounces+123@mail.example.net>\r\n"
@@ -52,6 +52,24 @@ def stdlib() -> bytes:
     return _stdlib_parser.parsebytes(HEADER).as_bytes()
 
 
+_FIELD = HeaderField.build("X-Check", "pass")
+_ADDS = 100_000
+
+
+def many_adds() -> int:
+    header = Header()
+    for _ in range(_ADDS):
+        header.add_field(_FIELD)
+    return len(header)
+
+
+def many_appends() -> int:
+    fields: list[HeaderField] = []
+    for _ in range(_ADDS):
+        fields.append(_FIELD)
+    return len(fields)
+
+
 if __name__ == "__main__":
     assert ours() == HEADER, "ours must be byte-exact"
     exact = stdlib() == HEADER
@@ -64,3 +82,12 @@ if __name__ == "__main__":
         goal=">= 2x",
     )
     print(f"  byte-exact: ours yes, stdlib {'yes' if exact else 'no'}")
+    compare(
+        f"Header.add_field x {_ADDS} (on top)",
+        many_adds,
+        many_appends,
+        baseline_name="list.append",
+        number=1,
+        rounds=5,
+        goal=">= 0.3x (linear: a constant factor of an append, not quadratic)",
+    )

@@ -283,3 +283,63 @@ def test_arbitrary_bytes_raise_only_header_error(data: bytes) -> None:
     except HeaderError:
         return
     assert header.to_bytes() + data[offset:] == data
+
+
+def test_adding_a_field_on_top_is_an_append_to_the_bottom_up_store() -> None:
+    """`add` is O(1) amortized: nothing already stored moves when a field goes on top."""
+    header = Header.parse(b"A: 1\r\nB: 2\r\n\r\n")
+    store = header._bottom_up
+    bottom = list(store)
+    added = [header.add("X-N", str(i)) for i in range(100_000)]
+    assert header._bottom_up is store  # grown in place, never rebuilt
+    assert store[:2] == bottom
+    assert store[2:] == added  # the newest field is last in storage, first in order
+    assert header.fields()[0] is added[-1]
+    assert header.to_bytes().endswith(b"A: 1\r\nB: 2\r\n\r\n")
+
+
+def _remove_every_other(header: Header, model: list[HeaderField]) -> list[HeaderField]:
+    picked = {id(f) for f in model[1::2]}
+    seen: list[HeaderField] = []
+
+    def pick(field: HeaderField) -> bool:
+        seen.append(field)
+        return id(field) in picked
+
+    removed = header.remove_fields(pick)
+    assert seen == model  # the predicate sees each field once, top first
+    kept = [f for f in model if id(f) not in picked]
+    assert removed == len(model) - len(kept)
+    return kept
+
+
+_OPS = st.sampled_from(["add", "add_field", "set", "delete", "remove", "copy"])
+
+
+@given(raw_headers(), st.lists(st.tuples(_OPS, field_names, field_values), max_size=12))
+def test_every_change_on_a_parsed_header_agrees_with_a_top_first_list(
+    block: bytes, ops: list[tuple[str, str, str]]
+) -> None:
+    header = Header.parse(block)
+    model = header.fields()
+    for op, name, value in ops:
+        if op == "add":
+            model.insert(0, header.add(name, value))
+        elif op == "add_field":
+            field = HeaderField.build(name, value)
+            header.add_field(field)
+            model.insert(0, field)
+        elif op == "set":
+            header.set(name, value)
+            model = [header.fields()[0], *(f for f in model if f.key != name.lower())]
+        elif op == "delete":
+            header.delete(name)
+            model = [f for f in model if f.key != name.lower()]
+        elif op == "remove":
+            model = _remove_every_other(header, model)
+        else:
+            header = header.copy()
+        assert list(header) == header.fields() == model
+        assert len(header) == len(model)
+        assert header.values(name) == [f.value for f in model if f.key == name.lower()]
+        assert header.to_bytes() == b"".join(f.raw for f in model) + Header.parse(block)._eoh

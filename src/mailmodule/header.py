@@ -105,12 +105,16 @@ class Header:
 
     A header that was parsed is written back byte for byte by `to_bytes`; fields added later
     use the line ending the parsed header used (CRLF for a new header).
+
+    `add` and `add_field` take O(1) amortized time, so building a header of n fields costs
+    O(n); lookups, `set` and `delete` are O(n).
     """
 
-    __slots__ = ("_eoh", "_eol", "_fields")
+    __slots__ = ("_bottom_up", "_eoh", "_eol")
 
     def __init__(self, fields: Iterable[tuple[str, str]] = ()) -> None:
-        self._fields: list[HeaderField] = []
+        # Stored bottom field first, so that putting a field on top is a list append.
+        self._bottom_up: list[HeaderField] = []
         self._eol = b"\r\n"
         self._eoh = b"\r\n"
         if isinstance(fields, (str, bytes, bytearray)):
@@ -122,7 +126,8 @@ class Header:
                 name, value = field
             except (TypeError, ValueError):
                 raise HeaderError(f"expected (name, value) pairs, got {field!r}") from None
-            self._fields.append(HeaderField.build(name, value))
+            self._bottom_up.append(HeaderField.build(name, value))
+        self._bottom_up.reverse()
 
     @classmethod
     def parse(cls, block: bytes) -> Header:
@@ -138,9 +143,9 @@ class Header:
         return header
 
     @classmethod
-    def _make(cls, fields: list[HeaderField], eol: bytes, eoh: bytes) -> Header:
+    def _make(cls, bottom_up: list[HeaderField], eol: bytes, eoh: bytes) -> Header:
         header = cls()
-        header._fields = fields
+        header._bottom_up = bottom_up
         header._eol = eol
         header._eoh = eoh
         return header
@@ -154,7 +159,7 @@ class Header:
     def get(self, key: str, default: str | None = None) -> str | None:
         """The value of the topmost field named `key`, or `default`."""
         k = key.lower()
-        for f in self._fields:
+        for f in reversed(self._bottom_up):
             if f.key == k:
                 return f.value
         return default
@@ -162,34 +167,34 @@ class Header:
     def values(self, key: str) -> list[str]:
         """The values of every field named `key`, top first."""
         k = key.lower()
-        return [f.value for f in self._fields if f.key == k]
+        return [f.value for f in reversed(self._bottom_up) if f.key == k]
 
     def fields(self, key: str | None = None) -> list[HeaderField]:
         """The fields named `key` (all fields without a key), top first."""
         if key is None:
-            return list(self._fields)
+            return self._bottom_up[::-1]
         k = key.lower()
-        return [f for f in self._fields if f.key == k]
+        return [f for f in reversed(self._bottom_up) if f.key == k]
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
             return False
         k = key.lower()
-        return any(f.key == k for f in self._fields)
+        return any(f.key == k for f in self._bottom_up)
 
     def __iter__(self) -> Iterator[HeaderField]:
-        return iter(list(self._fields))
+        return iter(self._bottom_up[::-1])  # a snapshot: changing the header is safe
 
     def __len__(self) -> int:
-        return len(self._fields)
+        return len(self._bottom_up)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Header):
             return NotImplemented
-        return self._fields == other._fields and self._eoh == other._eoh
+        return self._bottom_up == other._bottom_up and self._eoh == other._eoh
 
     def __repr__(self) -> str:
-        return f"Header({[(f.name, f.value) for f in self._fields]!r})"
+        return f"Header({[(f.name, f.value) for f in reversed(self._bottom_up)]!r})"
 
     # Changing
 
@@ -200,23 +205,24 @@ class Header:
             HeaderError: `key` is not a valid field name or `value` holds a line break.
         """
         field = HeaderField.build(key, value, eol=self._eol)
-        self._fields.insert(0, field)
+        self._bottom_up.append(field)
         return field
 
     def add_field(self, field: HeaderField) -> None:
         """Put an existing field (raw bytes kept) on top."""
-        self._fields.insert(0, field)
+        self._bottom_up.append(field)
 
     def set(self, key: str, value: str) -> None:
         """Replace every field named `key` with one field `key: value` on top."""
         new = HeaderField.build(key, value, eol=self._eol)
         self.delete(key)
-        self._fields.insert(0, new)
+        self._bottom_up.append(new)
 
     def delete(self, key: str) -> None:
         """Remove every field named `key`; a missing key is not an error."""
         k = key.lower()
-        self._fields = [f for f in self._fields if f.key != k]
+        if any(f.key == k for f in self._bottom_up):
+            self._bottom_up = [f for f in self._bottom_up if f.key != k]
 
     def remove_fields(self, predicate: Callable[[HeaderField], bool]) -> int:
         """Remove every field for which `predicate` is true; the others keep order and bytes.
@@ -230,14 +236,16 @@ class Header:
         Raises:
             Whatever `predicate` raises; the header is then unchanged.
         """
-        kept = [f for f in self._fields if not predicate(f)]
-        removed = len(self._fields) - len(kept)
-        self._fields = kept
+        kept = [f for f in reversed(self._bottom_up) if not predicate(f)]
+        removed = len(self._bottom_up) - len(kept)
+        if removed:
+            kept.reverse()
+            self._bottom_up = kept
         return removed
 
     def copy(self) -> Header:
         """An independent copy: changing one never changes the other."""
-        return Header._make(list(self._fields), self._eol, self._eoh)
+        return Header._make(list(self._bottom_up), self._eol, self._eoh)
 
     # Writing
 
@@ -247,7 +255,7 @@ class Header:
         A parsed header comes back byte for byte, also its empty line; a header read from a
         message that had no empty line (a header and no body) is written back without one.
         """
-        return b"".join([f.raw for f in self._fields]) + self._eoh
+        return b"".join([f.raw for f in reversed(self._bottom_up)]) + self._eoh
 
     def write_to(self, stream: _Writable) -> None:
         """Write `to_bytes()` to a binary stream."""
@@ -309,6 +317,7 @@ def _parse(data: bytes) -> tuple[Header, int]:
             # The empty line ends the header.
             if start >= 0:
                 append(HeaderField(name, data[start:pos]))
+            fields.reverse()
             return Header._make(fields, eol or data[pos:end], data[pos:end]), end
         if first == 0x20 or first == 0x09:
             if start < 0:
@@ -331,4 +340,5 @@ def _parse(data: bytes) -> tuple[Header, int]:
         pos = end
     if start >= 0:
         append(HeaderField(name, data[start:n]))
+    fields.reverse()
     return Header._make(fields, eol or b"\r\n", b""), n
