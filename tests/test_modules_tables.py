@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailmodule import (
@@ -189,3 +190,57 @@ def test_reference_modules_are_found_by_name_without_importing_them() -> None:
     for name, factory in REFERENCE_MODULES.items():
         assert registry.get(name) is factory
     assert registry.get_endpoint("lmtp").__name__ == "SMTPEndpoint"
+
+
+def test_a_table_file_that_is_not_utf8_is_refused_naming_file_and_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "aliases"
+    path.write_bytes(b"good: x\nbad: \xff\xfe\n")
+    with pytest.raises(ModuleInitError, match=r"aliases:2: not UTF-8") as info:
+        build(new_registry(), "table.file", "t", {"file": str(path)})
+    cause = info.value.__cause__
+    assert isinstance(cause, ConfigError)
+    assert cause.file == str(path)
+    assert isinstance(cause.__cause__, DataError)
+
+
+async def test_a_reload_that_is_not_utf8_logs_file_and_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "aliases"
+    path.write_text("a: 1\n")
+    table = build(new_registry(), "table.file", "t", {"file": str(path), "reload_interval": 0})
+    assert isinstance(table, Table)
+    path.write_bytes(b"a: 2\n\n# \xc3\n")
+    os.utime(path, ns=(1, 1))
+    assert await table.lookup("a") == "1"
+    assert f"{path}:3: not UTF-8" in caplog.text
+
+
+def test_only_a_newline_ends_a_table_file_line() -> None:
+    """Unicode line separators are value characters, not a way to smuggle in a key."""
+    assert parse_table_file("joe: hash\u2028admin: x\x0bq\r\n") == {
+        "joe": ["hash\u2028admin: x\x0bq"]
+    }
+
+
+table_text = st.text(st.characters(exclude_categories=()), max_size=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=table_text, value=table_text)
+def test_a_written_entry_is_refused_or_reads_back_the_same(key: str, value: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "t")
+        table = build(new_registry(), "table.file", "t", {"file": path})
+        assert isinstance(table, FileTable)
+        try:
+            table.set_key(key, value)
+        except DataError:
+            assert os.listdir(tmp) == []
+            return
+        reread = build(new_registry(), "table.file", "t", {"file": path})
+        assert isinstance(reread, FileTable)
+        assert reread.keys() == [key]
+        assert asyncio.run(reread.lookup_multi(key)) == [value]

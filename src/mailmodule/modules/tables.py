@@ -73,14 +73,15 @@ class StaticTable(ModuleBase):
 def parse_table_file(text: str, source: str = "<table>") -> dict[str, list[str]]:
     """Parse `key: value` lines; several values per key by repeating the key or by
     separating values with commas. Blank lines and lines starting with "#" are skipped; a
-    key alone (`key` or `key:`) has the empty value.
+    key alone (`key` or `key:`) has the empty value. Only "\\n" (or "\\r\\n") ends a line:
+    other Unicode line separators are part of a key or value.
 
     Raises:
         DataError: a line has an empty key; names the source and the line.
     """
     entries: dict[str, list[str]] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.strip()
+    for number, line in enumerate(text.split("\n"), start=1):
+        stripped = line.removesuffix("\r").strip()
         if not stripped or stripped.startswith("#"):
             continue
         key, _, rest = stripped.partition(":")
@@ -91,6 +92,41 @@ def parse_table_file(text: str, source: str = "<table>") -> dict[str, list[str]]
         known = entries.setdefault(key, [])
         known.extend(v for v in values if v not in known)
     return entries
+
+
+def _decode_table_file(data: bytes, source: str) -> str:
+    """The file's text.
+
+    Raises:
+        DataError: the bytes are not UTF-8; names the source and the line.
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{source}:{line}: not UTF-8 (byte 0x{data[exc.start]:02x})") from exc
+
+
+def _check_writable(key: str, values: Sequence[str]) -> None:
+    """Refuse what `parse_table_file` would not read back as written.
+
+    Raises:
+        DataError: an empty key, one with a colon or starting with "#", a comma in a value,
+            a line break or a lone surrogate anywhere, or surrounding white space.
+    """
+    for text in (key, *values):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise DataError(f"table entry {key!r} is not valid UTF-8") from exc
+        if text != text.strip() or any(c in text for c in "\r\n"):
+            raise DataError(
+                f"table entry {key!r} cannot hold a line break or surrounding white space"
+            )
+    if not key or ":" in key or key.startswith("#"):
+        raise DataError(f"table key {key!r} cannot be written to a table file")
+    if any("," in v for v in values):
+        raise DataError(f"table value for {key!r} cannot hold a comma")
 
 
 def _format_table_file(entries: Mapping[str, Sequence[str]]) -> str:
@@ -106,10 +142,13 @@ class FileTable(ModuleBase):
     """`table.file`: a table read from a `key: value` file, reloaded when the file changes.
 
     Settings: `file` (or the first inline argument), the path; `reload_interval`, how often
-    the file is checked for changes (default 5s). A reload reads the whole file before it
-    replaces what the table holds, so a lookup never sees a half-read file; a malformed
-    file is logged and the previous contents stay. Changes through `MutableTable` write a
-    temporary file and rename it into place.
+    the file is checked for changes (default 5s). The file is UTF-8; one that is not, or
+    has a line without a key, is refused at `init` with a `ConfigError` naming the file and
+    the line. A reload reads the whole file before it replaces what the table holds, so a
+    lookup never sees a half-read file; a malformed file is logged (file and line) and the
+    previous contents stay. Changes through `MutableTable` write a temporary file (0600)
+    and rename it into place; keys and values that would not read back as written are
+    refused with `DataError`.
     """
 
     def __init__(
@@ -139,7 +178,7 @@ class FileTable(ModuleBase):
         try:
             self._reload(force=True)
         except (OSError, DataError) as exc:
-            raise ConfigError(str(exc), module=cfg.module, key="file") from exc
+            raise ConfigError(str(exc), module=cfg.module, key="file", file=path) from exc
 
     def _file_stamp(self) -> tuple[int, int, int] | None:
         try:
@@ -155,8 +194,9 @@ class FileTable(ModuleBase):
         if stamp is None:
             entries: dict[str, list[str]] = {}
         else:
-            with open(self.path, encoding="utf-8") as f:
-                entries = parse_table_file(f.read(), self.path)
+            with open(self.path, "rb") as f:
+                data = f.read()
+            entries = parse_table_file(_decode_table_file(data, self.path), self.path)
         with self._lock:
             self._entries, self._stamp = entries, stamp
 
@@ -167,7 +207,7 @@ class FileTable(ModuleBase):
         self._checked = now
         try:
             await asyncio.to_thread(self._reload)
-        except (OSError, UnicodeDecodeError, DataError) as exc:
+        except (OSError, DataError) as exc:
             _log.error("table %s: keeping the old contents, reload failed: %s", self.path, exc)
 
     async def lookup(self, key: str) -> str | None:
@@ -190,10 +230,7 @@ class FileTable(ModuleBase):
         self._change(k, None)
 
     def _change(self, key: str, values: list[str] | None) -> None:
-        if not key.strip() or any(c in key for c in ":\r\n") or key.strip().startswith("#"):
-            raise DataError(f"table key {key!r} cannot be written to a table file")
-        if values and any(c in v for v in values for c in ",\r\n"):
-            raise DataError(f"table value for {key!r} cannot hold a comma or a line break")
+        _check_writable(key, values or ())
         with self._lock:
             entries = dict(self._entries)
             if values is None:
@@ -228,6 +265,7 @@ class SQLTable(ModuleBase):
     `MutableTable`: `list` (all keys), `set` (`:key`, `:value`), `del` (`:key`); `init`,
     statements run once at start. Queries run off the event loop. The same settings will
     serve PostgreSQL through another driver.
+
     """
 
     def __init__(
