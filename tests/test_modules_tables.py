@@ -244,3 +244,45 @@ def test_a_written_entry_is_refused_or_reads_back_the_same(key: str, value: str)
         assert isinstance(reread, FileTable)
         assert reread.keys() == [key]
         assert asyncio.run(reread.lookup_multi(key)) == [value]
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022])
+def test_a_sql_database_and_its_journals_are_private_whatever_the_umask(
+    tmp_path: Path, umask: int
+) -> None:
+    settings = sql_settings(tmp_path)
+    settings["init"] = [
+        "PRAGMA journal_mode=WAL",
+        "CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v TEXT)",
+    ]
+    old = os.umask(umask)
+    try:
+        table = build(new_registry(), "table.sql", "t", settings)
+        assert isinstance(table, SQLTable)
+        table.set_key("joe", "$argon2id$hash")
+    finally:
+        os.umask(old)
+    files = sorted(tmp_path.iterdir())
+    assert [p.name for p in files] == ["tables.db", "tables.db-shm", "tables.db-wal"]
+    for p in files:
+        assert p.stat().st_mode & 0o777 == 0o600, p.name
+    table.close()
+
+
+def test_a_sql_rollback_journal_is_private_too(tmp_path: Path) -> None:
+    settings = sql_settings(tmp_path)
+    settings["init"] = [
+        "PRAGMA journal_mode=PERSIST",
+        "CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v TEXT)",
+    ]
+    old = os.umask(0)
+    try:
+        table = build(new_registry(), "table.sql", "t", settings)
+        assert isinstance(table, SQLTable)
+        table.set_key("joe", "$argon2id$hash")
+    finally:
+        os.umask(old)
+    journal = tmp_path / "tables.db-journal"
+    assert journal.exists()
+    assert journal.stat().st_mode & 0o777 == 0o600
+    table.close()

@@ -256,6 +256,27 @@ class FileTable(ModuleBase):
             self._stamp = self._file_stamp()
 
 
+def _private_database_file(dsn: str) -> None:
+    """Create the SQLite file `dsn` 0600 if it is missing; warn if an existing one is not.
+
+    Raises:
+        OSError: the file cannot be created or inspected.
+    """
+    if dsn in ("", ":memory:"):  # connect() takes no URI: anything else is a file name
+        return
+    try:
+        fd = os.open(dsn, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        mode = os.stat(dsn).st_mode
+        if mode & 0o077:
+            _log.warning("database %s is open to others (mode %o)", dsn, mode & 0o777)
+        return
+    try:
+        os.fchmod(fd, 0o600)  # exactly, whatever the umask took away
+    finally:
+        os.close(fd)
+
+
 @final
 class SQLTable(ModuleBase):
     """`table.sql`: a table backed by SQL queries; SQLite (stdlib `sqlite3`) by default.
@@ -266,6 +287,9 @@ class SQLTable(ModuleBase):
     statements run once at start. Queries run off the event loop. The same settings will
     serve PostgreSQL through another driver.
 
+    A database file that does not exist is created 0600 whatever the umask, before SQLite
+    opens it; SQLite gives its -journal, -wal and -shm files the database's mode. An
+    existing database keeps its mode, with a warning when others may read it.
     """
 
     def __init__(
@@ -298,6 +322,12 @@ class SQLTable(ModuleBase):
         statements = [raw_init] if isinstance(raw_init, str) else raw_init
         if not isinstance(statements, list) or not all(isinstance(s, str) for s in statements):
             raise ConfigError("expected SQL statements", module=cfg.module, key="init")
+        try:
+            _private_database_file(dsn)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create database {dsn!r}: {exc}", module=cfg.module, key="dsn"
+            ) from exc
         try:
             self._db = sqlite3.connect(dsn, check_same_thread=False, isolation_level=None)
             for statement in statements:
