@@ -1,124 +1,21 @@
 from __future__ import annotations
 
-import asyncio
-import logging
 import sys
 from pathlib import Path
 
 import pytest
 
 from mailmodule import (
-    AuthError,
     ConnState,
     Header,
     MemoryBuffer,
     MsgMetadata,
-    PlainAuth,
-    PlainUserDB,
     SMTPError,
-    StorageError,
-    UnknownCredentialsError,
 )
 from mailmodule.modules import AuthorizeSender, CommandCheck, PassTable, ReplaceAddress
-from mailmodule.modules.pass_table import hash_password, verify_password
 from mailmodule.pipeline import Destination, Pipeline
 from tests.modules_kit import build, new_registry
 from tests.pipeline_kit import MemoryTarget
-
-# Password authentication
-
-
-def users(tmp_path: Path) -> PassTable:
-    registry = new_registry()
-    (tmp_path / "users").write_text("")
-    build(registry, "table.file", "users_table", {"file": str(tmp_path / "users")})
-    auth = build(registry, "auth.pass_table", "local_authdb", {"table": "&users_table"})
-    assert isinstance(auth, PassTable)
-    return auth
-
-
-def test_pass_table_is_a_user_db(tmp_path: Path) -> None:
-    auth = users(tmp_path)
-    assert isinstance(auth, PlainAuth)
-    assert isinstance(auth, PlainUserDB)
-
-
-def test_a_created_user_logs_in_and_others_do_not(tmp_path: Path) -> None:
-    auth = users(tmp_path)
-    auth.create_user("joe@example.org", "correct horse")
-    auth.auth_plain("joe@example.org", "correct horse")
-    with pytest.raises(AuthError) as wrong:
-        auth.auth_plain("joe@example.org", "battery staple")
-    assert not isinstance(wrong.value, UnknownCredentialsError)
-    with pytest.raises(UnknownCredentialsError):
-        auth.auth_plain("ann@example.org", "correct horse")
-    assert auth.list_users() == ["joe@example.org"]
-
-
-def test_users_can_change_password_and_be_deleted(tmp_path: Path) -> None:
-    auth = users(tmp_path)
-    auth.create_user("joe", "one")
-    with pytest.raises(AuthError, match="already exists"):
-        auth.create_user("joe", "two")
-    auth.set_user_password("joe", "two")
-    auth.auth_plain("joe", "two")
-    auth.delete_user("joe")
-    with pytest.raises(UnknownCredentialsError):
-        auth.auth_plain("joe", "two")
-    with pytest.raises(UnknownCredentialsError):
-        auth.set_user_password("joe", "three")
-
-
-def test_the_table_holds_salted_hashes_never_passwords(tmp_path: Path) -> None:
-    auth = users(tmp_path)
-    auth.create_user("joe", "hunter2")
-    auth.create_user("ann", "hunter2")
-    stored = (tmp_path / "users").read_text()
-    assert "hunter2" not in stored
-    hashes = [line.split(": ", 1)[1] for line in stored.splitlines()]
-    assert hashes[0] != hashes[1]  # salted
-    assert all(h.startswith("scrypt$") for h in hashes)
-
-
-def test_a_password_never_reaches_a_log_repr_or_exception(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    auth = users(tmp_path)
-    auth.create_user("joe", "s3cret-pw")
-    errors: list[AuthError] = []
-    with caplog.at_level(logging.DEBUG):
-        for password in ("s3cret-pw", "wr0ng-pw"):
-            try:
-                auth.auth_plain("joe", password)
-            except AuthError as exc:
-                errors.append(exc)
-    assert len(errors) == 1
-    assert all("pw" not in f"{e} {e!r}" for e in errors)
-    assert "pw" not in caplog.text
-    assert "s3cret" not in repr(auth)
-
-
-def test_verify_password_checks_the_hash() -> None:
-    stored = hash_password("pw", n=2**10)
-    assert verify_password("pw", stored)
-    assert not verify_password("PW", stored)
-
-
-def test_a_malformed_stored_hash_is_a_data_error_that_hides_the_hash() -> None:
-    from mailmodule import DataError
-
-    with pytest.raises(DataError, match="malformed password hash") as info:
-        verify_password("pw", "plain-text-password")
-    assert "plain-text-password" not in str(info.value)
-
-
-async def test_auth_plain_on_the_event_loop_is_refused_with_a_clear_error(tmp_path: Path) -> None:
-    auth = users(tmp_path)
-    with pytest.raises(StorageError, match="off the event loop"):
-        auth.auth_plain("joe", "pw")
-    with pytest.raises(UnknownCredentialsError):
-        await asyncio.to_thread(auth.auth_plain, "joe", "pw")
-
 
 # check.command
 
@@ -315,30 +212,3 @@ def test_an_inline_table_reference_keeps_unknown_keys_reported(tmp_path: Path) -
     ok = PassTable("auth.pass_table", "inline_ok", [], ["&users"])
     registry.register_instance(ok, {})
     assert registry.get_instance("inline_ok") is ok
-
-
-def test_an_unknown_user_costs_one_scrypt_as_a_wrong_password_does(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Equal work, so timing tells nothing about which usernames exist."""
-    import hashlib
-
-    auth = users(tmp_path)
-    auth.create_user("joe", "right")
-    calls: list[int] = []
-    real = hashlib.scrypt
-
-    def counting(
-        password: bytes, *, salt: bytes, n: int, r: int, p: int, maxmem: int = 0, dklen: int = 64
-    ) -> bytes:
-        calls.append(n)
-        return real(password, salt=salt, n=n, r=r, p=p, maxmem=maxmem, dklen=dklen)
-
-    monkeypatch.setattr(hashlib, "scrypt", counting)
-    with pytest.raises(AuthError):
-        auth.auth_plain("joe", "wrong")
-    wrong = list(calls)
-    calls.clear()
-    with pytest.raises(UnknownCredentialsError):
-        auth.auth_plain("nobody", "wrong")
-    assert calls == wrong == [2**14]
