@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import given
 
 from mailmodule import ConnState, Dummy, Header, MemoryBuffer, MsgMetadata, Registry, address
@@ -89,3 +91,53 @@ def test_the_pytest_plugin_loads_without_hypothesis() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert result.stdout.strip() == "loaded", result.stderr
+
+
+def test_a_plugin_authors_run_needs_no_configuration_and_gives_no_warning() -> None:
+    """examples/plugin configures nothing for pytest-asyncio: the kit's plugin sets the
+    fixture loop scope, and the suites' tests run in pytest-asyncio's default strict mode."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    plugin = Path(__file__).resolve().parent.parent / "examples" / "plugin"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--strict-markers", "tests"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=plugin,
+        env={**os.environ, "PYTHONPATH": str(plugin / "src")},
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "mode=Mode.STRICT" in output
+    assert "asyncio_default_fixture_loop_scope=function" in output
+    assert "warning" not in output.lower(), output
+
+
+def test_a_projects_own_fixture_loop_scope_wins_over_the_plugins_default() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    plugin = Path(__file__).resolve().parent.parent / "examples" / "plugin"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "asyncio_default_fixture_loop_scope=module",
+            "tests",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=plugin,
+        env={**os.environ, "PYTHONPATH": str(plugin / "src")},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "asyncio_default_fixture_loop_scope=module" in result.stdout

@@ -9,6 +9,11 @@ Fixtures:
         go to the targets).
     smtp_endpoint: runs an SMTP or LMTP endpoint on loopback for the duration of an
         `async with`: `async with smtp_endpoint(pipeline) as (host, port): ...`.
+
+Configuration a plugin author would otherwise write: pytest-asyncio's
+`asyncio_default_fixture_loop_scope` defaults to "function" (pytest-asyncio warns when it is
+unset); a project's own setting wins. The suites' tests carry the `asyncio` marker, which
+pytest-asyncio registers, so they run in its default strict mode as in auto mode.
 """
 
 from __future__ import annotations
@@ -33,8 +38,30 @@ __all__ = [
     "mailmodule_registry",
     "make_msg_metadata",
     "make_pipeline",
+    "pytest_load_initial_conftests",
     "smtp_endpoint",
 ]
+
+_LOOP_SCOPE = "asyncio_default_fixture_loop_scope"
+
+
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> None:
+    """Give pytest-asyncio's fixture loop scope a default of "function".
+
+    Runs after every installed plugin declared its settings and before any is read.
+    Declaring the setting again changes only its default: a value from the project's
+    configuration or `-o` still wins.
+    """
+    if early_config.pluginmanager.hasplugin("asyncio"):
+        parser.addini(
+            _LOOP_SCOPE,
+            "default scope of the asyncio event loop used to execute async fixtures "
+            "(mailmodule's pytest plugin: function unless set)",
+            type="string",
+            default="function",
+        )
 
 
 @pytest.fixture
