@@ -1,4 +1,8 @@
-"""`target.maildir`: delivery into Maildir mailboxes, readable by `mailbox.Maildir`."""
+"""`target.maildir`: delivery into Maildir mailboxes, readable by `mailbox.Maildir`.
+
+Mailboxes are created only when configured to be (`autocreate`, a `mailboxes` table);
+symlinks inside the root are refused, and what holds mail is 0700/0600 whatever the umask.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from collections.abc import Sequence
 from typing import final
 
 from mailmodule import address
-from mailmodule._fsutil import fsync_dir
+from mailmodule._fsutil import make_private_dirs, open_private_dir, open_private_file
 from mailmodule.buffer import Buffer
 from mailmodule.config import ConfigMap
 from mailmodule.errors import AddressError, ConfigError, SMTPError
@@ -38,24 +42,35 @@ def _unique_name() -> str:
 
 
 def _safe_mailbox(name: str) -> bool:
-    return bool(name) and not name.startswith(".") and not any(c in name for c in "/\\\0")
+    """Whether `name` can be a directory right under the root: one plain UTF-8 file name,
+    not hidden, no separators or control characters, at most 255 bytes."""
+    if not name or name.startswith(".") or len(name) > 255:
+        return False
+    try:
+        if len(name.encode("utf-8")) > 255:
+            return False
+        os.fsencode(name)
+    except UnicodeEncodeError:
+        return False
+    return not any(c in "/\\" or c < " " or c == "\x7f" for c in name)
 
 
 def _os_error(exc: OSError, what: str) -> SMTPError:
+    """The reply for a failed file operation; the client learns no path or mailbox name."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         err = SMTPError(452, (4, 3, 1), "Mail system full")
     else:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            _log.error("a symlink or a non-directory in a mailbox path is refused: %s", exc)
         err = SMTPError(451, (4, 3, 0), f"Temporary failure while {what}")
     err.__cause__ = exc
     return err
 
 
-def _ensure_maildir(path: str, known: set[str]) -> None:
-    if path in known:
-        return
-    for sub in ("cur", "new", "tmp"):
-        os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)
-    known.add(path)
+def _close_all(fds: Sequence[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 @final
@@ -63,16 +78,29 @@ class MaildirTarget(ModuleBase):
     """`target.maildir`: delivers each message into the Maildir of each recipient.
 
     Settings: `root` (or the first inline argument), the directory holding one Maildir per
-    mailbox; `mailboxes`, a table mapping a recipient to its mailbox name (without it, the
-    local part is the mailbox); `lookup_by`, "local_part" (default) or "address", the key
-    given to that table (in `address.for_lookup` form); `junk_folder` ("Junk"), the
-    Maildir++ folder for quarantined messages.
+    mailbox; `mailboxes`, a table mapping a recipient to its mailbox name; `lookup_by`,
+    "local_part" (default) or "address", the key given to that table (in
+    `address.for_lookup` form, the local part unquoted); `autocreate`, whether a missing
+    Maildir is created on first delivery: by default true with a `mailboxes` table (its
+    mailboxes are the configured ones) and false without, when only Maildirs that already
+    exist under the root receive mail (`autocreate = true` makes every safe local part a
+    mailbox, as before); `junk_folder` ("Junk"), the Maildir++ folder for quarantined
+    messages.
+
+    Without a table the unquoted local part is the mailbox: `"joe"@example.org` goes to
+    `joe`. Refused at `add_rcpt`: an unknown recipient or a mailbox that does not exist
+    and is not created, 550 5.1.1; a local part that is no safe directory name (a
+    separator, NUL or control character, ".", "..", a leading dot, over 255 bytes, not
+    UTF-8), 550 5.1.3. A symlink or non-directory anywhere inside the root is never
+    followed: directories are opened relative to the root with `O_NOFOLLOW`, and such a
+    mailbox fails with 451 4.3.0. Every directory and file this module creates is 0700 or
+    0600 whatever the umask (the root's existing parents keep their mode). Replies name no
+    path or mailbox.
 
     `body` writes the message once into tmp/ and links it into the other mailboxes'
     tmp/; `commit` renames each into new/ (fsyncing file and directories); `abort` removes
-    them. Unknown recipients are refused at `add_rcpt` with 550 5.1.1. Deliveries
-    implement `PartialDelivery`: a mailbox that cannot take the message fails only its
-    recipients.
+    them. Deliveries implement `PartialDelivery`: a mailbox that cannot take the message
+    fails only its recipients.
     """
 
     def __init__(
@@ -87,7 +115,7 @@ class MaildirTarget(ModuleBase):
         self.mailboxes: Table | None = None
         self.lookup_by = "local_part"
         self.junk_folder = "Junk"
-        self.known_dirs: set[str] = set()  # Maildirs known to exist: no mkdir per message
+        self.autocreate = False
 
     def init(self, cfg: ConfigMap) -> None:
         root = cfg.string("root", self.inline_args[0] if self.inline_args else "")
@@ -102,25 +130,68 @@ class MaildirTarget(ModuleBase):
                 module=cfg.module,
                 key="lookup_by",
             )
+        self.autocreate = cfg.boolean("autocreate", self.mailboxes is not None)
         self.junk_folder = cfg.string("junk_folder", "Junk")
+        if not _safe_mailbox(self.junk_folder):
+            raise ConfigError(
+                f"expected a plain folder name, got {self.junk_folder!r}",
+                module=cfg.module,
+                key="junk_folder",
+            )
         try:
-            os.makedirs(root, mode=0o700, exist_ok=True)
+            make_private_dirs(root)
         except OSError as exc:
             raise ConfigError(
                 f"cannot create {root!r}: {exc}", module=cfg.module, key="root"
-            ) from (exc)
-        self.root = root
+            ) from exc
+        self.root = os.path.realpath(root)
+
+    def _open_root(self) -> int:
+        return os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def _has_mailbox(self, mailbox: str) -> bool:
+        """Whether the mailbox's directory exists; an error for a symlink in its place.
+
+        Raises:
+            OSError: ENOTDIR or ELOOP for a symlink or a non-directory.
+        """
+        root = self._open_root()
+        try:
+            os.close(open_private_dir(mailbox, root, create=False))
+        except FileNotFoundError:
+            return False
+        finally:
+            os.close(root)
+        return True
 
     async def mailbox_of(self, rcpt: str) -> str | None:
-        """The mailbox a recipient's mail goes to, or None when there is none."""
+        """The mailbox a recipient's mail goes to, or None when there is none.
+
+        Raises:
+            SMTPError: 550 5.1.3 when, without a table, the local part is no safe
+                directory name.
+        """
         try:
-            key = address.for_lookup(rcpt)
+            local, domain = address.split(address.for_lookup(rcpt))
         except AddressError:
             return None
-        local = address.split(key)[0]
+        try:
+            local = address.unquote_local_part(local)  # `"joe"` is joe
+        except AddressError:
+            local = ""
         if self.mailboxes is None:
-            return local if _safe_mailbox(local) else None
-        found = await self.mailboxes.lookup(key if self.lookup_by == "address" else local)
+            if not _safe_mailbox(local):
+                raise SMTPError(
+                    550,
+                    (5, 1, 3),
+                    "Bad destination mailbox address syntax",
+                    target_name=self.name(),
+                )
+            return local
+        if not local:
+            return None
+        key = f"{local}@{domain}" if self.lookup_by == "address" and domain else local
+        found = await self.mailboxes.lookup(key)
         if found is None:
             return None
         if not _safe_mailbox(found):
@@ -138,20 +209,21 @@ class _MaildirDelivery:
         self._t = target
         self._meta = meta
         self._rcpts: dict[str, list[str]] = {}  # mailbox -> recipients
-        self._staged: dict[str, str] = {}  # mailbox -> its file in tmp/
+        self._staged: dict[str, tuple[int, int]] = {}  # mailbox -> fds of its tmp/, new/
         self._name = _unique_name()
         self._state = "open"
-
-    def _folder(self, mailbox: str) -> str:
-        path = os.path.join(self._t.root, mailbox)
-        if self._meta.quarantine:
-            path = os.path.join(path, f".{self._t.junk_folder}")
-        return path
 
     async def add_rcpt(self, rcpt_to: str) -> None:
         mailbox = await self._t.mailbox_of(rcpt_to)
         if mailbox is None:
             raise SMTPError(550, (5, 1, 1), "No such mailbox here", target_name=self._t.name())
+        if mailbox not in self._rcpts and not self._t.autocreate:
+            try:
+                known = await asyncio.to_thread(self._t._has_mailbox, mailbox)
+            except OSError as exc:
+                raise _os_error(exc, "looking up the mailbox") from exc
+            if not known:
+                raise SMTPError(550, (5, 1, 1), "No such mailbox here", target_name=self._t.name())
         rcpts = self._rcpts.setdefault(mailbox, [])
         if rcpt_to not in rcpts:
             rcpts.append(rcpt_to)
@@ -171,38 +243,72 @@ class _MaildirDelivery:
                 c.set_status(rcpt, err)
         self._state = "staged" if self._staged else "failed"
 
+    def _open_folder(self, mailbox: str) -> tuple[int, int]:
+        """Open (creating as allowed) the tmp/ and new/ the message goes to, never
+        following a symlink below the root.
+
+        Raises:
+            OSError: a directory is missing and not to be created, is a symlink or is no
+                directory, or cannot be made.
+        """
+        opened: list[int] = []
+        try:
+            root = self._t._open_root()
+            opened.append(root)
+            folder = open_private_dir(mailbox, root, create=self._t.autocreate)
+            opened.append(folder)
+            if self._meta.quarantine:  # a Maildir++ folder inside the mailbox
+                for sub in ("cur", "new", "tmp"):  # the mailbox stays a Maildir
+                    os.close(open_private_dir(sub, folder, create=True))
+                folder = open_private_dir(f".{self._t.junk_folder}", folder, create=True)
+                opened.append(folder)
+                with contextlib.suppress(FileExistsError):
+                    os.close(open_private_file("maildirfolder", folder))
+            os.close(open_private_dir("cur", folder, create=True))
+            tmp = open_private_dir("tmp", folder, create=True)
+            opened.append(tmp)
+            new = open_private_dir("new", folder, create=True)
+        except BaseException:
+            _close_all(opened)
+            raise
+        opened.remove(tmp)
+        _close_all(opened)
+        return tmp, new
+
     def _stage_all(self, header: Header, body: Buffer) -> dict[str, SMTPError]:
         """Write once, link into each other mailbox's tmp/; returns failures by mailbox."""
         if self._state != "open":
             raise SMTPError(503, (5, 5, 1), "Bad sequence of commands: a second body")
         failures: dict[str, SMTPError] = {}
-        first: str | None = None
+        first: int | None = None  # the tmp/ holding the written copy
         for mailbox in self._rcpts:
-            folder = self._folder(mailbox)
-            tmp = os.path.join(folder, "tmp", self._name)
+            fds: tuple[int, int] | None = None
             try:
-                known = self._t.known_dirs
-                _ensure_maildir(os.path.join(self._t.root, mailbox), known)
-                if folder != os.path.join(self._t.root, mailbox) and folder not in known:
-                    _ensure_maildir(folder, known)  # a Maildir++ folder
-                    open(os.path.join(folder, "maildirfolder"), "ab").close()
+                fds = self._open_folder(mailbox)
                 if first is None:
-                    self._write(tmp, header, body)
-                    first = tmp
+                    self._write(fds[0], header, body)
+                    first = fds[0]
                 else:
-                    os.link(first, tmp)
+                    os.link(
+                        self._name,
+                        self._name,
+                        src_dir_fd=first,
+                        dst_dir_fd=fds[0],
+                        follow_symlinks=False,
+                    )
             except OSError as exc:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                failures[mailbox] = _os_error(exc, f"writing to mailbox {mailbox!r}")
+                if fds is not None:
+                    with contextlib.suppress(OSError):
+                        os.unlink(self._name, dir_fd=fds[0])
+                    _close_all(fds)
+                failures[mailbox] = _os_error(exc, "writing the message")
                 _log.warning("msg %s: mailbox %r failed: %s", self._meta.id, mailbox, exc)
                 continue
-            self._staged[mailbox] = tmp
+            self._staged[mailbox] = fds
         return failures
 
-    @staticmethod
-    def _write(path: str, header: Header, body: Buffer) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    def _write(self, tmp_dir: int, header: Header, body: Buffer) -> None:
+        fd = open_private_file(self._name, tmp_dir)
         with os.fdopen(fd, "wb") as out, body.open() as reader:
             header.write_to(out)
             while chunk := reader.read(_COPY_CHUNK):
@@ -218,14 +324,15 @@ class _MaildirDelivery:
 
     def _publish(self) -> None:
         errors: list[OSError] = []
-        for mailbox, tmp in self._staged.items():
-            folder = self._folder(mailbox)
+        staged, self._staged = self._staged, {}
+        for tmp, new in staged.values():
             try:
-                os.rename(tmp, os.path.join(folder, "new", self._name))
-                fsync_dir(os.path.join(folder, "new"))
+                os.rename(self._name, self._name, src_dir_fd=tmp, dst_dir_fd=new)
+                os.fsync(new)
             except OSError as exc:
                 errors.append(exc)
-        self._staged.clear()
+            finally:
+                _close_all((tmp, new))
         if errors:
             raise _os_error(errors[0], "moving the message into new/")
 
@@ -234,8 +341,9 @@ class _MaildirDelivery:
         staged, self._staged = self._staged, {}
 
         def remove() -> None:
-            for tmp in staged.values():
+            for tmp, new in staged.values():
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+                    os.unlink(self._name, dir_fd=tmp)
+                _close_all((tmp, new))
 
         await asyncio.to_thread(remove)
