@@ -14,7 +14,7 @@ from mailmodule.pipeline import Destination, Pipeline
 
 def maildir(root: Path) -> MaildirTarget:
     target = MaildirTarget("target.maildir", "local")
-    target.init(ConfigMap({"root": str(root)}))
+    target.init(ConfigMap({"root": str(root), "autocreate": True}))
     return target
 
 

@@ -2,7 +2,8 @@
 
 A body is read once from the network and then read again by every check and target, so it is
 buffered: small bodies in memory (`MemoryBuffer`), large ones in a temporary file
-(`FileBuffer`). `buffer_body` picks for you.
+(`FileBuffer`). `buffer_body` picks for you; `BufferWriter` does the same for a body
+written as it arrives, piece by piece.
 
     >>> import asyncio
     >>> buf = asyncio.run(buffer_body(b"Hello\\r\\n"))
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_MAX_MEMORY",
     "AsyncReader",
     "Buffer",
+    "BufferWriter",
     "FileBuffer",
     "MemoryBuffer",
     "buffer_body",
@@ -140,6 +142,142 @@ def read_all(buf: Buffer) -> bytes:
         return reader.read()
 
 
+@final
+class BufferWriter:
+    """A body written as it arrives: in memory up to `max_memory` bytes, then spilled to a
+    temporary file, so that memory per body stays bounded whatever its size.
+
+        >>> with BufferWriter(max_memory=4) as writer:
+        ...     writer.write(b"Hello")
+        ...     writer.write(b"\\r\\n")
+        ...     buf = writer.finish()
+        >>> read_all(buf), type(buf).__name__
+        (b'Hello\\r\\n', 'FileBuffer')
+        >>> buf.remove()
+
+    Callers may assume: `write` never keeps more than `max_memory` bytes in memory (the
+    spill file is written from the calling thread: into the page cache, without fsync,
+    which returns in microseconds, so calling it on the event loop is fine); after an
+    error, `abort()` or leaving the `with` block without `finish()`, nothing is left: no
+    open descriptor, no temporary file. Not safe to share between threads.
+
+    Args:
+        max_memory: the largest body kept in memory.
+        directory: where the temporary file goes (the system's temporary directory by
+            default).
+        max_size: the largest body accepted; None for no limit.
+
+    Raises:
+        SMTPError: from `write`, 552 5.3.4 once the body is larger than `max_size`; the
+            writer is aborted then.
+        StorageError: from `write`, the temporary file cannot be created or written; the
+            writer is aborted then.
+        ValueError: `write` or `finish` after `finish` or `abort`.
+    """
+
+    __slots__ = (
+        "_directory",
+        "_done",
+        "_fd",
+        "_max_memory",
+        "_max_size",
+        "_path",
+        "_pending",
+        "_size",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_memory: int = DEFAULT_MAX_MEMORY,
+        directory: str | os.PathLike[str] | None = None,
+        max_size: int | None = None,
+    ) -> None:
+        self._max_memory = max_memory
+        self._directory = directory
+        self._max_size = max_size
+        self._pending = bytearray()
+        self._fd = -1
+        self._path = ""
+        self._done = False
+        self._size = 0
+
+    def __len__(self) -> int:
+        """The bytes written so far."""
+        return self._size
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Add `data` at the end of the body."""
+        if self._done:
+            raise ValueError("BufferWriter.write() after finish() or abort()")
+        size = self._size + len(data)
+        if self._max_size is not None and size > self._max_size:
+            self.abort()
+            _check_size(size, self._max_size)
+        self._size = size
+        try:
+            if self._fd >= 0:
+                _write_all(self._fd, data, self._path)
+                return
+            self._pending += data
+            if len(self._pending) > self._max_memory:
+                self._spill()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _spill(self) -> None:
+        try:
+            self._fd, self._path = tempfile.mkstemp(prefix="mailmodule-body-", dir=self._directory)
+        except OSError as exc:
+            raise StorageError(f"cannot create a temporary body file: {exc}") from exc
+        _write_all(self._fd, self._pending, self._path)
+        self._pending = bytearray()
+
+    def finish(self) -> Buffer:
+        """The body as a `Buffer` the caller owns (call its `remove()` when done); the
+        writer is done."""
+        if self._done:
+            raise ValueError("BufferWriter.finish() after finish() or abort()")
+        self._done = True
+        if self._fd < 0:
+            buf = MemoryBuffer(self._pending)
+            self._pending = bytearray()
+            return buf
+        fd, self._fd = self._fd, -1
+        try:
+            os.close(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(self._path)
+            raise StorageError(f"cannot write body file {self._path!r}: {exc}") from exc
+        return FileBuffer(self._path, self._size)
+
+    def abort(self) -> None:
+        """Drop what was written: close and delete the temporary file. Idempotent; does
+        nothing after `finish`."""
+        if self._done:
+            return
+        self._done = True
+        self._pending = bytearray()
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(self._path)
+
+    def __enter__(self) -> BufferWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.abort()
+
+    def __repr__(self) -> str:
+        where = "file" if self._fd >= 0 else "memory"
+        return f"BufferWriter(<{self._size} bytes in {where}>)"
+
+
 async def buffer_body(
     source: AsyncReader | AsyncIterable[bytes] | bytes | bytearray | memoryview,
     *,
@@ -171,27 +309,18 @@ async def buffer_body(
         _check_size(len(data), max_size)
         if len(data) <= max_memory:
             return MemoryBuffer(data)
-        return await _spill(data, _empty(), directory, max_size)
-
-    chunks = _chunks(source)
-    # One growing bytearray, not a list of chunks: each chunk's memory is reused at once.
-    pending = bytearray()
-    async for chunk in chunks:
-        pending += chunk
-        _check_size(len(pending), max_size)
-        if len(pending) > max_memory:
-            return await _spill(pending, chunks, directory, max_size)
-    return MemoryBuffer(pending)
+    with BufferWriter(max_memory=max_memory, directory=directory, max_size=max_size) as writer:
+        if isinstance(source, bytes | bytearray | memoryview):
+            writer.write(source)
+        else:
+            async for chunk in _chunks(source):
+                writer.write(chunk)
+        return writer.finish()
 
 
 def _check_size(total: int, max_size: int | None) -> None:
     if max_size is not None and total > max_size:
         raise SMTPError(552, (5, 3, 4), f"Message too big (limit is {max_size} bytes)")
-
-
-async def _empty() -> AsyncIterable[bytes]:
-    return
-    yield
 
 
 async def _chunks(source: AsyncReader | AsyncIterable[bytes]) -> AsyncIterable[bytes]:
@@ -205,37 +334,11 @@ async def _chunks(source: AsyncReader | AsyncIterable[bytes]) -> AsyncIterable[b
             yield bytes(piece)
 
 
-async def _spill(
-    pending: bytes | bytearray,
-    rest: AsyncIterable[bytes],
-    directory: str | os.PathLike[str] | None,
-    max_size: int | None,
-) -> FileBuffer:
-    # The spill file is written from the event loop, chunk by chunk as it arrives. A write
-    # into the page cache returns in microseconds (no fsync: the file is temporary), and
-    # handing chunks to a thread cost three times the throughput of a plain copy (measured
-    # by benchmarks/bench_buffer.py): GIL hand-offs and chunks held in fresh memory.
-    try:
-        fd, path = tempfile.mkstemp(prefix="mailmodule-body-", dir=directory)
-    except OSError as exc:
-        raise StorageError(f"cannot create a temporary body file: {exc}") from exc
-    try:
-        _write_all(fd, pending, path)
-        total = len(pending)
-        async for chunk in rest:
-            total += len(chunk)
-            _check_size(total, max_size)
-            _write_all(fd, chunk, path)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        raise
-    os.close(fd)
-    return FileBuffer(path, total)
-
-
-def _write_all(fd: int, chunk: bytes | bytearray, path: str) -> None:
+# The spill file is written from the event loop, chunk by chunk as it arrives. A write into
+# the page cache returns in microseconds (no fsync: the file is temporary), and handing
+# chunks to a thread cost three times the throughput of a plain copy (measured by
+# benchmarks/bench_buffer.py): GIL hand-offs and chunks held in fresh memory.
+def _write_all(fd: int, chunk: bytes | bytearray | memoryview, path: str) -> None:
     view = memoryview(chunk)
     try:
         while view:

@@ -1,61 +1,103 @@
-"""The endpoint modules: "smtp", "submission" and "lmtp", listening on TCP."""
+"""The endpoint modules "smtp", "submission", "submissions" and "lmtp": settings,
+listening sockets, and a graceful stop."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import datetime
+import functools
 import logging
-import ssl
-from collections.abc import Coroutine, Sequence
-from typing import TYPE_CHECKING, final
+import os
+import socket
+from collections.abc import Sequence
+from typing import Final, final
 
 from mailmodule.config import ConfigMap
-from mailmodule.errors import ConfigError, DuplicateModuleError
+from mailmodule.endpoint._limits import SessionCount
+from mailmodule.endpoint._listen import ListenAddress, bind_socket, socket_address
+from mailmodule.endpoint._session import Session, Sessions
+from mailmodule.endpoint._settings import Settings
+from mailmodule.endpoint._tls import ServerTLS, load_error
+from mailmodule.errors import ConfigError, DuplicateModuleError, MailModuleError
 from mailmodule.interfaces import PlainAuth, TLSLoader
 from mailmodule.pipeline import Pipeline
 from mailmodule.registry import Registry, default_registry
+from mailmodule.smtp import ServerConfig
 
-if TYPE_CHECKING:
-    from mailmodule.endpoint._protocol import SMTPProtocol
-
-__all__ = ["SMTPEndpoint", "parse_listen_address", "register_endpoints"]
+__all__ = ["ENDPOINT_KINDS", "SMTPEndpoint", "register_endpoints"]
 
 _log = logging.getLogger("mailmodule.endpoint")
 
+#: The endpoint types this module serves.
+ENDPOINT_KINDS: Final = ("smtp", "submission", "submissions", "lmtp")
 
-def parse_listen_address(text: str) -> tuple[str, int]:
-    """ "tcp://127.0.0.1:25", "127.0.0.1:25" or "[::1]:25" as (host, port).
 
-    Raises:
-        ConfigError: not such an address.
-    """
-    rest = text.removeprefix("tcp://")
-    if rest.startswith("["):
-        host, sep, port = rest[1:].partition("]:")
-    else:
-        host, sep, port = rest.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(f"not a listening address: {text!r} (write it like 127.0.0.1:25)")
-    return host, int(port)
+def _seconds(cfg: ConfigMap, key: str, default: float) -> float:
+    value = cfg.duration(key, datetime.timedelta(seconds=default)).total_seconds()
+    if value <= 0:
+        raise ConfigError(f"{key} must be a positive duration, got {value}s", key=key)
+    return value
+
+
+def _at_least(cfg: ConfigMap, key: str, default: int, least: int, *, size: bool = False) -> int:
+    value = cfg.size(key, default) if size else cfg.integer(key, default)
+    if value < least:
+        raise ConfigError(f"{key} must be at least {least}, got {value}", key=key)
+    return value
 
 
 @final
 class SMTPEndpoint:
-    """The "smtp", "submission" and "lmtp" endpoints: accept mail and run it through a
-    Pipeline.
+    """The "smtp", "submission", "submissions" and "lmtp" endpoints: accept mail and run
+    it through a Pipeline.
 
-    Built as `SMTPEndpoint(mod_name, addrs)` (the seed's endpoint factory). Settings:
-    `hostname` (greeting and Received fields); `max_message_size` ("32M"); `max_recipients`
-    (1000); `auth`, a PlainAuth module (AUTH PLAIN and LOGIN, checked off the event loop);
-    `auth_require_tls` (yes: AUTH only after STARTTLS); `tls`, a TLSLoader module (enables
-    STARTTLS); `rdns` (yes: reverse DNS of clients); `timeout` ("5m"). "submission"
-    requires AUTH before MAIL. The pipeline is set by whoever composes the server
-    (`endpoint.pipeline = ...`).
+    Built as `SMTPEndpoint(mod_name, addrs)` (the seed's endpoint factory); `addrs` are
+    listening addresses: "tcp://host:port", "host:port", "[::1]:port", "tls://host:port"
+    (implicit TLS, RFC 8314), "unix:///path". "submission" requires AUTH before MAIL (530
+    5.7.0); "submissions" is submission with implicit TLS on every address; "lmtp" speaks
+    LMTP (one reply per recipient after the body). The pipeline is set by whoever composes
+    the server (`endpoint.pipeline = ...`).
+
+    Offered: PIPELINING, 8BITMIME, SMTPUTF8, SIZE, ENHANCEDSTATUSCODES, CHUNKING;
+    STARTTLS with a `tls` loader; AUTH PLAIN LOGIN with an `auth` module only (without
+    one, AUTH is an unknown command). DSN is not offered, but its parameters are read and
+    kept per message and recipient (`MsgMetadata.smtp_opts`, `rcpt_opts`).
+
+    Settings (each also an attribute of the same name, read when `start` is called):
+
+    - `hostname` ("localhost"): in the greeting and the Received fields.
+    - `max_message_size` ("32M"): bytes of body (552 5.3.4 beyond).
+    - `max_recipients` (1000): per message (452 4.5.3 beyond).
+    - `max_header_size` ("1M") and `max_header_fields` (1000): caps on a message header
+      (552 5.3.4 beyond, naming which).
+    - `buffer_max_memory` ("1M"): body bytes kept in memory; beyond, the body spills to a
+      temporary file in `buffer_dir` (the system's temporary directory by default).
+    - `auth`: a PlainAuth module (AUTH PLAIN and LOGIN, checked off the event loop).
+    - `auth_require_tls` (yes): AUTH only once TLS is on. `auth_required` (yes for
+      submission and submissions): MAIL needs AUTH first.
+    - `max_auth_failures` (3): AUTH failures per session before 421 4.7.0 and close;
+      `auth_failure_delay` ("500ms"): the wait before answering the first failure, doubled
+      for each next one.
+    - `tls`: a TLSLoader module (STARTTLS; several chains are chosen among by SNI).
+    - `rdns` (yes): reverse DNS of clients (never queried for loopback).
+    - `strict_helo` (no): refuse (501 5.5.2) a HELO name that is neither a domain nor an
+      address literal; otherwise it is recorded, and shown in Received only made harmless.
+      Control characters are always refused (501 5.5.4).
+    - `command_timeout` ("5m", RFC 5321 4.5.3.2; `timeout` is an older name for it): from
+      the last command line; `data_timeout` ("3m"): from the last bytes of a body;
+      `session_timeout` ("30m"): from the connection's start. Each ends the session with
+      421 4.4.2.
+    - `max_sessions` (1000) and `max_sessions_per_ip` (100): open sessions in all and
+      from one client IP; beyond, 421 4.7.0 at connect. 0 is no limit.
+    - `max_errors` (10): refused commands before 421 4.7.0 and close.
+
+    Raises:
+        ConfigError: an unknown endpoint type; a bad setting (naming its key).
     """
 
     def __init__(self, mod_name: str, addrs: Sequence[str]) -> None:
-        if mod_name not in ("smtp", "submission", "lmtp"):
+        if mod_name not in ENDPOINT_KINDS:
             raise ConfigError(f"unknown endpoint {mod_name!r}", module=mod_name)
         self._name = mod_name
         self.addrs = list(addrs)
@@ -63,34 +105,70 @@ class SMTPEndpoint:
         self.hostname = "localhost"
         self.max_message_size = 32 << 20
         self.max_recipients = 1000
+        self.max_header_size = 1 << 20
+        self.max_header_fields = 1000
+        self.buffer_max_memory = 1 << 20
+        self.buffer_dir: str | None = None
         self.auth: PlainAuth | None = None
         self.tls: TLSLoader | None = None
         self.auth_require_tls = True
-        self.auth_required = mod_name == "submission"
+        self.auth_required = mod_name in ("submission", "submissions")
+        self.max_auth_failures = 3
+        self.auth_failure_delay = 0.5
         self.rdns = True
-        self.timeout = 300.0
-        self.buffer_dir: str | None = None
-        self.sessions_started = 0
+        self.strict_helo = False
+        self.command_timeout = 300.0
+        self.data_timeout = 180.0
+        self.session_timeout = 1800.0
+        self.max_sessions = 1000
+        self.max_sessions_per_ip = 100
+        self.max_errors = 10
+        self._sessions = Sessions(SessionCount(max_total=None, max_per_ip=None))
         self._servers: list[asyncio.AbstractServer] = []
-        self._cleanups: set[asyncio.Task[None]] = set()
-        self.active: set[SMTPProtocol] = set()  # open sessions
-        self.changed = asyncio.Event()  # set when a session may have become idle
+        self._owned_paths: list[str] = []
 
     def init(self, cfg: ConfigMap) -> None:
+        """Read the settings (see the class docstring).
+
+        Raises:
+            ConfigError: a setting is malformed or out of range, naming its key; a
+                listening address is malformed.
+        """
         self.hostname = cfg.string("hostname", self.hostname)
-        self.max_message_size = cfg.size("max_message_size", self.max_message_size)
-        self.max_recipients = cfg.integer("max_recipients", self.max_recipients)
+        self.max_message_size = _at_least(
+            cfg, "max_message_size", self.max_message_size, 1, size=True
+        )
+        self.max_recipients = _at_least(cfg, "max_recipients", self.max_recipients, 1)
+        self.max_header_size = _at_least(cfg, "max_header_size", self.max_header_size, 1, size=True)
+        self.max_header_fields = _at_least(cfg, "max_header_fields", self.max_header_fields, 1)
+        self.buffer_max_memory = _at_least(
+            cfg, "buffer_max_memory", self.buffer_max_memory, 0, size=True
+        )
+        self.buffer_dir = cfg.string("buffer_dir", None)
         auth = cfg.module_ref("auth", PlainAuth, None)
         self.auth = auth if isinstance(auth, PlainAuth) else None
         tls = cfg.module_ref("tls", TLSLoader, None)
         self.tls = tls if isinstance(tls, TLSLoader) else None
         self.auth_require_tls = cfg.boolean("auth_require_tls", self.auth_require_tls)
         self.auth_required = cfg.boolean("auth_required", self.auth_required)
+        self.max_auth_failures = _at_least(cfg, "max_auth_failures", self.max_auth_failures, 1)
+        delay = cfg.duration("auth_failure_delay", datetime.timedelta(seconds=0.5))
+        self.auth_failure_delay = delay.total_seconds()
+        if self.auth_failure_delay < 0:
+            raise ConfigError("auth_failure_delay must not be negative", key="auth_failure_delay")
         self.rdns = cfg.boolean("rdns", self.rdns)
-        self.timeout = cfg.duration("timeout", datetime.timedelta(minutes=5)).total_seconds()
-        self.buffer_dir = cfg.string("buffer_dir", None)
+        self.strict_helo = cfg.boolean("strict_helo", self.strict_helo)
+        legacy = _seconds(cfg, "timeout", self.command_timeout)
+        self.command_timeout = _seconds(cfg, "command_timeout", legacy)
+        self.data_timeout = _seconds(cfg, "data_timeout", self.data_timeout)
+        self.session_timeout = _seconds(cfg, "session_timeout", self.session_timeout)
+        self.max_sessions = _at_least(cfg, "max_sessions", self.max_sessions, 0)
+        self.max_sessions_per_ip = _at_least(
+            cfg, "max_sessions_per_ip", self.max_sessions_per_ip, 0
+        )
+        self.max_errors = _at_least(cfg, "max_errors", self.max_errors, 1)
         for addr in self.addrs:
-            parse_listen_address(addr)
+            ListenAddress.parse(addr)
 
     def name(self) -> str:
         return self._name
@@ -98,86 +176,181 @@ class SMTPEndpoint:
     def instance_name(self) -> str:
         return self._name
 
-    def _tls_context(self) -> ssl.SSLContext | None:
-        if self.tls is None:
-            return None
-        chains = self.tls.load_certs()
-        if not chains:
-            raise ConfigError("the TLS loader gave no certificate", module=self._name, key="tls")
-        contexts = []
-        for chain in chains:
-            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ctx.load_cert_chain(chain.certfile, chain.keyfile)
-            contexts.append((_cert_names(chain.certfile), ctx))
-        main = contexts[0][1]
-        if len(contexts) > 1:
-            # The seed: with several chains, serve the one whose names match SNI.
-            def pick(sock: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
-                for names, ctx in contexts:
-                    if server_name and _name_matches(server_name.lower(), names):
-                        sock.context = ctx
-                        return
+    @property
+    def sessions_started(self) -> int:
+        """Sessions admitted since the endpoint was made."""
+        return self._sessions.started
 
-            main.sni_callback = pick
-        return main
+    @property
+    def active(self) -> frozenset[Session]:
+        """A snapshot of the open sessions."""
+        return frozenset(self._sessions.active)
 
-    async def start(self) -> list[tuple[str, int]]:
-        """Listen on every address; returns the bound (host, port) pairs (port 0 picks
-        a free one).
+    def _addresses(self) -> list[ListenAddress]:
+        try:
+            return [ListenAddress.parse(a) for a in self.addrs]
+        except ConfigError as exc:
+            raise ConfigError(exc.message, module=self._name, key="listen") from exc
+
+    def _settings(self) -> Settings:
+        tls = None
+        if self.tls is not None:
+            try:
+                tls = ServerTLS.load(self.tls.load_certs(), self._name)
+            except MailModuleError as exc:
+                raise load_error(exc, self._name) from exc
+        lmtp = self._name == "lmtp"
+        try:
+            server = ServerConfig(
+                lmtp=lmtp,
+                starttls=tls is not None,
+                auth=self.auth is not None,
+                auth_without_tls=not self.auth_require_tls,
+                dsn=True,  # parameters read and kept; the EHLO answer leaves DSN out
+                max_message_size=self.max_message_size,
+                max_recipients=self.max_recipients,
+                max_errors=self.max_errors,
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc), module=self._name) from exc
+        return Settings(
+            name=self._name,
+            hostname=self.hostname,
+            lmtp=lmtp,
+            pipeline=self.pipeline,
+            server=server,
+            tls=tls,
+            auth=self.auth,
+            auth_required=self.auth_required,
+            rdns=self.rdns,
+            strict_helo=self.strict_helo,
+            command_timeout=self.command_timeout,
+            data_timeout=self.data_timeout,
+            session_timeout=self.session_timeout,
+            handshake_timeout=min(self.command_timeout, 60.0),
+            max_auth_failures=self.max_auth_failures,
+            auth_failure_delay=self.auth_failure_delay,
+            max_header_size=self.max_header_size,
+            max_header_fields=self.max_header_fields,
+            buffer_max_memory=self.buffer_max_memory,
+            buffer_dir=self.buffer_dir,
+        )
+
+    def bind(self) -> list[socket.socket]:
+        """Bind and listen on every address of `addrs`, without serving: one socket per
+        address, in order, for `start(sockets)` (in this process or in workers forked
+        after). The Unix socket files made here are removed by this endpoint's `stop`.
 
         Raises:
-            ConfigError: an address cannot be listened on, or TLS cannot be set up.
+            ConfigError: an address is malformed or cannot be listened on (key "listen");
+                nothing stays bound then.
         """
-        from mailmodule.endpoint._protocol import LMTPProtocol, SMTPProtocol
-
+        sockets: list[socket.socket] = []
         try:
-            tls = self._tls_context()
-        except (OSError, ssl.SSLError) as exc:
-            msg = f"cannot load certificates: {exc}"
-            raise ConfigError(msg, module=self._name, key="tls") from exc
-        kind = LMTPProtocol if self._name == "lmtp" else SMTPProtocol
+            for addr in self._addresses():
+                try:
+                    sockets.append(bind_socket(addr))
+                except ConfigError as exc:
+                    raise ConfigError(exc.message, module=self._name, key="listen") from exc
+                if addr.is_unix:
+                    self._owned_paths.append(addr.path)
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
+        return sockets
+
+    async def start(self, sockets: Sequence[socket.socket] | None = None) -> list[tuple[str, int]]:
+        """Serve on `sockets` (bound and listening, one per address of `addrs` in order, as
+        `bind` gives them: inherited by a worker process, say), or bind `addrs` first.
+
+        Returns the (host, port) each socket listens on ((path, 0) for a Unix socket; port
+        0 in an address picks a free port).
+
+        Raises:
+            ConfigError: an address cannot be listened on (key "listen"), TLS cannot be set
+                up (key "tls"), or `sockets` do not match `addrs`.
+            RuntimeError: the endpoint is serving already.
+        """
+        if self._servers:
+            raise RuntimeError(f"endpoint {self._name} is serving already")
+        addrs = self._addresses()
+        settings = self._settings()
+        self._sessions.count = SessionCount(
+            max_total=self.max_sessions or None, max_per_ip=self.max_sessions_per_ip or None
+        )
+        for addr in addrs:
+            if (addr.tls or self._name == "submissions") and settings.tls is None:
+                raise ConfigError(
+                    f"implicit TLS on {addr.text} needs a tls loader", module=self._name, key="tls"
+                )
+        owned = sockets is None
+        socks = self.bind() if sockets is None else list(sockets)
+        if len(socks) != len(addrs):
+            raise ConfigError(
+                f"{len(addrs)} sockets expected (one per listen address), got {len(socks)}",
+                module=self._name,
+                key="listen",
+            )
         loop = asyncio.get_running_loop()
         bound: list[tuple[str, int]] = []
-        for addr in self.addrs:
-            host, port = parse_listen_address(addr)
-            try:
-                server = await loop.create_server(lambda: kind(self, tls), host, port)
-            except OSError as exc:
-                raise ConfigError(f"cannot listen on {addr}: {exc}", module=self._name) from exc
-            self._servers.append(server)
-            for sock in server.sockets:
-                name = sock.getsockname()
-                bound.append((str(name[0]), int(name[1])))
+        try:
+            for addr, sock in zip(addrs, socks, strict=True):
+                implicit = addr.tls or self._name == "submissions"
+                factory = functools.partial(
+                    Session, settings, self._sessions, implicit_tls=implicit
+                )
+                tls = settings.tls.context if implicit and settings.tls is not None else None
+                timeout = settings.handshake_timeout if tls is not None else None
+                server: asyncio.AbstractServer
+                if sock.family == socket.AF_UNIX:
+                    server = await loop.create_unix_server(
+                        factory, sock=sock, ssl=tls, ssl_handshake_timeout=timeout
+                    )
+                else:
+                    server = await loop.create_server(
+                        factory, sock=sock, ssl=tls, ssl_handshake_timeout=timeout
+                    )
+                self._servers.append(server)
+                bound.append(socket_address(sock))
+        except BaseException:
+            for server in self._servers:
+                server.close()
+            self._servers.clear()
+            if owned:
+                for sock in socks:
+                    sock.close()
+            raise
         _log.info("%s listening on %s", self._name, bound)
         return bound
 
-    def clean_up(self, coro: Coroutine[object, None, None]) -> None:
-        """Run cleanup after a client left (aborting its message); awaited at `stop`."""
-        task = asyncio.ensure_future(coro)
-        self._cleanups.add(task)
-        task.add_done_callback(self._cleanups.discard)
-
     async def stop(self, grace: float = 30.0) -> None:
-        """Stop accepting; let messages under way finish for up to `grace` seconds, then
-        say 421 to every session and close it."""
+        """Stop accepting; close idle sessions at once with 421 4.3.2; let each message
+        whose body is under way finish for up to `grace` seconds, then say 421 4.3.2 to
+        it; return when every session is gone."""
         for server in self._servers:
             server.close()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while any(s.busy for s in self.active) and loop.time() < deadline:
-            self.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), deadline - loop.time())
-        if any(s.busy for s in self.active):
-            _log.warning("%s: messages still under way after %ss", self._name, grace)
-        for session in list(self.active):
-            session.shut_down()
+        sessions = self._sessions
+        await asyncio.sleep(0)  # connections accepted just now get their sessions
+        for session in list(sessions.active):
+            session.shutdown()
+        if sessions.tasks:
+            _, pending = await asyncio.wait(set(sessions.tasks), timeout=grace)
+            if pending:
+                _log.warning(
+                    "%s: %d message(s) still under way after %ss", self._name, len(pending), grace
+                )
+        while sessions.tasks:
+            for session in list(sessions.active):
+                session.abort()
+            await asyncio.gather(*sessions.tasks, return_exceptions=True)
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
-        await asyncio.sleep(0)  # let connection_lost run for the sessions just closed
-        if self._cleanups:
-            await asyncio.gather(*self._cleanups, return_exceptions=True)
+        for path in self._owned_paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        self._owned_paths.clear()
 
     def close(self) -> None:
         """Stop listening at once (for shutdown paths that cannot await)."""
@@ -185,32 +358,10 @@ class SMTPEndpoint:
             server.close()
 
 
-def _cert_names(certfile: str) -> set[str]:
-    """The DNS names a PEM certificate is for (subjectAltName, else commonName)."""
-    try:
-        info = ssl._ssl._test_decode_cert(certfile)  # type: ignore[attr-defined]  # the stdlib's own PEM decoder, not in typeshed
-    except AttributeError:  # a Python without that private decoder
-        _log.warning("cannot read the names of %s: SNI will serve the first chain", certfile)
-        return set()
-    except (OSError, ssl.SSLError, ValueError):
-        return set()
-    names = {str(value).lower() for kind, value in info.get("subjectAltName", ()) if kind == "DNS"}
-    if not names:
-        for rdn in info.get("subject", ()):
-            names.update(str(v).lower() for k, v in rdn if k == "commonName")
-    return names
-
-
-def _name_matches(name: str, names: set[str]) -> bool:
-    if name in names:
-        return True
-    head, _, rest = name.partition(".")
-    return bool(head and rest) and f"*.{rest}" in names
-
-
 def register_endpoints(registry: Registry = default_registry) -> None:
-    """Register "smtp", "submission" and "lmtp" in `registry` (kept when already there)."""
-    for name in ("smtp", "submission", "lmtp"):
+    """Register "smtp", "submission", "submissions" and "lmtp" in `registry` (kept when
+    already there)."""
+    for name in ENDPOINT_KINDS:
         try:
             registry.register_endpoint(name, SMTPEndpoint)
         except DuplicateModuleError:
