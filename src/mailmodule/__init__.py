@@ -18,13 +18,17 @@ from mailmodule.errors import DataError as DataError
 from mailmodule.errors import DuplicateModuleError as DuplicateModuleError
 from mailmodule.errors import ErrNoSuchBlob as ErrNoSuchBlob
 from mailmodule.errors import ErrUnknownCredentials as ErrUnknownCredentials
+from mailmodule.errors import FilterError as FilterError
 from mailmodule.errors import HeaderError as HeaderError
 from mailmodule.errors import InitCycleError as InitCycleError
 from mailmodule.errors import InterfaceMismatchError as InterfaceMismatchError
+from mailmodule.errors import InvalidNameError as InvalidNameError
+from mailmodule.errors import MailboxExistsError as MailboxExistsError
 from mailmodule.errors import MailModuleError as MailModuleError
 from mailmodule.errors import MetadataError as MetadataError
 from mailmodule.errors import ModuleInitError as ModuleInitError
 from mailmodule.errors import NoSuchBlobError as NoSuchBlobError
+from mailmodule.errors import NoSuchMailboxError as NoSuchMailboxError
 from mailmodule.errors import PluginError as PluginError
 from mailmodule.errors import RegistryError as RegistryError
 from mailmodule.errors import ShutdownError as ShutdownError
@@ -32,6 +36,7 @@ from mailmodule.errors import SMTPError as SMTPError
 from mailmodule.errors import StorageError as StorageError
 from mailmodule.errors import UnknownCredentialsError as UnknownCredentialsError
 from mailmodule.errors import UnknownModuleError as UnknownModuleError
+from mailmodule.errors import UnsafePathError as UnsafePathError
 from mailmodule.header import Header as Header
 from mailmodule.header import HeaderField as HeaderField
 from mailmodule.header import read_header as read_header
@@ -39,6 +44,7 @@ from mailmodule.interfaces import AUTH_COMMON_DOMAIN as AUTH_COMMON_DOMAIN
 from mailmodule.interfaces import AUTH_DISABLED as AUTH_DISABLED
 from mailmodule.interfaces import AUTH_DNSSEC as AUTH_DNSSEC
 from mailmodule.interfaces import AUTH_MTASTS as AUTH_MTASTS
+from mailmodule.interfaces import SYSTEM_FLAGS as SYSTEM_FLAGS
 from mailmodule.interfaces import UNKNOWN_BLOB_SIZE as UNKNOWN_BLOB_SIZE
 from mailmodule.interfaces import AuthResult as AuthResult
 from mailmodule.interfaces import AuthResultProperty as AuthResultProperty
@@ -57,8 +63,11 @@ from mailmodule.interfaces import EndpointFactory as EndpointFactory
 from mailmodule.interfaces import FuncNewEndpoint as FuncNewEndpoint
 from mailmodule.interfaces import FuncNewModule as FuncNewModule
 from mailmodule.interfaces import IMAPFilter as IMAPFilter
+from mailmodule.interfaces import IMAPMailbox as IMAPMailbox
 from mailmodule.interfaces import IMAPUser as IMAPUser
+from mailmodule.interfaces import MailboxInfo as MailboxInfo
 from mailmodule.interfaces import ManageableStorage as ManageableStorage
+from mailmodule.interfaces import MessageInfo as MessageInfo
 from mailmodule.interfaces import Modifier as Modifier
 from mailmodule.interfaces import ModifierState as ModifierState
 from mailmodule.interfaces import Module as Module
@@ -112,6 +121,7 @@ __all__ = [
     "AUTH_MTASTS",
     "ENHANCED_CODE_NOT_SET",
     "NO_ENHANCED_CODE",
+    "SYSTEM_FLAGS",
     "UNKNOWN_BLOB_SIZE",
     "AddressError",
     "AuthError",
@@ -139,21 +149,27 @@ __all__ = [
     "ErrNoSuchBlob",
     "ErrUnknownCredentials",
     "FileBuffer",
+    "FilterError",
     "FuncNewEndpoint",
     "FuncNewModule",
     "Header",
     "HeaderError",
     "HeaderField",
     "IMAPFilter",
+    "IMAPMailbox",
     "IMAPUser",
     "InitCycleError",
     "InterfaceMismatchError",
+    "InvalidNameError",
     "MXAuthPolicy",
     "MXLevel",
     "MailModuleError",
     "MailOptions",
+    "MailboxExistsError",
+    "MailboxInfo",
     "ManageableStorage",
     "MemoryBuffer",
+    "MessageInfo",
     "MetadataError",
     "ModSpecificData",
     "Modifier",
@@ -165,6 +181,7 @@ __all__ = [
     "MultiTable",
     "MutableTable",
     "NoSuchBlobError",
+    "NoSuchMailboxError",
     "PartialDelivery",
     "PlainAuth",
     "PlainUserDB",
@@ -187,6 +204,7 @@ __all__ = [
     "Timestamp",
     "UnknownCredentialsError",
     "UnknownModuleError",
+    "UnsafePathError",
     "address",
     "buffer_body",
     "close_all",

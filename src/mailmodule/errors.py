@@ -13,7 +13,8 @@ The tree is shallow, grouped by cause:
     ├── RegistryError: UnknownModuleError, DuplicateModuleError, ModuleInitError,
     │                  InterfaceMismatchError, InitCycleError, PluginError, ShutdownError
     ├── DataError: MetadataError, AddressError, HeaderError
-    ├── StorageError: NoSuchBlobError
+    ├── StorageError: NoSuchBlobError, InvalidNameError, NoSuchMailboxError,
+    │                 MailboxExistsError, UnsafePathError, FilterError
     └── AuthError: UnknownCredentialsError
 
 Every error pickles and unpickles to an equal error, so queue workers can pass them between
@@ -37,13 +38,17 @@ __all__ = [
     "DuplicateModuleError",
     "ErrNoSuchBlob",
     "ErrUnknownCredentials",
+    "FilterError",
     "HeaderError",
     "InitCycleError",
     "InterfaceMismatchError",
+    "InvalidNameError",
     "MailModuleError",
+    "MailboxExistsError",
     "MetadataError",
     "ModuleInitError",
     "NoSuchBlobError",
+    "NoSuchMailboxError",
     "PluginError",
     "RegistryError",
     "SMTPError",
@@ -51,6 +56,7 @@ __all__ = [
     "StorageError",
     "UnknownCredentialsError",
     "UnknownModuleError",
+    "UnsafePathError",
 ]
 
 _E = TypeVar("_E", bound=BaseException)
@@ -461,6 +467,90 @@ class NoSuchBlobError(StorageError):
     def __str__(self) -> str:
         text = "blob_store: no such object"
         return text if self.key is None else f"{text}: {self.key!r}"
+
+
+class InvalidNameError(StorageError, ValueError):
+    """Raised when a storage refuses a name: a user, a folder, a message key or a flag.
+
+    `kind` says which ("user", "folder", "message", "flag"), `name` is the name refused and
+    `reason` why (a "/" in it, a ".." component, a leading "."). Nothing was changed; the
+    caller should pick another name (retrying the same one never helps).
+    """
+
+    def __init__(self, kind: str, name: str, reason: str) -> None:
+        super().__init__(kind, name, reason)
+        self.kind = kind
+        self.name = name
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"invalid {self.kind} name {self.name!r}: {self.reason}"
+
+
+class NoSuchMailboxError(StorageError, KeyError):
+    """Raised when a storage has no user, folder or message of that name.
+
+    `kind` says which ("user", "folder", "message") and `name` names it. The caller may
+    create it first, or report it to the client (IMAP's NO [NONEXISTENT]).
+    """
+
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__(kind, name)
+        self.kind = kind
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"no such {self.kind}: {self.name!r}"
+
+
+class MailboxExistsError(StorageError):
+    """Raised when a user or folder to be created (or renamed to) exists already.
+
+    `kind` ("user", "folder") and `name` say which. Nothing was changed; the caller may use
+    the existing one or pick another name (IMAP's NO [ALREADYEXISTS]).
+    """
+
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__(kind, name)
+        self.kind = kind
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name!r} already exists"
+
+
+class UnsafePathError(StorageError):
+    """Raised when a storage finds a symbolic link (or another non-regular entry) where
+    its own directory or file should be: following it could leave the user's tree.
+
+    `path` is the entry refused. Nothing was read or changed through it; an administrator
+    should look at the entry: mailmodule never creates one.
+    """
+
+    def __init__(self, path: str, reason: str = "a symbolic link") -> None:
+        super().__init__(path, reason)
+        self.path = path
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"refusing {self.path!r}: {self.reason}"
+
+
+class FilterError(StorageError):
+    """Raised by an IMAP filter (`IMAPFilter.imap_filter`) that could not decide: its
+    command failed, timed out or printed too much.
+
+    `filter_name` names the filter and `reason` says what went wrong. Delivery goes on
+    as if the filter had said nothing; the caller should log it.
+    """
+
+    def __init__(self, filter_name: str, reason: str) -> None:
+        super().__init__(filter_name, reason)
+        self.filter_name = filter_name
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"IMAP filter {self.filter_name!r} failed: {self.reason}"
 
 
 class AuthError(MailModuleError):

@@ -40,6 +40,7 @@ __all__ = [
     "AUTH_DISABLED",
     "AUTH_DNSSEC",
     "AUTH_MTASTS",
+    "SYSTEM_FLAGS",
     "UNKNOWN_BLOB_SIZE",
     "AuthResult",
     "AuthResultProperty",
@@ -58,10 +59,13 @@ __all__ = [
     "FuncNewEndpoint",
     "FuncNewModule",
     "IMAPFilter",
+    "IMAPMailbox",
     "IMAPUser",
     "MXAuthPolicy",
     "MXLevel",
+    "MailboxInfo",
     "ManageableStorage",
+    "MessageInfo",
     "Modifier",
     "ModifierState",
     "Module",
@@ -640,13 +644,129 @@ class PlainUserDB(PlainAuth, Protocol):
 # IMAP storage.
 
 
+#: The IMAP system flags (RFC 3501 2.3.2) a storage keeps, as IMAP writes them.
+SYSTEM_FLAGS: Final = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
+
+
+@final
+@attrs.frozen(kw_only=True)
+class MailboxInfo:
+    """One folder of an IMAP account, as LIST shows it.
+
+    `name` is the IMAP name (Unicode, levels joined by `delimiter`); `attributes` holds
+    LIST attributes such as "\\HasChildren", "\\HasNoChildren" and "\\Noselect" (a level
+    that exists only because it has children).
+    """
+
+    name: str
+    delimiter: str = "."
+    attributes: frozenset[str] = frozenset()
+
+
+@final
+@attrs.frozen(kw_only=True)
+class MessageInfo:
+    """One message of a folder: its key, flags, size and arrival time.
+
+    `key` identifies the message in its folder for as long as it exists (a Maildir's
+    unique name); `flags` holds IMAP flags ("\\Seen", ...); `size` is in bytes;
+    `internal_date` is IMAP's INTERNALDATE as a POSIX timestamp.
+    """
+
+    key: str
+    flags: frozenset[str] = frozenset()
+    size: int = 0
+    internal_date: float = 0.0
+
+
+@runtime_checkable
+class IMAPMailbox(Protocol):
+    """One folder of an IMAP account: its messages and their flags.
+
+    Callers may assume: message keys are stable while the message exists (also across
+    flag changes); every method may be called from several tasks at once, and with another
+    program (an IMAP server) working on the same folder.
+    Implementers must: make each change atomic: a message is appended whole or not at
+    all, and a flag change never shows a message twice or loses it; keep flags they do not
+    understand (another program's keywords) when setting flags; do blocking I/O off the
+    event loop.
+    Raises: `NoSuchMailboxError` for a message key (or the folder itself) that does not
+    exist; `InvalidNameError` for a malformed key or a flag the storage cannot keep;
+    `UnsafePathError` when the folder or message is a symbolic link; `StorageError` when
+    the backing store fails.
+    """
+
+    def name(self) -> str:
+        """The folder's IMAP name ("INBOX", "Archive.2024")."""
+        ...
+
+    async def list_messages(self) -> list[MessageInfo]:
+        """Every message of the folder, oldest first."""
+        ...
+
+    async def read_message(self, key: str) -> bytes:
+        """The message `key`, byte for byte as stored."""
+        ...
+
+    async def set_message_flags(self, key: str, flags: Iterable[str]) -> None:
+        """Replace the flags of the message `key` with `flags` (IMAP's STORE FLAGS)."""
+        ...
+
+    async def append_message(
+        self, message: bytes, flags: Iterable[str] = (), date: float | None = None
+    ) -> str:
+        """Store `message` with `flags` (and INTERNALDATE `date`); returns its key."""
+        ...
+
+    async def expunge(self) -> list[str]:
+        """Remove the messages flagged "\\Deleted"; returns their keys."""
+        ...
+
+
 @runtime_checkable
 class IMAPUser(Protocol):
-    """The minimum of go-imap's `backend.User` that mailmodule relies on."""
+    """One IMAP account (go-imap's `backend.User`): its folders.
+
+    The seed needs only `username` and `logout`; the folder methods are what a mail client
+    needs (LIST, CREATE, RENAME, DELETE, SELECT). Folder names are IMAP names, levels
+    joined by the storage's delimiter; "INBOX" (in any case) is the inbox, which always
+    exists.
+
+    Callers may assume: the folder methods may be called from several tasks at once, and
+    with another program working on the same account.
+    Implementers must: refuse names that could leave the account (a "/" or NUL, an empty
+    level) with `InvalidNameError`; never delete or rename INBOX; move a folder's children
+    with it on rename; create missing parents on create and rename; do blocking I/O off
+    the event loop. `logout` must be idempotent.
+    Raises: `InvalidNameError` for a refused name (and for deleting or renaming INBOX);
+    `NoSuchMailboxError` for a folder that does not exist; `MailboxExistsError` when
+    creating or renaming onto an existing folder; `UnsafePathError` for a symbolic link in
+    the account; `StorageError` when the backing store fails.
+    """
 
     def username(self) -> str: ...
 
     def logout(self) -> None: ...
+
+    async def list_mailboxes(self) -> list[MailboxInfo]:
+        """Every folder, INBOX first, then by name; parents before their children."""
+        ...
+
+    async def get_mailbox(self, name: str) -> IMAPMailbox:
+        """The folder `name` (which must exist)."""
+        ...
+
+    async def create_mailbox(self, name: str) -> None:
+        """Create the folder `name` and any missing parent."""
+        ...
+
+    async def delete_mailbox(self, name: str) -> None:
+        """Delete the folder `name` and its messages; its children stay."""
+        ...
+
+    async def rename_mailbox(self, existing_name: str, new_name: str) -> None:
+        """Rename the folder `existing_name`, and its children, to `new_name`."""
+        ...
 
 
 @runtime_checkable
@@ -654,24 +774,54 @@ class Storage(Protocol):
     """IMAP mail storage (go-imap's Backend without authentication).
 
     Registered with the "storage." prefix.
+
+    Callers may assume: the methods are synchronous, as the seed's, and may block on
+    I/O: call them through `asyncio.to_thread` from the event loop; they are safe to call
+    from several threads.
+    Implementers must: give the same account for the same name each time; refuse user
+    names that could leave the storage with `InvalidNameError`.
+    Raises: `InvalidNameError` for a refused user name; `NoSuchMailboxError` from
+    `get_imap_acct` for an unknown user; `StorageError` when the backing store fails.
     """
 
-    def get_or_create_imap_acct(self, username: str) -> IMAPUser: ...
+    def get_or_create_imap_acct(self, username: str) -> IMAPUser:
+        """The account `username`, created when it does not exist."""
+        ...
 
-    def get_imap_acct(self, username: str) -> IMAPUser: ...
+    def get_imap_acct(self, username: str) -> IMAPUser:
+        """The existing account `username`."""
+        ...
 
-    def imap_extensions(self) -> list[str]: ...
+    def imap_extensions(self) -> list[str]:
+        """The IMAP extensions the storage supports, such as "MOVE"."""
+        ...
 
 
 @runtime_checkable
 class ManageableStorage(Storage, Protocol):
-    """A `Storage` whose accounts can be listed, created and deleted."""
+    """A `Storage` whose accounts can be listed, created and deleted (maddyctl's
+    `imap-acct`).
 
-    def list_imap_accts(self) -> list[str]: ...
+    Callers may assume: any name `create_imap_acct` accepts is listed, exactly as given,
+    by `list_imap_accts` until `delete_imap_acct` removes it.
+    Implementers must: refuse a name that would not round-trip with `InvalidNameError`
+    rather than store it altered.
+    Raises: `InvalidNameError` for a refused user name; `MailboxExistsError` from
+    `create_imap_acct` for an existing user; `NoSuchMailboxError` from `delete_imap_acct`
+    for an unknown one; `StorageError` when the backing store fails.
+    """
 
-    def create_imap_acct(self, username: str) -> None: ...
+    def list_imap_accts(self) -> list[str]:
+        """Every account, sorted."""
+        ...
 
-    def delete_imap_acct(self, username: str) -> None: ...
+    def create_imap_acct(self, username: str) -> None:
+        """Create the account `username`."""
+        ...
+
+    def delete_imap_acct(self, username: str) -> None:
+        """Delete the account `username` with all its mail."""
+        ...
 
 
 @runtime_checkable
@@ -681,8 +831,11 @@ class IMAPFilter(Protocol):
     Registered with the "imap.filter." prefix. Called only for messages that arrived over
     SMTP; `hdr` and `body` are the message exactly as it will be stored.
 
-    Implementers must: return ("", []) to change nothing.
-    Raises: any exception is logged and delivery goes on.
+    Callers may assume: nothing beyond the signature; it may block (run a command): call
+    it through `asyncio.to_thread`. Quarantined messages are not filtered: they go to Junk.
+    Implementers must: return ("", []) to change nothing; never change `hdr` or `body`.
+    Raises: `FilterError` (or any exception) when the filter cannot decide: the caller
+    logs it and delivery goes on as if it had returned ("", []).
     """
 
     def imap_filter(

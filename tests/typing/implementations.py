@@ -7,6 +7,7 @@ Protocols reject the mistakes in tests/typing/bad/.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from typing import assert_type
 
 from authres import SPFAuthenticationResult
@@ -35,8 +36,11 @@ from mailmodule.interfaces import (
     EarlyCheck,
     EndpointFactory,
     IMAPFilter,
+    IMAPMailbox,
     IMAPUser,
+    MailboxInfo,
     ManageableStorage,
+    MessageInfo,
     Modifier,
     ModifierState,
     Module,
@@ -201,11 +205,48 @@ class MyAuth(Base):
         pass
 
 
+class Folder:
+    def name(self) -> str:
+        return "INBOX"
+
+    async def list_messages(self) -> list[MessageInfo]:
+        return [MessageInfo(key="k", flags=frozenset({"\\Seen"}))]
+
+    async def read_message(self, key: str) -> bytes:
+        return b""
+
+    async def set_message_flags(self, key: str, flags: Iterable[str]) -> None:
+        pass
+
+    async def append_message(
+        self, message: bytes, flags: Iterable[str] = (), date: float | None = None
+    ) -> str:
+        return "k"
+
+    async def expunge(self) -> list[str]:
+        return []
+
+
 class User:
     def username(self) -> str:
         return "u"
 
     def logout(self) -> None:
+        pass
+
+    async def list_mailboxes(self) -> list[MailboxInfo]:
+        return [MailboxInfo(name="INBOX")]
+
+    async def get_mailbox(self, name: str) -> IMAPMailbox:
+        return Folder()
+
+    async def create_mailbox(self, name: str) -> None:
+        pass
+
+    async def delete_mailbox(self, name: str) -> None:
+        pass
+
+    async def rename_mailbox(self, existing_name: str, new_name: str) -> None:
         pass
 
 
@@ -294,6 +335,8 @@ user_db: PlainUserDB = MyAuth(*args)
 storage: Storage = MyStorage(*args)
 manageable: ManageableStorage = MyStorage(*args)
 imap_filter: IMAPFilter = MyFilter(*args)
+imap_user: IMAPUser = User()
+imap_mailbox: IMAPMailbox = Folder()
 policy: MXAuthPolicy = MyPolicy(*args)
 delivery_policy: DeliveryMXAuthPolicy = DeliveryPolicy()
 loader: TLSLoader = MyLoader(*args)
@@ -309,3 +352,6 @@ async def use(meta: MsgMetadata) -> None:
     assert_type(await delivery_policy.check_mx(MXLevel.MX_NONE, "d", "mx", True), MXLevel)
     assert_type(CheckResult().auth_result, tuple[AuthResult, ...])
     assert_type(CheckResult().header, tuple[HeaderField, ...])
+    assert_type(await imap_user.get_mailbox("INBOX"), IMAPMailbox)
+    assert_type(await imap_mailbox.list_messages(), list[MessageInfo])
+    assert_type(await imap_mailbox.append_message(b"", ["\\Seen"]), str)

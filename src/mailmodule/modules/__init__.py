@@ -1,5 +1,5 @@
-"""Reference modules, ready to use: tables, a blob store, maildir delivery, password auth,
-local checks and modifiers.
+"""Reference modules, ready to use: tables, a blob store, maildir delivery and storage,
+password auth, local checks and modifiers.
 
 Importing this package registers each module under its maddy-style name in the default
 registry (`register_reference_modules` does the same for another registry).
@@ -21,6 +21,7 @@ from mailmodule.modules.modifiers import ReplaceAddress as ReplaceAddress
 from mailmodule.modules.pass_table import PassTable as PassTable
 from mailmodule.modules.pass_table import hash_password as hash_password
 from mailmodule.modules.pass_table import verify_password as verify_password
+from mailmodule.modules.storage import MaildirStorage as MaildirStorage
 from mailmodule.modules.tables import FileTable as FileTable
 from mailmodule.modules.tables import SQLTable as SQLTable
 from mailmodule.modules.tables import StaticTable as StaticTable
@@ -36,6 +37,7 @@ __all__ = [
     "FileTLSLoader",
     "FileTable",
     "IPRevCheck",
+    "MaildirStorage",
     "MaildirTarget",
     "MemoryBlobStore",
     "PassTable",

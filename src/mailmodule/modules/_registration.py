@@ -11,6 +11,7 @@ from mailmodule.modules.checks import AuthorizeSender, CommandCheck, IPRevCheck
 from mailmodule.modules.maildir import MaildirTarget
 from mailmodule.modules.modifiers import ReplaceAddress
 from mailmodule.modules.pass_table import PassTable
+from mailmodule.modules.storage import MaildirStorage
 from mailmodule.modules.tables import FileTable, SQLTable, StaticTable
 from mailmodule.modules.tls_loader import FileTLSLoader
 from mailmodule.registry import Registry, default_registry
@@ -23,6 +24,7 @@ REFERENCE_MODULES: Final[dict[str, ModuleFactory]] = {
     "table.sql": SQLTable,
     "storage.blob.fs": FSBlobStore,
     "storage.blob.memory": MemoryBlobStore,
+    "storage.maildir": MaildirStorage,
     "target.maildir": MaildirTarget,
     "auth.pass_table": PassTable,
     "check.command": CommandCheck,
