@@ -1,5 +1,5 @@
-"""Reference modules, ready to use: tables, a blob store, maildir delivery and storage,
-password auth, local checks and modifiers.
+"""Reference modules, ready to use: tables, a blob store, maildir delivery and storage, IMAP
+filters, password auth, local checks and modifiers.
 
 Importing this package registers each module under its maddy-style name in the default
 registry (`register_reference_modules` does the same for another registry).
@@ -16,6 +16,7 @@ from mailmodule.modules.blobstore import MemoryBlobStore as MemoryBlobStore
 from mailmodule.modules.checks import AuthorizeSender as AuthorizeSender
 from mailmodule.modules.checks import CommandCheck as CommandCheck
 from mailmodule.modules.checks import IPRevCheck as IPRevCheck
+from mailmodule.modules.imap_filters import CommandFilter as CommandFilter
 from mailmodule.modules.maildir import MaildirTarget as MaildirTarget
 from mailmodule.modules.modifiers import ReplaceAddress as ReplaceAddress
 from mailmodule.modules.pass_table import PassTable as PassTable
@@ -33,6 +34,7 @@ __all__ = [
     "REFERENCE_MODULES",
     "AuthorizeSender",
     "CommandCheck",
+    "CommandFilter",
     "FSBlobStore",
     "FileTLSLoader",
     "FileTable",

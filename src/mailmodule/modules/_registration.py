@@ -8,6 +8,7 @@ from mailmodule.errors import DuplicateModuleError
 from mailmodule.interfaces import ModuleFactory
 from mailmodule.modules.blobstore import FSBlobStore, MemoryBlobStore
 from mailmodule.modules.checks import AuthorizeSender, CommandCheck, IPRevCheck
+from mailmodule.modules.imap_filters import CommandFilter
 from mailmodule.modules.maildir import MaildirTarget
 from mailmodule.modules.modifiers import ReplaceAddress
 from mailmodule.modules.pass_table import PassTable
@@ -30,6 +31,7 @@ REFERENCE_MODULES: Final[dict[str, ModuleFactory]] = {
     "check.command": CommandCheck,
     "check.authorize_sender": AuthorizeSender,
     "check.iprev": IPRevCheck,
+    "imap.filter.command": CommandFilter,
     "modify.replace_rcpt": ReplaceAddress,
     "modify.replace_sender": ReplaceAddress,
     "tls.loader.file": FileTLSLoader,
