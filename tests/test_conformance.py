@@ -62,7 +62,12 @@ class TestMaildir(DeliveryTargetSuite):
 
     @pytest.fixture
     def target(self, mailmodule_registry: Registry, tmp_path: Path) -> DeliveryTarget:
-        built = build(mailmodule_registry, "target.maildir", "local", {"root": str(tmp_path)})
+        built = build(
+            mailmodule_registry,
+            "target.maildir",
+            "local",
+            {"root": str(tmp_path), "autocreate": True},
+        )
         assert isinstance(built, MaildirTarget)
         return built
 

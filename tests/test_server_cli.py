@@ -29,6 +29,7 @@ table = "&aliases"
 
 [modules.local]
 module = "target.maildir"
+autocreate = true
 root = "{root}"
 
 [pipeline]

@@ -31,30 +31,37 @@ command = [{python}, "-c", "import sys; sys.exit(1)"]
 
 [modules.inbox]
 module = "target.maildir"
+autocreate = true
 root = "{root}/inbox"
 
 [modules.vip_box]
 module = "target.maildir"
+autocreate = true
 root = "{root}/vip_box"
 
 [modules.partner_box]
 module = "target.maildir"
+autocreate = true
 root = "{root}/partner_box"
 
 [modules.alice_box]
 module = "target.maildir"
+autocreate = true
 root = "{root}/alice_box"
 
 [modules.bounce_box]
 module = "target.maildir"
+autocreate = true
 root = "{root}/bounce_box"
 
 [modules.postmaster_box]
 module = "target.maildir"
+autocreate = true
 root = "{root}/postmaster_box"
 
 [modules.trusted_box]
 module = "target.maildir"
+autocreate = true
 root = "{root}/trusted_box"
 """
 
