@@ -459,3 +459,11 @@ def test_an_unknown_user_costs_one_argon2id_as_a_wrong_password_does(
     with pytest.raises(UnknownCredentialsError):
         auth.auth_plain("nobody", "wrong")
     assert calls == wrong == [(2, 19456, 1)]
+
+
+@pytest.mark.parametrize("params", ["1:4194304:1", "100000:19456:1"])
+def test_a_stored_argon2_value_that_would_cost_too_much_is_refused_unrun(params: str) -> None:
+    good = create_hash("secret")
+    salt, digest = good.split(":")[4:]
+    with pytest.raises(DataError, match="beyond what a login may cost"):
+        verify_password("secret", f"argon2:{params}:{salt}:{digest}")

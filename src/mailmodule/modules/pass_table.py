@@ -61,6 +61,8 @@ ARGON2_THREADS: Final = 1
 # maddy's Argon2Salt and Argon2Size: maddy derives 64 bytes whatever it stored.
 _ARGON2_SALT_LEN: Final = 16
 _ARGON2_HASH_LEN: Final = 64
+_ARGON2_MAX_MEMORY_KIB: Final = 1 << 20  # 1 GiB
+_ARGON2_MAX_TIME: Final = 64
 
 # scrypt, the legacy format: n = 2**14, r = 8, p = 1, below OWASP's 2**17.
 _N: Final = 1 << 14
@@ -190,6 +192,10 @@ def _parse_argon2(payload: str) -> tuple[int, int, int, bytes, bytes]:
     time, memory, threads = (int(part) for part in parts[:3])
     if time >= 1 << 32 or memory >= 1 << 32 or threads >= 1 << 8:  # maddy's uint32, uint8
         raise _malformed("argon2", "parameters out of range")
+    # A stored value decides what one login costs: a corrupt or hostile one must not make
+    # a login take gigabytes or minutes (scrypt values are bounded by _MAXMEM likewise).
+    if memory > _ARGON2_MAX_MEMORY_KIB or time > _ARGON2_MAX_TIME:
+        raise _malformed("argon2", "parameters beyond what a login may cost")
     salt, digest = _std_b64decode(parts[3]), _std_b64decode(parts[4])
     if len(digest) != _ARGON2_HASH_LEN:
         raise _malformed("argon2", "the hash is not 64 bytes")
