@@ -2,12 +2,14 @@
 
     mailmodule modules                  registered modules by prefix, plugins included
     mailmodule serve -c mail.toml       run the server until SIGTERM or SIGINT
+    mailmodule serve -c FILE --workers N    N processes accepting on the same sockets
     mailmodule check-config -c FILE     initialize everything (no_run), start nothing
     mailmodule deliver -c FILE --from A --to B [--to C] < message
     mailmodule meta show FILE           a maddy queue .meta file, pretty-printed
 
 Exit codes, for scripts: 0 success; 1 a recipient or the message was refused; 2 usage
-error; 65 malformed input data; 75 temporary failure (try again); 78 configuration error.
+error; 65 malformed input data; 70 worker processes failed (they died too often, or did
+not stop cleanly); 75 temporary failure (try again); 78 configuration error.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import asyncio
 import json
 import logging
 import signal
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final, TextIO
 
 from mailmodule.errors import ConfigError, DataError, SMTPError, StorageError
@@ -26,11 +29,20 @@ from mailmodule.errors import ConfigError, DataError, SMTPError, StorageError
 if TYPE_CHECKING:
     from mailmodule.server import Server
 
-__all__ = ["EX_CONFIG", "EX_DATAERR", "EX_REFUSED", "EX_TEMPFAIL", "EX_USAGE", "main"]
+__all__ = [
+    "EX_CONFIG",
+    "EX_DATAERR",
+    "EX_REFUSED",
+    "EX_SOFTWARE",
+    "EX_TEMPFAIL",
+    "EX_USAGE",
+    "main",
+]
 
 EX_REFUSED: Final = 1
 EX_USAGE: Final = 2
 EX_DATAERR: Final = 65
+EX_SOFTWARE: Final = 70
 EX_TEMPFAIL: Final = 75
 EX_CONFIG: Final = 78
 
@@ -46,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("modules", help="list registered modules by prefix, plugins included")
     serve = sub.add_parser("serve", help="run the server until SIGTERM or SIGINT")
     serve.add_argument("-c", "--config", required=True, help="the TOML configuration file")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the listening sockets (default 1: this process)",
+    )
     check = sub.add_parser("check-config", help="initialize everything, start nothing")
     check.add_argument("-c", "--config", required=True, help="the TOML configuration file")
     deliver = sub.add_parser("deliver", help="one message from standard input through the pipeline")
@@ -59,6 +78,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {text!r}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -67,17 +96,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.command == "modules":
+        return _exit_code(lambda: _modules(sys.stdout))
+    if args.command == "serve":
+        if args.workers == 1:
+            return _exit_code(lambda: asyncio.run(_serve(_load(args.config))))
+        return _exit_code(lambda: _serve_workers(args.config, args.workers))
+    if args.command == "check-config":
+        return _exit_code(lambda: _check_config(args.config))
+    if args.command == "deliver":
+        data = sys.stdin.buffer.read()
+        return _exit_code(
+            lambda: asyncio.run(_deliver(args.config, args.sender, args.rcpts, data, sys.stdout))
+        )
+    return _exit_code(lambda: _meta_show(args.file, sys.stdout))
+
+
+def _exit_code(command: Callable[[], int]) -> int:
+    """Run `command`; our errors become their exit codes, with the message on stderr."""
     try:
-        if args.command == "modules":
-            return _modules(sys.stdout)
-        if args.command == "serve":
-            return asyncio.run(_serve(args.config))
-        if args.command == "check-config":
-            return _check_config(args.config)
-        if args.command == "deliver":
-            data = sys.stdin.buffer.read()
-            return asyncio.run(_deliver(args.config, args.sender, args.rcpts, data, sys.stdout))
-        return _meta_show(args.file, sys.stdout)
+        return command()
     except ConfigError as exc:
         print(f"mailmodule: configuration error: {exc}", file=sys.stderr)
         return EX_CONFIG
@@ -135,21 +173,54 @@ def _check_config(path: str) -> int:
     return 0
 
 
-async def _serve(path: str) -> int:
+async def _serve(server: Server, sockets: list[list[socket.socket]] | None = None) -> int:
+    """Serve until SIGTERM or SIGINT, then stop gracefully.
 
-    server = _load(path)
+    With `sockets` (a worker of `--workers N`), serve on those and leave announcing the
+    addresses to the parent; SIGTERM and SIGINT may arrive blocked, and are unblocked
+    once handled here.
+    """
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     try:
-        for name, host, port in await server.start():
-            print(f"{name} listening on {host}:{port}", flush=True)
+        bound = await server.start(sockets)
+        if sockets is None:
+            for name, host, port in bound:
+                print(f"{name} listening on {host}:{port}", flush=True)
         await stopping.wait()
         print("shutting down: finishing messages under way", flush=True)
     finally:
         await server.stop()
     return 0
+
+
+def _serve_workers(path: str, workers: int) -> int:
+    """`serve --workers N`: check the configuration, bind, fork N workers, supervise them.
+
+    The parent initializes the modules only to check them (no_run) and closes them again:
+    each worker builds its own, from the same file, after the fork.
+    """
+    from mailmodule._workers import Supervisor
+
+    checked = _load(path, no_run=True)
+    try:
+        sockets = checked.bind()
+    finally:
+        checked.registry.close_all()
+    try:
+        for name, host, port in checked.bound:
+            print(f"{name} listening on {host}:{port}", flush=True)
+
+        def work(index: int) -> int:
+            return _exit_code(lambda: asyncio.run(_serve(_load(path), sockets)))
+
+        return Supervisor(work, workers=workers, fatal=(EX_CONFIG,)).run()
+    finally:
+        for sock in (s for group in sockets for s in group):
+            sock.close()
 
 
 async def _deliver(path: str, sender: str, rcpts: list[str], data: bytes, out: TextIO) -> int:

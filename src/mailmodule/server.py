@@ -68,11 +68,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import itertools
 import json
 import logging
 import re
+import socket
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Literal, final
 
 from mailmodule.config import ConfigMap
@@ -138,7 +140,8 @@ class Server:
     Build it with `Server.from_file(path)` or `Server(data, source=...)`; `initialize()`
     builds and initializes every module (nothing listens yet); `start()` listens;
     `stop()` shuts down gracefully: endpoints stop accepting, messages under way finish,
-    modules are closed.
+    modules are closed. For worker processes, `bind()` makes the listening sockets once
+    and each worker's own Server serves on them with `start(sockets)`.
     """
 
     def __init__(
@@ -546,15 +549,64 @@ class Server:
 
     # Running
 
-    async def start(self) -> list[tuple[str, str, int]]:
-        """Listen on every endpoint; returns (endpoint, host, port) for each socket.
+    def bind(self) -> list[list[socket.socket]]:
+        """Bind and listen on every endpoint's addresses, serving nothing yet.
+
+        For `serve --workers N`: the sockets go to `start(sockets=...)` in each worker
+        process, which all accept from them. Records their addresses in `bound`.
+
+        Returns:
+            One list of listening sockets per endpoint, in the order of `endpoints`; the
+            caller owns them and closes them.
+
+        Raises:
+            ConfigError: an endpoint cannot listen; names its section. The sockets bound
+                before are closed.
+        """
+        sockets: list[list[socket.socket]] = []
+        try:
+            for i, endpoint in enumerate(self.endpoints):
+                try:
+                    mine = endpoint.bind()
+                except ConfigError as exc:
+                    section = f"endpoints[{i}]"
+                    raise self._error(exc.message, section=section, key="listen") from exc
+                sockets.append(mine)
+                for sock in mine:
+                    host, port = sock.getsockname()[:2]
+                    self.bound.append((endpoint.name(), str(host), int(port)))
+        except BaseException:
+            for sock in itertools.chain.from_iterable(sockets):
+                sock.close()
+            raise
+        return sockets
+
+    async def start(
+        self, sockets: Sequence[Sequence[socket.socket]] | None = None
+    ) -> list[tuple[str, str, int]]:
+        """Serve on every endpoint; returns (endpoint, host, port) for each socket.
+
+        Args:
+            sockets: the listening sockets of each endpoint, as `bind()` returns them
+                (perhaps in another process); without them, each endpoint binds its own.
 
         Raises:
             ConfigError: an endpoint cannot listen.
+            ValueError: `sockets` has not one list per endpoint.
         """
+        if sockets is not None and len(sockets) != len(self.endpoints):
+            raise ValueError(
+                f"expected {len(self.endpoints)} lists of sockets, one per endpoint, "
+                f"got {len(sockets)}"
+            )
+        self.bound.clear()
         for i, endpoint in enumerate(self.endpoints):
             try:
-                for host, port in await endpoint.start():
+                if sockets is None:
+                    pairs = await endpoint.start()
+                else:
+                    pairs = await endpoint.start(sockets=list(sockets[i]))
+                for host, port in pairs:
                     self.bound.append((endpoint.name(), host, port))
             except ConfigError as exc:
                 raise self._error(exc.message, section=f"endpoints[{i}]", key="listen") from exc

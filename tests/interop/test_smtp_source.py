@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from mailmodule.endpoint import SMTPEndpoint
 from tests.endpoint_kit import delivered
 from tests.serve_kit import serving, write_config
 
@@ -36,13 +35,7 @@ rdns = false
 
 WORKERS = [
     pytest.param((), id="one-process"),
-    pytest.param(
-        ("--workers", "2"),
-        id="two-workers",
-        marks=pytest.mark.skipif(
-            not hasattr(SMTPEndpoint, "bind"), reason="SMTPEndpoint.bind() has not landed yet"
-        ),
-    ),
+    pytest.param(("--workers", "2"), id="two-workers"),
 ]
 
 
