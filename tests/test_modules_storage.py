@@ -5,12 +5,14 @@ import contextlib
 import mailbox
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mailmodule import Header, MemoryBuffer, MsgMetadata, SMTPError
 from mailmodule.errors import (
     ConfigError,
     InvalidNameError,
@@ -27,6 +29,7 @@ from mailmodule.interfaces import (
     ManageableStorage,
     Storage,
 )
+from mailmodule.modules import MaildirTarget
 from mailmodule.modules.storage import MaildirStorage, MaildirUser, _utf7
 from mailmodule.modules.storage.maildir import (
     check_folder_name,
@@ -490,3 +493,130 @@ def test_an_uninitialized_storage_refuses_to_work() -> None:
 async def test_a_folder_is_an_imap_mailbox(tmp_path: Path) -> None:
     assert check_username("joe") == "joe"
     assert isinstance(await user(tmp_path).get_mailbox("INBOX"), IMAPMailbox)
+
+
+# target.maildir delivering into the storage.
+
+
+def delivering(tmp_path: Path, **settings: object) -> tuple[MaildirStorage, MaildirTarget]:
+    registry = new_registry()
+    mail = build(registry, "storage.maildir", "mail", {"root": str(tmp_path / "mail")})
+    assert isinstance(mail, MaildirStorage)
+    for name in ("joe", "ann"):
+        mail.create_imap_acct(name)
+    target = build(registry, "target.maildir", "local", {"storage": "&mail", **settings})
+    assert isinstance(target, MaildirTarget)
+    return mail, target
+
+
+async def deliver(target: MaildirTarget, *rcpts: str, quarantine: bool = False) -> None:
+    delivery = await target.start(MsgMetadata(id="m", quarantine=quarantine), "a@example.org")
+    for rcpt in rcpts:
+        await delivery.add_rcpt(rcpt)
+    await delivery.body(Header([("Subject", "Hi")]), MemoryBuffer(b"Hello.\r\n"))
+    await delivery.commit()
+
+
+async def test_the_target_delivers_into_the_storages_inbox(tmp_path: Path) -> None:
+    mail, target = delivering(tmp_path)
+    await deliver(target, "joe@example.org", "ann@example.org")
+    for name in ("joe", "ann"):
+        inbox = await mail.get_imap_acct(name).get_mailbox("INBOX")
+        (info,) = await inbox.list_messages()
+        assert info.flags == frozenset()
+        assert await inbox.read_message(info.key) == b"Subject: Hi\r\n\r\nHello.\r\n"
+
+
+async def test_quarantined_mail_goes_to_the_junk_folder_unfiltered(tmp_path: Path) -> None:
+    prog = tmp_path / "filter"
+    prog.write_text(f"#!{sys.executable}\nopen({str(tmp_path / 'ran')!r}, 'w')\n")
+    prog.chmod(0o700)
+    mail, target = delivering_with_filter(tmp_path, [str(prog)])
+    await deliver(target, "joe@example.org", quarantine=True)
+    joe = mail.get_imap_acct("joe")
+    assert "Junk" in names(await joe.list_mailboxes())
+    assert len(await (await joe.get_mailbox("Junk")).list_messages()) == 1
+    assert not (tmp_path / "ran").exists()
+
+
+def delivering_with_filter(
+    tmp_path: Path, command: list[str]
+) -> tuple[MaildirStorage, MaildirTarget]:
+    registry = new_registry()
+    mail = build(registry, "storage.maildir", "mail", {"root": str(tmp_path / "mail")})
+    assert isinstance(mail, MaildirStorage)
+    mail.create_imap_acct("joe")
+    build(registry, "imap.filter.command", "sieve", {"command": command})
+    target = build(
+        registry, "target.maildir", "local", {"storage": "&mail", "imap_filter": "&sieve"}
+    )
+    assert isinstance(target, MaildirTarget)
+    return mail, target
+
+
+def filter_script(tmp_path: Path, output: str) -> list[str]:
+    prog = tmp_path / "filter"
+    prog.write_text(f"#!{sys.executable}\nimport sys\nsys.stdout.write({output!r})\n")
+    prog.chmod(0o700)
+    return [str(prog), "{account_name}"]
+
+
+async def test_an_imap_filter_chooses_the_folder_and_the_flags(tmp_path: Path) -> None:
+    mail, target = delivering_with_filter(
+        tmp_path, filter_script(tmp_path, "Lists.Python\n\\Seen\n\\Flagged\n$Label1\n")
+    )
+    joe = mail.get_imap_acct("joe")
+    await joe.create_mailbox("Lists.Python")
+    await deliver(target, "joe@example.org")
+    box = await joe.get_mailbox("Lists.Python")
+    (info,) = await box.list_messages()
+    assert info.flags == {"\\Seen", "\\Flagged"}  # the keyword is dropped
+    assert os.listdir(Path(box.path) / "cur") == [f"{info.key}:2,FS"]
+    assert await (await joe.get_mailbox("INBOX")).list_messages() == []
+
+
+async def test_a_folder_the_filter_chose_that_does_not_exist_means_inbox(tmp_path: Path) -> None:
+    mail, target = delivering_with_filter(tmp_path, filter_script(tmp_path, "Nowhere\n\\Seen\n"))
+    await deliver(target, "joe@example.org")
+    joe = mail.get_imap_acct("joe")
+    assert names(await joe.list_mailboxes()) == ["INBOX"]
+    (info,) = await (await joe.get_mailbox("INBOX")).list_messages()
+    assert info.flags == {"\\Seen"}
+
+
+async def test_an_unsafe_folder_from_the_filter_means_inbox(tmp_path: Path) -> None:
+    mail, target = delivering_with_filter(tmp_path, filter_script(tmp_path, "../../etc\n"))
+    await deliver(target, "joe@example.org")
+    joe = mail.get_imap_acct("joe")
+    assert len(await (await joe.get_mailbox("INBOX")).list_messages()) == 1
+    assert sorted(os.listdir(tmp_path / "mail")) == ["joe"]
+
+
+async def test_a_failing_filter_means_inbox_without_flags(tmp_path: Path) -> None:
+    mail, target = delivering_with_filter(tmp_path, ["false"])
+    await deliver(target, "joe@example.org")
+    (info,) = await (await mail.get_imap_acct("joe").get_mailbox("INBOX")).list_messages()
+    assert info.flags == frozenset()
+
+
+async def test_the_target_refuses_users_the_storage_does_not_have(tmp_path: Path) -> None:
+    _mail, target = delivering(tmp_path)
+    delivery = await target.start(MsgMetadata(id="m"), "a@example.org")
+    with pytest.raises(SMTPError) as info:
+        await delivery.add_rcpt("nobody@example.org")
+    assert info.value.code == 550
+    await delivery.abort()
+
+
+def test_the_target_takes_root_or_storage_not_both(tmp_path: Path) -> None:
+    registry = new_registry()
+    build(registry, "storage.maildir", "mail", {"root": str(tmp_path / "mail")})
+    with pytest.raises(ModuleInitError, match="not both"):
+        build(registry, "target.maildir", "t", {"storage": "&mail", "root": str(tmp_path / "x")})
+
+
+def test_an_imap_filter_without_storage_is_refused(tmp_path: Path) -> None:
+    registry = new_registry()
+    build(registry, "imap.filter.command", "sieve", {"command": ["true"]})
+    with pytest.raises(ModuleInitError, match="needs a storage"):
+        build(registry, "target.maildir", "t", {"root": str(tmp_path), "imap_filter": "&sieve"})

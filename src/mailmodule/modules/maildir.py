@@ -2,6 +2,8 @@
 
 Mailboxes are created only when configured to be (`autocreate`, a `mailboxes` table);
 symlinks inside the root are refused, and what holds mail is 0700/0600 whatever the umask.
+With a `storage.maildir` (`storage`), mail goes into its users' trees, where an IMAP
+filter may choose the folder and flags.
 """
 
 from __future__ import annotations
@@ -21,11 +23,18 @@ from mailmodule import address
 from mailmodule._fsutil import make_private_dirs, open_private_dir, open_private_file
 from mailmodule.buffer import Buffer
 from mailmodule.config import ConfigMap
-from mailmodule.errors import AddressError, ConfigError, SMTPError
+from mailmodule.errors import AddressError, ConfigError, InvalidNameError, SMTPError
 from mailmodule.header import Header
-from mailmodule.interfaces import Delivery, StatusCollector, Table
+from mailmodule.interfaces import Delivery, IMAPFilter, StatusCollector, Storage, Table
 from mailmodule.metadata import MsgMetadata
 from mailmodule.modules._base import ModuleBase
+from mailmodule.modules.imap_filters import run_imap_filters
+from mailmodule.modules.storage.maildir import (
+    MaildirStorage,
+    check_folder_name,
+    check_username,
+    info_of_flags,
+)
 
 __all__ = ["MaildirTarget"]
 
@@ -87,6 +96,13 @@ class MaildirTarget(ModuleBase):
     mailbox, as before); `junk_folder` ("Junk"), the Maildir++ folder for quarantined
     messages.
 
+    `storage`, a reference to a `storage.maildir` instance, replaces `root`: mailboxes are
+    its users (user names as it checks them), and folder names are written as it writes
+    them (modified UTF-7). `imap_filter`, a reference to an IMAP filter, then chooses per
+    mailbox the folder (an existing one; INBOX otherwise) and flags (the IMAP system
+    flags are written in the file name, which puts the message in cur/; keywords are
+    dropped); quarantined messages go to `junk_folder` unfiltered, as in maddy.
+
     Without a table the unquoted local part is the mailbox: `"joe"@example.org` goes to
     `joe`. Refused at `add_rcpt`: an unknown recipient or a mailbox that does not exist
     and is not created, 550 5.1.1; a local part that is no safe directory name (a
@@ -115,12 +131,31 @@ class MaildirTarget(ModuleBase):
         self.mailboxes: Table | None = None
         self.lookup_by = "local_part"
         self.junk_folder = "Junk"
+        self.junk_dir = ".Junk"  # the junk folder's directory in a mailbox
         self.autocreate = False
+        self.storage: MaildirStorage | None = None
+        self.imap_filter: IMAPFilter | None = None
 
     def init(self, cfg: ConfigMap) -> None:
+        storage = cfg.module_ref("storage", Storage, None)
+        if storage is not None and not isinstance(storage, MaildirStorage):
+            raise ConfigError(
+                "expected a storage.maildir instance", module=cfg.module, key="storage"
+            )
+        self.storage = storage
         root = cfg.string("root", self.inline_args[0] if self.inline_args else "")
+        if storage is not None:
+            if root:
+                raise ConfigError("give root or storage, not both", module=cfg.module, key="root")
+            root = storage.root
         if not root:
             raise ConfigError("required key is missing", module=cfg.module, key="root")
+        found = cfg.module_ref("imap_filter", IMAPFilter, None)
+        self.imap_filter = found if isinstance(found, IMAPFilter) else None
+        if self.imap_filter is not None and storage is None:
+            raise ConfigError(
+                "an IMAP filter needs a storage", module=cfg.module, key="imap_filter"
+            )
         ref = cfg.module_ref("mailboxes", Table, None)
         self.mailboxes = ref if isinstance(ref, Table) else None
         self.lookup_by = cfg.string("lookup_by", "local_part")
@@ -138,6 +173,12 @@ class MaildirTarget(ModuleBase):
                 module=cfg.module,
                 key="junk_folder",
             )
+        self.junk_dir = f".{self.junk_folder}"
+        if storage is not None:
+            try:
+                self.junk_dir = check_folder_name(self.junk_folder) or self.junk_dir
+            except InvalidNameError as exc:
+                raise ConfigError(str(exc), module=cfg.module, key="junk_folder") from exc
         try:
             make_private_dirs(root)
         except OSError as exc:
@@ -149,19 +190,33 @@ class MaildirTarget(ModuleBase):
     def _open_root(self) -> int:
         return os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
-    def _has_mailbox(self, mailbox: str) -> bool:
-        """Whether the mailbox's directory exists; an error for a symlink in its place.
+    def _has_mailbox(self, mailbox: str, folder_dir: str | None = None) -> bool:
+        """Whether the mailbox's directory (or its folder `folder_dir`) exists; an error
+        for a symlink in its place.
 
         Raises:
             OSError: ENOTDIR or ELOOP for a symlink or a non-directory.
         """
-        root = self._open_root()
+        opened = [self._open_root()]
         try:
-            os.close(open_private_dir(mailbox, root, create=False))
+            opened.append(open_private_dir(mailbox, opened[0], create=False))
+            if folder_dir is not None:
+                opened.append(open_private_dir(folder_dir, opened[1], create=False))
         except FileNotFoundError:
             return False
         finally:
-            os.close(root)
+            _close_all(opened)
+        return True
+
+    def _safe_user(self, name: str) -> bool:
+        if not _safe_mailbox(name):
+            return False
+        if self.storage is None:
+            return True
+        try:
+            check_username(name)
+        except InvalidNameError:
+            return False
         return True
 
     async def mailbox_of(self, rcpt: str) -> str | None:
@@ -180,7 +235,7 @@ class MaildirTarget(ModuleBase):
         except AddressError:
             local = ""
         if self.mailboxes is None:
-            if not _safe_mailbox(local):
+            if not self._safe_user(local):
                 raise SMTPError(
                     550,
                     (5, 1, 3),
@@ -194,7 +249,7 @@ class MaildirTarget(ModuleBase):
         found = await self.mailboxes.lookup(key)
         if found is None:
             return None
-        if not _safe_mailbox(found):
+        if not self._safe_user(found):
             _log.error("mailbox name %r for %r is not a safe directory name", found, rcpt)
             return None
         return found
@@ -209,7 +264,8 @@ class _MaildirDelivery:
         self._t = target
         self._meta = meta
         self._rcpts: dict[str, list[str]] = {}  # mailbox -> recipients
-        self._staged: dict[str, tuple[int, int]] = {}  # mailbox -> fds of its tmp/, new/
+        # mailbox -> fds of its tmp/ and of new/ (or cur/), and the name the file gets there
+        self._staged: dict[str, tuple[int, int, str]] = {}
         self._name = _unique_name()
         self._state = "open"
 
@@ -243,9 +299,47 @@ class _MaildirDelivery:
                 c.set_status(rcpt, err)
         self._state = "staged" if self._staged else "failed"
 
-    def _open_folder(self, mailbox: str) -> tuple[int, int]:
-        """Open (creating as allowed) the tmp/ and new/ the message goes to, never
-        following a symlink below the root.
+    def _destination(self, mailbox: str, header: Header, body: Buffer) -> tuple[str | None, str]:
+        """The folder directory the mailbox's copy goes to (None: the mailbox itself, INBOX)
+        and its Maildir info letters: the junk folder, or what the IMAP filter chose.
+
+        Raises:
+            OSError: a symlink or non-directory where the chosen folder should be.
+        """
+        if self._meta.quarantine:
+            return self._t.junk_dir, ""
+        if self._t.imap_filter is None:
+            return None, ""
+        folder, flags = run_imap_filters(
+            [self._t.imap_filter], mailbox, self._rcpts[mailbox][0], self._meta, header, body
+        )
+        letters: set[str] = set()
+        for flag in flags:
+            try:
+                letters.update(info_of_flags([flag]))
+            except InvalidNameError:
+                _log.info("msg %s: flag %r is not kept in a Maildir", self._meta.id, flag)
+        info = "".join(sorted(letters))
+        if not folder:
+            return None, info
+        try:
+            folder_dir = check_folder_name(folder) or None
+        except InvalidNameError as exc:
+            _log.warning("msg %s: IMAP filter chose %s; delivering to INBOX", self._meta.id, exc)
+            return None, info
+        if folder_dir is not None and not self._t._has_mailbox(mailbox, folder_dir):
+            _log.warning(
+                "msg %s: IMAP filter chose folder %r, which does not exist; delivering to INBOX",
+                self._meta.id,
+                folder,
+            )
+            return None, info
+        return folder_dir, info
+
+    def _open_folder(self, mailbox: str, folder_dir: str | None, info: str) -> tuple[int, int]:
+        """Open (creating as allowed) the tmp/ and new/ (cur/ with `info`) the message goes
+        to, in the mailbox or its folder `folder_dir`, never following a symlink below the
+        root.
 
         Raises:
             OSError: a directory is missing and not to be created, is a symlink or is no
@@ -257,23 +351,27 @@ class _MaildirDelivery:
             opened.append(root)
             folder = open_private_dir(mailbox, root, create=self._t.autocreate)
             opened.append(folder)
-            if self._meta.quarantine:  # a Maildir++ folder inside the mailbox
+            if folder_dir is not None:  # a Maildir++ folder inside the mailbox
                 for sub in ("cur", "new", "tmp"):  # the mailbox stays a Maildir
                     os.close(open_private_dir(sub, folder, create=True))
-                folder = open_private_dir(f".{self._t.junk_folder}", folder, create=True)
+                folder = open_private_dir(folder_dir, folder, create=True)
                 opened.append(folder)
                 with contextlib.suppress(FileExistsError):
                     os.close(open_private_file("maildirfolder", folder))
-            os.close(open_private_dir("cur", folder, create=True))
+            cur = open_private_dir("cur", folder, create=True)
+            opened.append(cur)
             tmp = open_private_dir("tmp", folder, create=True)
             opened.append(tmp)
             new = open_private_dir("new", folder, create=True)
+            opened.append(new)
         except BaseException:
             _close_all(opened)
             raise
+        dest = cur if info else new
         opened.remove(tmp)
+        opened.remove(dest)
         _close_all(opened)
-        return tmp, new
+        return tmp, dest
 
     def _stage_all(self, header: Header, body: Buffer) -> dict[str, SMTPError]:
         """Write once, link into each other mailbox's tmp/; returns failures by mailbox."""
@@ -284,7 +382,8 @@ class _MaildirDelivery:
         for mailbox in self._rcpts:
             fds: tuple[int, int] | None = None
             try:
-                fds = self._open_folder(mailbox)
+                folder_dir, info = self._destination(mailbox, header, body)
+                fds = self._open_folder(mailbox, folder_dir, info)
                 if first is None:
                     self._write(fds[0], header, body)
                     first = fds[0]
@@ -304,7 +403,8 @@ class _MaildirDelivery:
                 failures[mailbox] = _os_error(exc, "writing the message")
                 _log.warning("msg %s: mailbox %r failed: %s", self._meta.id, mailbox, exc)
                 continue
-            self._staged[mailbox] = fds
+            dest_name = f"{self._name}:2,{info}" if info else self._name
+            self._staged[mailbox] = (fds[0], fds[1], dest_name)
         return failures
 
     def _write(self, tmp_dir: int, header: Header, body: Buffer) -> None:
@@ -325,14 +425,14 @@ class _MaildirDelivery:
     def _publish(self) -> None:
         errors: list[OSError] = []
         staged, self._staged = self._staged, {}
-        for tmp, new in staged.values():
+        for tmp, dest, dest_name in staged.values():
             try:
-                os.rename(self._name, self._name, src_dir_fd=tmp, dst_dir_fd=new)
-                os.fsync(new)
+                os.rename(self._name, dest_name, src_dir_fd=tmp, dst_dir_fd=dest)
+                os.fsync(dest)
             except OSError as exc:
                 errors.append(exc)
             finally:
-                _close_all((tmp, new))
+                _close_all((tmp, dest))
         if errors:
             raise _os_error(errors[0], "moving the message into new/")
 
@@ -341,9 +441,9 @@ class _MaildirDelivery:
         staged, self._staged = self._staged, {}
 
         def remove() -> None:
-            for tmp, new in staged.values():
+            for tmp, dest, _name in staged.values():
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self._name, dir_fd=tmp)
-                _close_all((tmp, new))
+                _close_all((tmp, dest))
 
         await asyncio.to_thread(remove)
