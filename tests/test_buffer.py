@@ -167,3 +167,88 @@ def test_buffer_returns_exactly_its_bytes_on_both_sides_of_the_threshold(
 
     asyncio.run(run())
     assert leftovers(tmp_path) == []
+
+
+# BufferWriter: a body written as it arrives.
+
+
+def test_a_writer_keeps_a_small_body_in_memory() -> None:
+    from mailmodule.buffer import BufferWriter
+
+    with BufferWriter(max_memory=10) as writer:
+        writer.write(b"Hello")
+        writer.write(b"\r\n")
+        buf = writer.finish()
+    assert isinstance(buf, MemoryBuffer)
+    assert read_all(buf) == b"Hello\r\n"
+
+
+def test_a_writer_spills_past_max_memory_and_holds_no_more(tmp_path: Path) -> None:
+    from mailmodule.buffer import BufferWriter
+
+    writer = BufferWriter(max_memory=8, directory=tmp_path)
+    for _ in range(100):
+        writer.write(b"0123456789")
+    assert len(leftovers(tmp_path)) == 1
+    buf = writer.finish()
+    assert isinstance(buf, FileBuffer)
+    assert len(buf) == 1000
+    assert read_all(buf) == b"0123456789" * 100
+    buf.remove()
+    assert leftovers(tmp_path) == []
+
+
+def test_a_writer_over_max_size_gets_552_and_leaves_nothing(tmp_path: Path) -> None:
+    from mailmodule.buffer import BufferWriter
+
+    fds = open_fds()
+    writer = BufferWriter(max_memory=4, directory=tmp_path, max_size=10)
+    writer.write(b"12345678")
+    with pytest.raises(SMTPError) as info:
+        writer.write(b"123")
+    assert (info.value.code, info.value.enhanced_code) == (552, (5, 3, 4))
+    assert leftovers(tmp_path) == []
+    assert open_fds() == fds
+    with pytest.raises(ValueError, match="after finish"):
+        writer.write(b"x")
+
+
+def test_leaving_a_writer_without_finish_removes_its_file(tmp_path: Path) -> None:
+    from mailmodule.buffer import BufferWriter
+
+    def write_then_fail() -> None:
+        with BufferWriter(max_memory=1, directory=tmp_path) as w:
+            w.write(b"spilled")
+            raise ConnectionResetError
+
+    fds = open_fds()
+    with pytest.raises(ConnectionResetError):
+        write_then_fail()
+    assert leftovers(tmp_path) == []
+    assert open_fds() == fds
+
+
+def test_a_writer_that_cannot_create_its_file_raises_storage_error(tmp_path: Path) -> None:
+    from mailmodule.buffer import BufferWriter
+
+    writer = BufferWriter(max_memory=1, directory=tmp_path / "missing")
+    with pytest.raises(StorageError):
+        writer.write(b"spill")
+    writer.abort()  # idempotent
+
+
+@given(st.lists(st.binary(max_size=50), max_size=20), st.integers(0, 100))
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_writer_returns_exactly_what_was_written(
+    tmp_path: Path, pieces: list[bytes], max_memory: int
+) -> None:
+    from mailmodule.buffer import BufferWriter
+
+    with BufferWriter(max_memory=max_memory, directory=tmp_path) as writer:
+        for piece in pieces:
+            writer.write(piece)
+        buf = writer.finish()
+    assert read_all(buf) == b"".join(pieces)
+    assert len(buf) == len(b"".join(pieces))
+    buf.remove()
+    assert leftovers(tmp_path) == []
