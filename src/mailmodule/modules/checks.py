@@ -7,8 +7,10 @@ import contextlib
 import datetime
 import logging
 import os
+import re
 import shlex
-from collections.abc import Awaitable, Sequence
+import signal
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Final, final
 
 from mailmodule import address
@@ -25,21 +27,63 @@ __all__ = ["AuthorizeSender", "CommandCheck", "IPRevCheck"]
 _log = logging.getLogger("mailmodule.modules.checks")
 _NOTHING: Final = CheckResult()
 _ACTIONS: Final = ("reject", "quarantine", "ignore")
+_PLACEHOLDER: Final = re.compile(r"\{([A-Za-z0-9_]+)\}")
+_PLACEHOLDERS: Final = frozenset(
+    {"sender", "rcpts", "msg_id", "auth_user", "remote_ip", "source_ip", "source_host"}
+)
+_ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Fields a command may not add: the pipeline strips forged ones before check fields go in.
+_TRACE_FIELDS: Final = frozenset(
+    {"authentication-results", "received", "return-path", "dkim-signature"}
+)
+_UNSAFE: Final = "A sender, recipient or client name cannot be passed safely to a content check"
+_CHUNK: Final = 64 * 1024
+_GRACE: Final = 0.5  # seconds between SIGTERM and SIGKILL at the time limit
+_REAP_LIMIT: Final = 5.0
 
 
 @final
 class CommandCheck(ModuleBase):
     """`check.command`: runs a program with the message on standard input.
 
-    Settings: `command`, the program and its arguments (a list, or a string split as a
-    shell would, without running a shell); in the arguments, `{sender}`, `{rcpts}` (space
-    separated), `{msg_id}`, `{auth_user}` and `{remote_ip}` are replaced. The same values
-    are in the environment as MAILMODULE_SENDER, MAILMODULE_RCPTS, MAILMODULE_MSG_ID,
-    MAILMODULE_AUTH_USER and MAILMODULE_REMOTE_IP. `timeout` (default 30s) bounds the run.
-    `codes` maps exit codes to "reject", "quarantine" or "ignore" (default: 1 rejects,
-    2 quarantines); 0 passes, and any other code, a timeout or a program that cannot start
-    is a temporary failure. Lines the program prints in the form `Name: value` are added
-    to the message header.
+    Settings:
+        command: the program and its arguments, a list, or a string split as a shell would
+            (with `shlex`, before anything is substituted; no shell ever runs). An argument
+            that is exactly `{sender}`, `{rcpts}` (space separated, one argument),
+            `{msg_id}`, `{auth_user}`, `{remote_ip}` (or `{source_ip}`) or `{source_host}`
+            is replaced by that value, as one argument. A known placeholder inside a longer
+            argument (`--from={sender}`, `sh -c 'check {sender}'`) is refused at
+            configuration: it would reach an option parser or a shell unquoted. A shell
+            script takes values as its positional parameters: `sh -c 'check "$1"' sh
+            {sender}`. Other braces are passed unchanged.
+        env: extra environment variables, a table of strings. The program gets only PATH
+            (the server's), LANG=C, LC_ALL=C, the values above as MAILMODULE_SENDER,
+            MAILMODULE_RCPTS, MAILMODULE_MSG_ID, MAILMODULE_AUTH_USER,
+            MAILMODULE_REMOTE_IP, MAILMODULE_SOURCE_IP and MAILMODULE_SOURCE_HOST, and
+            these; no other variable and no other file descriptor of the server.
+        timeout: bounds the whole run (default 30s). The program runs in a session and
+            process group of its own; at the limit the whole group gets SIGTERM, then
+            SIGKILL half a second later, and the program is reaped.
+        max_header_size: the most the program may print before the empty line that ends
+            its header fields (default 64K).
+        codes: maps exit codes to "reject" (550 5.7.1), "quarantine" or "ignore" (default:
+            1 rejects, 2 quarantines); 0 passes.
+
+    What the program prints up to the first empty line (or all of it, when there is none)
+    is read as header fields by `mailmodule.header` rules, folded lines included, and
+    added on top of the message header in its order; what follows the empty line is read
+    and discarded. Trace and authentication fields (Received, Return-Path,
+    Authentication-Results, DKIM-Signature, ARC-*) are dropped with a warning: they are
+    added after the pipeline removes forged ones, so a program could forge them.
+
+    Temporary failures (451 4.7.0, naming the check): the program cannot start, times
+    out, exits with a code not in `codes` or by a signal, prints more than
+    `max_header_size` before the empty line, or prints a malformed header (a line that is
+    not a field, a bare CR or a NUL).
+
+    Refused (550 5.7.1): a value substituted for a placeholder that starts with "-",
+    unless an argument "--" comes before it (the program could take it for an option:
+    write commands as `prog [options] -- {sender} {rcpts}`); a value holding a NUL.
     """
 
     def __init__(
@@ -51,21 +95,36 @@ class CommandCheck(ModuleBase):
     ) -> None:
         super().__init__(mod_name, inst_name, aliases, inline_args)
         self.argv: list[str] = list(inline_args)
+        self.env: dict[str, str] = {}
         self.timeout = 30.0
+        self.max_header_size = 64 * 1024
         self.codes: dict[int, str] = {1: "reject", 2: "quarantine"}
 
     def init(self, cfg: ConfigMap) -> None:
         raw = cfg.get("command", self.argv)
         if isinstance(raw, str):
-            argv = shlex.split(raw)
+            argv = shlex.split(raw)  # split first: substituted values never become words
         elif isinstance(raw, list | tuple) and all(isinstance(a, str) for a in raw):
             argv = list(raw)
         else:
             raise ConfigError("expected a command line", module=cfg.module, key="command")
         if not argv:
             raise ConfigError("required key is missing", module=cfg.module, key="command")
+        for i, arg in enumerate(argv):
+            names = set(_PLACEHOLDER.findall(arg)) & _PLACEHOLDERS
+            if names and (i == 0 or _PLACEHOLDER.fullmatch(arg) is None):
+                raise ConfigError(
+                    f"placeholder {{{min(names)}}} must be a whole argument, not inside {arg!r}"
+                    ' (a shell script reads it as "$1": sh -c \'prog "$1"\' sh {sender})',
+                    module=cfg.module,
+                    key="command",
+                )
         self.argv = argv
+        self.env = _env_setting(cfg)
         self.timeout = cfg.duration("timeout", datetime.timedelta(seconds=30)).total_seconds()
+        self.max_header_size = cfg.size("max_header_size", 64 * 1024)
+        if self.max_header_size < 1:
+            raise ConfigError("expected a positive size", module=cfg.module, key="max_header_size")
         codes = cfg.get("codes")
         if codes is not None:
             if not isinstance(codes, dict):
@@ -81,8 +140,52 @@ class CommandCheck(ModuleBase):
                 parsed[int(code)] = str(action)
             self.codes = parsed
 
+    def expand(self, values: Mapping[str, str]) -> list[str] | None:
+        """The command line with placeholders replaced by `values`, one argument each.
+
+        Returns:
+            None when a value is unsafe as an argument: it holds a NUL, or it starts
+            with "-" and no "--" argument comes before it.
+        """
+        argv: list[str] = []
+        options_end = False
+        for i, arg in enumerate(self.argv):
+            match = _PLACEHOLDER.fullmatch(arg) if i else None
+            if match is None or match[1] not in _PLACEHOLDERS:
+                options_end = options_end or (i > 0 and arg == "--")
+                argv.append(arg)
+                continue
+            value = values[match[1]]
+            if "\0" in value or (value.startswith("-") and not options_end):
+                return None
+            argv.append(value)
+        return argv
+
+    def environment(self, values: Mapping[str, str]) -> dict[str, str]:
+        """The program's whole environment: PATH, the C locale, `values`, then `env`."""
+        env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C", "LC_ALL": "C"}
+        env.update((f"MAILMODULE_{k.upper()}", v) for k, v in values.items())
+        env.update(self.env)
+        return env
+
     async def check_state_for_msg(self, msg_meta: MsgMetadata) -> _CommandState:
         return _CommandState(self, msg_meta)
+
+
+def _env_setting(cfg: ConfigMap) -> dict[str, str]:
+    raw = cfg.get("env", {})
+    if not isinstance(raw, dict):
+        raise ConfigError('expected a table of NAME = "value"', module=cfg.module, key="env")
+    env: dict[str, str] = {}
+    for name, value in raw.items():
+        if not (isinstance(name, str) and _ENV_NAME.fullmatch(name)) or not isinstance(value, str):
+            raise ConfigError(
+                f'expected NAME = "value", got {name!r} = {value!r}', module=cfg.module, key="env"
+            )
+        if "\0" in value:
+            raise ConfigError(f"value of {name} holds a NUL", module=cfg.module, key="env")
+        env[name] = value
+    return env
 
 
 @final
@@ -105,54 +208,61 @@ class _CommandState:
         return _NOTHING
 
     async def check_body(self, header: Header, body: Buffer) -> CheckResult:
+        """Run the program; see `CommandCheck` for what each outcome means.
+
+        On cancellation the program's process group is killed at once.
+        """
         conn = self._meta.conn
+        ip = str(conn.remote_ip or "") if conn else ""
         values = {
             "sender": self._sender,
             "rcpts": " ".join(self._rcpts),
             "msg_id": self._meta.id,
             "auth_user": conn.auth_user if conn else "",
-            "remote_ip": str(conn.remote_ip or "") if conn else "",
+            "remote_ip": ip,
+            "source_ip": ip,
+            "source_host": conn.hostname if conn else "",
         }
-        argv = [arg.format_map(values) for arg in self._check.argv]
-        env = {**os.environ, **{f"MAILMODULE_{k.upper()}": v for k, v in values.items()}}
+        check = self._check
+        argv = check.expand(values)
+        if argv is None or any("\0" in v for v in values.values()):
+            _log.warning("msg %s: check.command: a value is unsafe as an argument", self._meta.id)
+            return CheckResult(reject=True, reason=SMTPError(550, (5, 7, 1), _UNSAFE))
         message = header.to_bytes() + await asyncio.to_thread(_read, body)
+        outcome = await _run(
+            argv, check.environment(values), message, check.max_header_size, check.timeout
+        )
+        if isinstance(outcome, str):
+            return self._temporary(outcome)
+        code, head = outcome
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL,
-                env=env,
+            fields, dropped = await asyncio.to_thread(_output_fields, head)
+        except HeaderError as exc:
+            return self._temporary(f"malformed header fields in the output: {exc}")
+        if dropped:
+            _log.warning(
+                "msg %s: check.command: dropped %s fields from %r",
+                self._meta.id,
+                ", ".join(dropped),
+                argv[0],
             )
-        except OSError as exc:
-            return self._temporary(f"cannot run {argv[0]!r}: {exc}")
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(message), self._check.timeout)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-            return self._temporary(f"{argv[0]!r} timed out after {self._check.timeout}s")
-        finally:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
-        return self._result(proc.returncode or 0, out)
+        return self._result(code, fields)
 
     def _temporary(self, why: str) -> CheckResult:
         _log.warning("msg %s: check.command: %s", self._meta.id, why)
+        name = self._check.instance_name() or self._check.name()
         return CheckResult(
-            reject=True, reason=SMTPError(451, (4, 7, 1), "Temporary failure of a content check")
+            reject=True,
+            reason=SMTPError(
+                451,
+                (4, 7, 0),
+                f"Temporary failure in content check {name}, try again later",
+                check_name=name,
+                misc={"reason": why},
+            ),
         )
 
-    def _result(self, code: int, out: bytes) -> CheckResult:
-        fields = Header()
-        for line in reversed(out.decode("utf-8", "replace").splitlines()):
-            name, sep, value = line.partition(":")
-            if sep and name.strip() and value.strip():
-                with contextlib.suppress(HeaderError):
-                    fields.add(name.strip(), value.strip())
+    def _result(self, code: int, fields: Header) -> CheckResult:
         if code == 0:
             return CheckResult(header=fields)
         action = self._check.codes.get(code)
@@ -175,6 +285,147 @@ class _CommandState:
 def _read(body: Buffer) -> bytes:
     with body.open() as reader:
         return reader.read()
+
+
+# The time limit is a parameter, not the caller's scope: at the limit the program gets
+# SIGTERM and a grace period, where cancellation kills it at once.
+async def _run(
+    argv: list[str],
+    env: dict[str, str],
+    message: bytes,
+    limit: int,
+    timeout: float,  # noqa: ASYNC109
+) -> tuple[int, bytes] | str:
+    """Run `argv` fed `message`: its exit code and header part, or why it failed.
+
+    The process group is always ended and the program reaped before this returns; on
+    cancellation the group is killed at once and the child watcher reaps it.
+    """
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            env=env,
+            close_fds=True,
+            start_new_session=True,  # its own process group, which the limit kills whole
+        )
+    except (OSError, ValueError) as exc:
+        return f"cannot run {argv[0]!r}: {exc}"
+    try:
+        outcome = await _exchange(proc, message, limit, timeout)
+    except BaseException:
+        _signal_group(proc.pid, signal.SIGKILL)
+        raise
+    if isinstance(outcome, str):
+        outcome = f"{argv[0]!r}: {outcome}"
+    await _stop(proc)
+    return outcome
+
+
+async def _exchange(
+    proc: asyncio.subprocess.Process,
+    message: bytes,
+    limit: int,
+    timeout: float,  # noqa: ASYNC109  # see _run
+) -> tuple[int, bytes] | str:
+    assert proc.stdin is not None  # both are pipes
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    try:
+        async with asyncio.timeout(timeout):  # one limit for input, output and exit
+            async with asyncio.TaskGroup() as tasks:
+                feeding = tasks.create_task(_feed(proc.stdin, message))
+                head = await _read_head(stdout, limit)
+                if head is None:
+                    feeding.cancel()
+                else:
+                    while await stdout.read(_CHUNK):
+                        pass  # what follows the header part is discarded
+            if head is None:
+                return f"more than {limit} bytes of header fields"
+            return await proc.wait(), head
+    except TimeoutError:
+        return f"timed out after {timeout}s"
+
+
+async def _feed(stdin: asyncio.StreamWriter, message: bytes) -> None:
+    # A program may exit without reading all of its input.
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        stdin.write(message)
+        await stdin.drain()
+        stdin.close()
+        await stdin.wait_closed()
+
+
+async def _read_head(stdout: asyncio.StreamReader, limit: int) -> bytes | None:
+    """The output up to and including its first empty line, or all of it; None past `limit`."""
+    buf = bytearray()
+    scanned = 0
+    while True:
+        end = _end_of_head(buf, scanned)
+        if end >= 0:
+            return bytes(buf[:end]) if end <= limit else None
+        if len(buf) > limit:
+            return None
+        scanned = max(0, len(buf) - 2)
+        chunk = await stdout.read(_CHUNK)
+        if not chunk:
+            return bytes(buf)
+        buf += chunk
+
+
+def _end_of_head(buf: bytearray, start: int) -> int:
+    """The offset just past the first empty line at or after `start`, or -1."""
+    if start == 0 and buf[:1] == b"\n":
+        return 1
+    if start == 0 and buf[:2] == b"\r\n":
+        return 2
+    found = [i + len(eol) for eol in (b"\n\n", b"\n\r\n") if (i := buf.find(eol, start)) >= 0]
+    return min(found, default=-1)
+
+
+def _output_fields(head: bytes) -> tuple[Header, list[str]]:
+    """A program's header part as CRLF fields, less the fields it may not add.
+
+    Raises:
+        HeaderError: a line is not a header field, or the text holds a bare CR or a NUL.
+    """
+    lf = head.replace(b"\r\n", b"\n")
+    if b"\r" in lf or b"\0" in lf:
+        raise HeaderError("a bare CR or a NUL in the header fields")
+    if lf and not lf.endswith(b"\n"):
+        lf += b"\n"  # so that every field ends with a line break
+    fields = Header.parse(lf.replace(b"\n", b"\r\n"))
+    dropped = [f.name for f in fields if _forges_trace(f.key)]
+    if dropped:
+        fields.remove_fields(lambda f: _forges_trace(f.key))
+    return fields, dropped
+
+
+def _forges_trace(key: str) -> bool:
+    return key in _TRACE_FIELDS or key.startswith("arc-")
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    """End the program's process group: SIGTERM, a grace period, SIGKILL; then reap it."""
+    if proc.returncode is None:
+        _signal_group(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_GRACE):
+                await proc.wait()
+    _signal_group(proc.pid, signal.SIGKILL)  # also what it left behind after a normal exit
+    try:
+        async with asyncio.timeout(_REAP_LIMIT):
+            await proc.wait()
+    except TimeoutError:  # a descendant that left the group still holds a pipe
+        _log.error("check.command: pid %d: its output pipe stays open", proc.pid)
 
 
 @final
