@@ -520,3 +520,34 @@ def test_a_year_go_cannot_write_raises_metadata_error() -> None:
     queue = QueueMetadata(last_attempt=Timestamp(Timestamp.ZERO.unix_ns, -3600))
     with pytest.raises(MetadataError, match="LastAttempt"):
         queue.to_json()
+
+
+@settings(max_examples=200)
+@given(queue_metadata, st.none() | conn_states, st.booleans())
+def test_the_fast_reader_and_the_careful_one_give_equal_objects(
+    queue: QueueMetadata, conn: ConnState | None, with_conn: bool
+) -> None:
+    """Documents as Go writes them take the fast path; the careful one is the reference."""
+    from mailmodule.metadata import _codec
+
+    if queue.msg_meta is not None:
+        queue.msg_meta.conn = conn
+    document = json.loads(queue.to_json(with_conn=with_conn))
+    assert _codec._queue_fast(document) == _codec._queue_from_json(document)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        # maddy's spelling of a field in another case, and a duplicate in another case
+        MADDY_META.replace(b'"From":', b'"from":'),
+        MADDY_META.replace(b'"ID":"a7f3c2d1"', b'"ID":"a7f3c2d1","id":"other"'),
+        MADDY_META.replace(b'"Quarantine":true', b'"Quarantine":true,"Extra":1'),
+        MADDY_META.replace(b'"Auth":null', b'"auth":null'),
+        MADDY_META.replace(b'"Message":', b'"message":'),
+    ],
+)
+def test_documents_off_the_fast_path_read_as_the_careful_reader_reads_them(doc: bytes) -> None:
+    from mailmodule.metadata import _codec
+
+    assert QueueMetadata.from_json(doc) == _codec._queue_from_json(json.loads(doc))
