@@ -159,11 +159,29 @@ def test_mod_data_keys_by_name_or_instance() -> None:
     assert data.get(Named("other", "")) is None
 
 
-def test_mod_data_of_an_unnamed_instance_uses_its_identity() -> None:
+def test_mod_data_keys_an_unnamed_instance_by_its_module_name_alone() -> None:
     data = ModSpecificData()
-    mod = Named("check.x", "")
-    data.set(mod, 1, per_instance=True)
-    assert data.to_dict() == {f"check.x/{id(mod):x}": 1}
+    data.set(Named("check.x", ""), 1, per_instance=True)
+    assert data.to_dict() == {"check.x/": 1}
+
+
+def test_mod_data_set_before_a_restart_is_found_after_it() -> None:
+    """Data read back from a queue file is found by fresh module objects of the same names,
+    named instances and inline (unnamed) ones alike."""
+    conn = ConnState()
+    conn.mod_data.set(Named("check.spf", "spf1"), {"result": "pass"}, per_instance=True)
+    conn.mod_data.set(Named("check.x", ""), [1], per_instance=True)
+    conn.mod_data.set(Named("check.dkim", "d"), "shared")
+    doc = QueueMetadata(msg_meta=MsgMetadata(id="1", conn=conn)).to_json(with_conn=True)
+    del conn  # the process that wrote the file is gone
+
+    queued = QueueMetadata.from_json(doc).msg_meta
+    assert queued is not None
+    assert queued.conn is not None
+    after = queued.conn.mod_data
+    assert after.get(Named("check.spf", "spf1"), per_instance=True) == {"result": "pass"}
+    assert after.get(Named("check.x", ""), per_instance=True) == [1]
+    assert after.get(Named("check.dkim", "other"), per_instance=False) == "shared"
 
 
 def test_mod_data_refuses_values_that_are_not_json() -> None:

@@ -65,6 +65,15 @@ class ModSpecificData:
     The twin of maddy's `ModSpecificData`: keyed by the module's `name()`, or by
     `name() + "/" + instance_name()` with `per_instance=True`. Values must be JSON values, as
     they are written to the queue. Safe to use from several threads.
+
+    Keys are names only, so data written to a queue file is found after a restart by the
+    module objects of the new process. Unnamed (inline) instances of one module share their
+    per-instance key (`name() + "/"`): nothing else about them survives a restart. Whoever
+    creates inline modules gives each an instance name derived from where it is configured
+    (such as `pipeline.checks[0]`) to keep their data apart. (maddy keys an unnamed
+    instance by its address in memory, which no other process can find.)
+
+    Changed in 0.1.0: unnamed instances are no longer keyed by their identity.
     """
 
     __slots__ = ("_data", "_lock")
@@ -80,8 +89,7 @@ class ModSpecificData:
     def _key(module: _Named, per_instance: bool) -> str:
         if not per_instance:
             return module.name()
-        inst = module.instance_name() or f"{id(module):x}"
-        return f"{module.name()}/{inst}"
+        return f"{module.name()}/{module.instance_name()}"
 
     def set(self, module: _Named, value: JSONValue, *, per_instance: bool = False) -> None:
         """Store `value` for `module`, replacing what was there.
@@ -95,7 +103,7 @@ class ModSpecificData:
             self._data[key] = value
 
     def get(self, module: _Named, *, per_instance: bool = False) -> JSONValue:
-        """What `module` stored, or None."""
+        """What `module` (or a module of the same names) stored, or None."""
         key = self._key(module, per_instance)
         with self._lock:
             return self._data.get(key)
