@@ -1542,3 +1542,20 @@ def test_docstring_example_runs() -> None:
     result = doctest.testmod(mailmodule.smtp._server, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_dsn_parameters_can_be_accepted_without_offering_dsn() -> None:
+    conn = ServerConnection(ServerConfig(dsn_parameters=True))
+    conn.send(Reply(code=220, lines="mx"))
+    conn.receive_data(b"EHLO c.example\r\n")
+    conn.next_event()
+    assert b"DSN" not in conn.send(Reply(code=250, lines="mx"))
+    conn.receive_data(b"MAIL FROM:<a@example.org> RET=HDRS ENVID=x\r\n")
+    mail = conn.next_event()
+    assert isinstance(mail, MailFrom)
+    assert (mail.options.return_, mail.options.envelope_id) == ("HDRS", "x")
+    conn.send(Reply(code=250, enhanced_code=(2, 1, 0)))
+    conn.receive_data(b"RCPT TO:<b@example.org> NOTIFY=NEVER\r\n")
+    rcpt = conn.next_event()
+    assert isinstance(rcpt, RcptTo)
+    assert rcpt.options.notify == ("NEVER",)

@@ -206,7 +206,7 @@ class SMTPEndpoint:
                 starttls=tls is not None,
                 auth=self.auth is not None,
                 auth_without_tls=not self.auth_require_tls,
-                dsn=True,  # parameters read and kept; the EHLO answer leaves DSN out
+                dsn_parameters=True,  # kept for the queue; DSN itself is not offered
                 max_message_size=self.max_message_size,
                 max_recipients=self.max_recipients,
                 max_errors=self.max_errors,

@@ -127,17 +127,6 @@ def _reply_of(err: BaseException) -> Reply:
     return Reply.from_error(err if isinstance(err, SMTPError) else _INTERNAL)
 
 
-def _without_dsn(data: bytes) -> bytes:
-    """An EHLO answer without its DSN line: DSN parameters are read and kept for the queue,
-    but DSN is not offered until notifications can be honoured."""
-    lines = data.split(b"\r\n")[:-1]
-    kept = [line[4:] for line in lines if line[4:] != b"DSN"]
-    if len(kept) == len(lines):
-        return data
-    out = [b"250-" + line for line in kept[:-1]] + [b"250 " + kept[-1]]
-    return b"\r\n".join(out) + b"\r\n"
-
-
 def _key(rcpt: str) -> str:
     try:
         return address.for_lookup(rcpt)
@@ -502,8 +491,7 @@ class Session(asyncio.Protocol):
         self._conn.hostname = name
         self._helo_valid = event.valid
         self._esmtp = event.verb != "HELO"
-        data = sc.send(Reply(code=250, lines=self._s.hostname))
-        return _without_dsn(data) if self._esmtp else data
+        return sc.send(Reply(code=250, lines=self._s.hostname))
 
     async def _mail(self, event: MailFrom) -> Reply:
         s = self._s

@@ -401,7 +401,7 @@ class CheckRunner:
         for _, spec, raw in said:
             result = spec.fail_action.apply(raw, spec.name)
             if result.quarantine and not self.quarantine:
-                _log.info("message %s quarantined by %s", self._meta.id, spec.name)
+                _log.debug("message %s quarantined by %s", self._meta.id, spec.name)
                 self.quarantine = True
             if result.auth_result:
                 self.auth_results.extend(result.auth_result)
@@ -413,7 +413,7 @@ class CheckRunner:
         if self.quarantine:
             self._meta.quarantine = True
         if reject is not None:
-            _log.info("message %s rejected by %s: %s", self._meta.id, reject.check_name, reject)
+            _log.debug("message %s rejected by %s: %s", self._meta.id, reject.check_name, reject)
             raise fresh(reject)
 
     async def open(self, specs: Sequence[CheckSpec], mail_from: str) -> None:

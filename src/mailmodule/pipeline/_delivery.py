@@ -387,7 +387,7 @@ class PipelineDelivery:
                 self._refuse(rcpt, err)
             if self._state is _ADDING:
                 self._state = advance(self._state, _RCPT_DONE)
-            _log.info("msg %s: recipient %r refused: %s", self._meta.id, rcpt_to, err)
+            _log.debug("msg %s: recipient %r refused: %s", self._meta.id, rcpt_to, err)
             if err is exc:
                 raise
             raise err from exc
@@ -559,7 +559,7 @@ class PipelineDelivery:
             await self._abort_one(run.name, old)
         if not run.holders:
             return
-        _log.info(
+        _log.debug(
             "msg %s: delivering to %s again, without refused recipients", self._meta.id, run.name
         )
         sender = self._sender if run.dest is None else run.dest.sender
@@ -621,7 +621,7 @@ class PipelineDelivery:
             for other in failures[1:]:
                 first.add_note(f"also failed: target {other.target_name!r}: {other}")
             raise first
-        _log.info("msg %s: delivered to %d recipient(s)", self._meta.id, delivered)
+        _log.debug("msg %s: delivered to %d recipient(s)", self._meta.id, delivered)
 
     async def abort(self) -> None:
         if self._state in (_COMMITTED, _ABORTED):
@@ -654,7 +654,7 @@ class PipelineDelivery:
         for rcpt in self._rcpts.values():
             if rcpt.status in (_ACCEPTED, _FAILED):
                 rcpt.status = _ABORTED_RCPT
-        _log.info("msg %s: aborted", self._meta.id)
+        _log.debug("msg %s: aborted", self._meta.id)
         return failures
 
     async def _abort_one(self, name: str, delivery: Delivery) -> SMTPError | None:

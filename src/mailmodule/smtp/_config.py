@@ -36,7 +36,8 @@ class ServerConfig:
     `max_message_size` when set), `starttls` (STARTTLS, until TLS is on), `auth` (AUTH
     PLAIN LOGIN and AUTH=; after TLS only unless `auth_without_tls`), `chunking` (CHUNKING,
     BDAT), `dsn` (DSN: RET=, ENVID=, NOTIFY=, ORCPT=; off by default, enable it only where
-    a queue can honour it), `requiretls` (REQUIRETLS, after TLS only). `lmtp` speaks LMTP
+    a queue can honour it; `dsn_parameters` accepts those parameters without offering
+    DSN, so that a server keeps them for the queue to come), `requiretls` (REQUIRETLS, after TLS only). `lmtp` speaks LMTP
     (RFC 2033): LHLO instead of EHLO and HELO, one reply per recipient after the body.
 
     Limits: `max_line_length` counts a command line with its CRLF (512 in RFC 5321; AUTH
@@ -56,6 +57,7 @@ class ServerConfig:
     auth_without_tls: bool = False
     chunking: bool = True
     dsn: bool = False
+    dsn_parameters: bool = False
     requiretls: bool = False
     max_message_size: int | None = attrs.field(default=None, validator=_optional_positive)
     max_line_length: int = attrs.field(default=512, validator=_line_length)

@@ -461,8 +461,8 @@ class ServerConnection:
             "BODY": cfg.eightbitmime,
             "SMTPUTF8": cfg.smtputf8,
             "REQUIRETLS": cfg.requiretls and self._tls,
-            "RET": cfg.dsn,
-            "ENVID": cfg.dsn,
+            "RET": cfg.dsn or cfg.dsn_parameters,
+            "ENVID": cfg.dsn or cfg.dsn_parameters,
             "AUTH": self._auth_allowed(),
         }
         return frozenset(k for k, on in offered.items() if on) & MAIL_PARAMETERS
@@ -470,7 +470,9 @@ class ServerConnection:
     def _rcpt_to(self, arg: str) -> Event:
         if len(self._recipients) >= self._config.max_recipients:
             return self._reply(452, (4, 5, 3), "Too many recipients")
-        allowed = RCPT_PARAMETERS if self._esmtp and self._config.dsn else frozenset()
+        cfg = self._config
+        dsn = cfg.dsn or cfg.dsn_parameters
+        allowed = RCPT_PARAMETERS if self._esmtp and dsn else frozenset()
         utf8 = self._mail is not None and self._mail.options.utf8
         try:
             recipient, options = parse_rcpt_to(arg, allowed=allowed, utf8=utf8)
