@@ -3,8 +3,6 @@ driving a Pipeline."""
 
 from __future__ import annotations
 
-from mailmodule.endpoint._commands import parse_mail as parse_mail
-from mailmodule.endpoint._commands import parse_rcpt as parse_rcpt
 from mailmodule.endpoint._endpoint import ENDPOINT_KINDS as ENDPOINT_KINDS
 from mailmodule.endpoint._endpoint import SMTPEndpoint as SMTPEndpoint
 from mailmodule.endpoint._endpoint import register_endpoints as register_endpoints
@@ -18,7 +16,5 @@ __all__ = [
     "ListenAddress",
     "SMTPEndpoint",
     "parse_listen_address",
-    "parse_mail",
-    "parse_rcpt",
     "register_endpoints",
 ]
