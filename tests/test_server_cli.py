@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mailmodule import ConfigError, QueueMetadata, SMTPError
-from mailmodule.cli import EX_CONFIG, EX_DATAERR, EX_REFUSED, main
+from mailmodule.cli import EX_CONFIG, EX_DATAERR, EX_REFUSED, EX_USAGE, main
 from mailmodule.server import Server, parse_reply
 
 CONFIG = """
@@ -307,3 +307,36 @@ def test_any_broken_configuration_gives_only_config_error(
     assert set(files) == {"fuzz.toml"}  # every error names the file
     assert keyless == []  # and, in the pipeline, the key
     assert accepted > 0
+
+
+def test_serve_quiet_logs_no_line_per_message(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    with subprocess.Popen(
+        [sys.executable, "-m", "mailmodule", "-q", "serve", "-c", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            assert proc.stderr is not None
+            port = int(proc.stdout.readline().rsplit(":", 1)[1])
+            with smtplib.SMTP("127.0.0.1", port) as s:
+                s.sendmail("a@example.net", ["joe@example.org"], b"Subject: q\r\n\r\nx\r\n")
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+            assert proc.stderr.read() == ""
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert len(list((tmp_path / "mail" / "joe" / "new").iterdir())) == 1
+
+
+def test_quiet_and_verbose_together_are_a_usage_error() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mailmodule", "-q", "-v", "modules"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == EX_USAGE

@@ -3,6 +3,7 @@
     mailmodule modules                  registered modules by prefix, plugins included
     mailmodule serve -c mail.toml       run the server until SIGTERM or SIGINT
     mailmodule serve -c FILE --workers N    N processes accepting on the same sockets
+    mailmodule -q serve -c FILE         log warnings and errors only, no line per message
     mailmodule check-config -c FILE     initialize everything (no_run), start nothing
     mailmodule deliver -c FILE --from A --to B [--to C] < message
     mailmodule meta show FILE           a maddy queue .meta file, pretty-printed
@@ -53,7 +54,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Compose and run mail servers from mailmodule modules.",
         epilog="Exit codes: 0 ok, 1 refused, 2 usage, 65 bad data, 75 try again, 78 bad config.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    loudness.add_argument(
+        "-q", "--quiet", action="store_true", help="log warnings and errors only, not each message"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("modules", help="list registered modules by prefix, plugins included")
     serve = sub.add_parser("serve", help="run the server until SIGTERM or SIGINT")
@@ -92,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
