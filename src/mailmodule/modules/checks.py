@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import email.errors
+import email.header
 import logging
 import os
 import re
@@ -16,8 +18,8 @@ from typing import Final, final
 from mailmodule import address
 from mailmodule.buffer import Buffer
 from mailmodule.config import ConfigMap
-from mailmodule.errors import AddressError, ConfigError, HeaderError, SMTPError
-from mailmodule.header import Header
+from mailmodule.errors import ConfigError, HeaderError, SMTPError
+from mailmodule.header import Header, HeaderField
 from mailmodule.interfaces import CheckResult, MultiTable, Table
 from mailmodule.metadata import MsgMetadata
 from mailmodule.modules._base import ModuleBase
@@ -38,6 +40,18 @@ _TRACE_FIELDS: Final = frozenset(
 )
 _UNSAFE: Final = "A sender, recipient or client name cannot be passed safely to a content check"
 _CHUNK: Final = 64 * 1024
+# From and Sender fields, strictly (see AuthorizeSender).
+_ATEXT: Final = r"A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u00a0-\ufffc"  # UTF-8 allowed (RFC 6532)
+_ATOM: Final = re.compile(f"[{_ATEXT}]+")
+_DOT_ATOM: Final = re.compile(f"[{_ATEXT}]+(?:\\.[{_ATEXT}]+)*")
+_FOLDING: Final = re.compile(rb"\r?\n(?=[ \t])")
+_ENCODED_WORD: Final = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+_HIDES_ADDRESS: Final = re.compile(r"[@<>]")
+# Controls (a bare CR too), Unicode spaces, invisible and bidi marks, U+FFFD and the like.
+_BAD_CHAR: Final = re.compile(
+    "[\x00-\x08\x0a-\x1f\x7f-\xa0\u1680\u180e\u2000-\u200f\u2028-\u202f"
+    "\u205f-\u206f\u3000\ud800-\udfff\ufeff\ufff0-\uffff]"
+)
 _GRACE: Final = 0.5  # seconds between SIGTERM and SIGKILL at the time limit
 _REAP_LIMIT: Final = 5.0
 
@@ -436,6 +450,18 @@ class AuthorizeSender(ModuleBase):
     for several) it may use in MAIL FROM and in the From field. Without it, the username
     itself must be the address. Messages without an authenticated user pass: this check
     is for submission. Addresses compare by `address.equal`.
+
+    For an authenticated user, refused with 553 5.7.1: a MAIL FROM address, or any address
+    of the From field (every one of them, not only the first), or of a Sender field, that
+    is not the user's. Refused with 550 5.7.0: no From field, more than one From or Sender
+    field (RFC 5322 allows one), and a From or Sender field that does not parse strictly.
+    Strictly means: a comma-separated list of `local@domain` or `display name
+    <local@domain>`, with a dot-atom local part and a valid domain; no group syntax (`:`
+    and `;`), no domain literal, no quoted local part, no white space or comment inside an
+    address, no control character (a bare CR included), no encoded word outside the display
+    name; and neither a display name (its encoded words decoded) nor a comment may hold
+    `@`, `<` or `>`, so no address can hide where a reader would see it. Unlike maddy, an
+    authorized Sender field does not excuse a foreign From address.
     """
 
     def __init__(
@@ -494,25 +520,159 @@ class _AuthorizeState:
     async def check_body(self, header: Header, body: Buffer) -> CheckResult:
         if not self._user:
             return _NOTHING
-        from_field = header.get("From", "")
-        _, addr = _parse_from(from_field)
-        if addr and await self._permits(addr):
-            return _NOTHING
-        return self._refuse("The From address")
+        for name, required in (("From", True), ("Sender", False)):
+            fields = header.fields(name)
+            if not fields and not required:
+                continue
+            if len(fields) != 1:
+                return self._malformed(f"Exactly one {name} field is required")
+            text = _field_text(fields[0])
+            found = None if text is None else _mailboxes(text)
+            if not found:
+                return self._malformed(f"Malformed {name} field")
+            for addr in found:
+                if not await self._permits(addr):
+                    return self._refuse(f"The {name} address")
+        return _NOTHING
+
+    def _malformed(self, why: str) -> CheckResult:
+        return CheckResult(reject=True, reason=SMTPError(550, (5, 7, 0), why))
 
     def close(self) -> None:
         pass
 
 
-def _parse_from(value: str) -> tuple[str, str]:
-    import email.utils
-
-    name, addr = email.utils.parseaddr(value)
+def _field_text(field: HeaderField) -> str | None:
+    """The unfolded value of `field` from its raw bytes; None if it holds a bare CR or LF
+    (which `HeaderField.value` would strip at its ends) or is not UTF-8."""
+    raw = field.raw.removesuffix(b"\n").removesuffix(b"\r")
+    text = _FOLDING.sub(b"", raw[raw.index(b":") + 1 :])
+    if b"\r" in text or b"\n" in text:
+        return None
     try:
-        address.split(addr)
-    except AddressError:
-        return name, ""
-    return name, addr
+        return text.decode("utf-8").strip(" \t")
+    except UnicodeDecodeError:
+        return None
+
+
+def _mailboxes(value: str) -> list[str] | None:
+    """The addresses of a From or Sender field value, or None when it does not parse strictly.
+
+    See `AuthorizeSender` for the grammar accepted.
+    """
+    tokens = _tokens(value)
+    if tokens is None:
+        return None
+    found: list[str] = []
+    mailbox: list[tuple[str, str]] = []
+    for token in [*tokens, ("special", ",")]:
+        if token != ("special", ","):
+            mailbox.append(token)
+            continue
+        addr = _mailbox(_strip_space(mailbox))
+        if addr is None:
+            return None
+        found.append(addr)
+        mailbox = []
+    return found
+
+
+def _strip_space(tokens: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    start, end = 0, len(tokens)
+    while start < end and tokens[start][0] == "space":
+        start += 1
+    while end > start and tokens[end - 1][0] == "space":
+        end -= 1
+    return tokens[start:end]
+
+
+def _mailbox(tokens: list[tuple[str, str]]) -> str | None:
+    if ("special", "<") not in tokens:
+        return _addr_spec(tokens)
+    opening = tokens.index(("special", "<"))
+    if tokens[-1] != ("special", ">"):
+        return None
+    if not all(_display_word(t) for t in tokens[:opening]):
+        return None
+    return _addr_spec(tokens[opening + 1 : -1])
+
+
+def _display_word(token: tuple[str, str]) -> bool:
+    kind, text = token
+    if kind == "space" or token == ("special", "."):  # obs-phrase allows a period
+        return True
+    if kind == "quoted":
+        return "=?" not in text and not _HIDES_ADDRESS.search(text)
+    if kind != "atom":
+        return False
+    if _ENCODED_WORD.fullmatch(text) is None:
+        return "=?" not in text
+    try:
+        decoded = str(email.header.make_header(email.header.decode_header(text)))
+    except (ValueError, LookupError, email.errors.HeaderParseError):
+        return False
+    return not _HIDES_ADDRESS.search(decoded) and "=?" not in decoded
+
+
+def _addr_spec(tokens: list[tuple[str, str]]) -> str | None:
+    if not tokens or any(kind not in ("atom", "special") for kind, _ in tokens):
+        return None  # quoted strings, white space, comments
+    text = "".join(t for _, t in tokens)
+    local, at, domain = text.partition("@")
+    if (
+        not at
+        or "=?" in text
+        or any(c in "<>," for c in text)
+        or not _DOT_ATOM.fullmatch(local)
+        or not address.is_valid_domain(domain)
+    ):
+        return None
+    return text
+
+
+def _tokens(value: str) -> list[tuple[str, str]] | None:
+    """Atoms, quoted strings (unescaped), specials and white space; comments count as white
+    space. None for anything else: controls, group syntax, domain literals, bad quoting."""
+    if _BAD_CHAR.search(value):
+        return None
+    tokens: list[tuple[str, str]] = []
+    i, n = 0, len(value)
+    while i < n:
+        ch = value[i]
+        if ch in " \t":
+            while i < n and value[i] in " \t":
+                i += 1
+            tokens.append(("space", " "))
+        elif ch == "(":
+            end = value.find(")", i)
+            comment = value[i + 1 : end]
+            if end < 0 or any(c in comment for c in '()\\"') or _HIDES_ADDRESS.search(comment):
+                return None
+            tokens.append(("space", " "))
+            i = end + 1
+        elif ch == '"':
+            text: list[str] = []
+            i += 1
+            while i < n and value[i] != '"':
+                if value[i] == "\\":
+                    i += 1
+                if i < n:
+                    text.append(value[i])
+                    i += 1
+            if i >= n:
+                return None  # unterminated
+            tokens.append(("quoted", "".join(text)))
+            i += 1
+        elif ch in "<>,@.":
+            tokens.append(("special", ch))
+            i += 1
+        else:
+            match = _ATOM.match(value, i)
+            if match is None:
+                return None
+            tokens.append(("atom", match[0]))
+            i = match.end()
+    return tokens
 
 
 @final
