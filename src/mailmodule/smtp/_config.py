@@ -37,8 +37,9 @@ class ServerConfig:
     PLAIN LOGIN and AUTH=; after TLS only unless `auth_without_tls`), `chunking` (CHUNKING,
     BDAT), `dsn` (DSN: RET=, ENVID=, NOTIFY=, ORCPT=; off by default, enable it only where
     a queue can honour it; `dsn_parameters` accepts those parameters without offering
-    DSN, so that a server keeps them for the queue to come), `requiretls` (REQUIRETLS, after TLS only). `lmtp` speaks LMTP
-    (RFC 2033): LHLO instead of EHLO and HELO, one reply per recipient after the body.
+    DSN, so that a server keeps them for the queue to come), `requiretls` (REQUIRETLS,
+    after TLS only). `lmtp` speaks LMTP (RFC 2033): LHLO instead of EHLO and HELO, one
+    reply per recipient after the body.
 
     Limits: `max_line_length` counts a command line with its CRLF (512 in RFC 5321; AUTH
     lines may be 12288); a longer line is answered 500 5.5.6 and skipped, never held.
