@@ -241,7 +241,7 @@ def test_sigterm_stops_every_worker_within_seconds_with_exit_code_0(tmp_path: Pa
         assert served.stop(timeout=10) == 0
         assert time.monotonic() - begin < 5
         assert not any(alive(pid) for pid in pids)
-        assert sum("shutting down" in line for line in served.lines) == 2
+        assert sum("shutting down" in line for line in served.lines) == 2, served.lines
 
 
 def test_a_killed_worker_is_replaced_by_one_that_serves(tmp_path: Path) -> None:

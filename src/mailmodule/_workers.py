@@ -102,7 +102,9 @@ class Supervisor:
         return dict(self._pids)
 
     def _say(self, text: str) -> None:
-        print(f"mailmodule: {text}", file=self._out, flush=True)
+        # One write, so that the workers' lines on the same stream never split this one.
+        self._out.write(f"mailmodule: {text}\n")
+        self._out.flush()
 
     def run(self) -> int:
         """Start the workers and supervise them until all have exited; returns the exit code.

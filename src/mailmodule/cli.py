@@ -117,18 +117,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _exit_code(lambda: _meta_show(args.file, sys.stdout))
 
 
+def _say(text: str, out: TextIO | None = None) -> None:
+    """Write one line in one write and flush it: the workers of `serve --workers` share
+    stdout and stderr, and print's separate write of the newline (unbuffered, as under
+    PYTHONUNBUFFERED) would let their lines interleave."""
+    stream = sys.stdout if out is None else out
+    stream.write(text + "\n")
+    stream.flush()
+
+
 def _exit_code(command: Callable[[], int]) -> int:
     """Run `command`; our errors become their exit codes, with the message on stderr."""
     try:
         return command()
     except ConfigError as exc:
-        print(f"mailmodule: configuration error: {exc}", file=sys.stderr)
+        _say(f"mailmodule: configuration error: {exc}", sys.stderr)
         return EX_CONFIG
     except DataError as exc:
-        print(f"mailmodule: malformed data: {exc}", file=sys.stderr)
+        _say(f"mailmodule: malformed data: {exc}", sys.stderr)
         return EX_DATAERR
     except StorageError as exc:
-        print(f"mailmodule: {exc}", file=sys.stderr)
+        _say(f"mailmodule: {exc}", sys.stderr)
         return EX_TEMPFAIL
 
 
@@ -194,9 +203,9 @@ async def _serve(server: Server, sockets: list[list[socket.socket]] | None = Non
         bound = await server.start(sockets)
         if sockets is None:
             for name, host, port in bound:
-                print(f"{name} listening on {host}:{port}", flush=True)
+                _say(f"{name} listening on {host}:{port}")
         await stopping.wait()
-        print("shutting down: finishing messages under way", flush=True)
+        _say("shutting down: finishing messages under way")
     finally:
         await server.stop()
     return 0
@@ -217,7 +226,7 @@ def _serve_workers(path: str, workers: int) -> int:
         checked.registry.close_all()
     try:
         for name, host, port in checked.bound:
-            print(f"{name} listening on {host}:{port}", flush=True)
+            _say(f"{name} listening on {host}:{port}")
 
         def work(index: int) -> int:
             return _exit_code(lambda: asyncio.run(_serve(_load(path), sockets)))
