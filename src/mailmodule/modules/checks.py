@@ -438,6 +438,9 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
     try:
         async with asyncio.timeout(_REAP_LIMIT):
             await proc.wait()
+            if proc.stdout is not None:
+                while await proc.stdout.read(_CHUNK):
+                    pass  # to the end: a paused pipe would keep its transport open
     except TimeoutError:  # a descendant that left the group still holds a pipe
         _log.error("check.command: pid %d: its output pipe stays open", proc.pid)
 
