@@ -24,7 +24,7 @@ from _load import PYTHON, SMTP_SOURCE, count, empty, load, server
 SESSIONS = 20
 SIZE = 2048
 MESSAGES = 2000
-ROUNDS = 2
+ROUNDS = 3
 WORKERS = 2
 GOAL = 0.9
 
