@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import signal
 import statistics
 import sys
@@ -125,7 +126,7 @@ def main() -> None:
                         if i:
                             rates[kind].append(n / elapsed)
                 ours, bare = statistics.median(rates["ours"]), statistics.median(rates["bare"])
-                ratio = ours / bare
+                ratio = math.floor(ours / bare * 100) / 100  # as printed: 0.999 is no 1.00
                 verdict = "MET" if ratio >= GOAL else "NOT MET"
                 print(
                     f"endpoint {label}, {CLIENTS} sessions x {SIZE // 1024} KiB to maildir "

@@ -12,6 +12,7 @@ or when not root (a Postfix instance needs it).
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 import statistics
 import tempfile
@@ -109,7 +110,7 @@ def main() -> None:
         ours = statistics.median(rates["ours"])
         theirs = statistics.median(rates["postfix"])
         at_250 = statistics.median(rates["postfix-250"])
-        ratio = ours / theirs
+        ratio = math.floor(ours / theirs * 100) / 100  # as printed: 0.899 is no 0.90
         verdict = "MET" if ratio >= GOAL else "NOT MET"
         print(
             f"postfix: smtp-source -s {SESSIONS} -l {SIZE} -m {MESSAGES}, mailmodule serve "
