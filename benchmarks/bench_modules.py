@@ -47,7 +47,7 @@ HEADER = Header([("Subject", "Report"), ("From", "a@example.org"), ("To", "b@exa
 BODY = (b"x" * 76 + b"\r\n") * (50 * 1024 // 78)
 MESSAGE = HEADER.to_bytes() + BODY
 maildir = MaildirTarget("target.maildir", "local")
-maildir.init(ConfigMap({"root": os.path.join(WORK, "ours")}))
+maildir.init(ConfigMap({"root": os.path.join(WORK, "ours"), "autocreate": True}))
 os.makedirs(os.path.join(WORK, "stdlib"))
 stdlib_boxes = [mailbox.Maildir(os.path.join(WORK, "stdlib", name)) for name in ("joe", "ann")]
 

@@ -173,6 +173,7 @@ class Session(asyncio.Protocol):
         self._drained: asyncio.Future[None] | None = None
         self._read_paused = False
         self._write_paused = False
+        self._out: list[bytes] = []  # replies not yet written: pipelined ones go out together
         self._lost = False
         self._closing = False
         self._stopping = False
@@ -336,7 +337,10 @@ class Session(asyncio.Protocol):
         if transport is not None and not transport.is_closing():
             goodbye = self._goodbye
             if goodbye is not None and not self._lost and self._sc.state is not State.CLOSED:
-                transport.write(self._sc.send(goodbye))
+                self._out.append(self._sc.send(goodbye))
+            if self._out and not self._lost:
+                transport.write(b"".join(self._out))
+            self._out.clear()
             transport.close()
         if self._rdns_task is not None:
             self._rdns_task.cancel()
@@ -363,6 +367,7 @@ class Session(asyncio.Protocol):
                 if self._stopping and not self._in_body:
                     self._goodbye = _SHUTDOWN
                     return
+                await self._flush()  # every command read so far is answered
                 why = await self._wait()
                 if why == _DATA:
                     continue
@@ -417,10 +422,19 @@ class Session(asyncio.Protocol):
             self._waiter = None
 
     async def _send(self, data: bytes) -> None:
+        """Queue a reply; `_flush` writes the queue when the session waits for the peer,
+        so the replies to pipelined commands leave in one write."""
+        if data:
+            self._out.append(data)
+
+    async def _flush(self) -> None:
         transport = self._transport
-        if not data or transport is None or transport.is_closing():
+        out = self._out
+        if not out or transport is None or transport.is_closing():
+            out.clear()
             return
-        transport.write(data)
+        transport.write(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()
         if self._write_paused:
             # The peer does not read what we write: wait for it, but not forever.
             drained = self._drained = self._loop.create_future()
@@ -575,7 +589,9 @@ class Session(asyncio.Protocol):
         reply = Reply(code=220, enhanced_code=(2, 0, 0), lines="Ready to start TLS")
         # Nothing may await between this write and start_tls: the protocol is swapped
         # before another byte is read, so no plaintext reaches the TLS session.
-        transport.write(self._sc.send(reply))
+        self._out.append(self._sc.send(reply))
+        transport.write(b"".join(self._out))
+        self._out.clear()
         self._read_paused = False
         try:
             new = await self._loop.start_tls(
