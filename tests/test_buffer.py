@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -252,3 +253,19 @@ def test_a_writer_returns_exactly_what_was_written(
     assert len(buf) == len(b"".join(pieces))
     buf.remove()
     assert leftovers(tmp_path) == []
+
+
+async def test_a_large_memoryview_is_spilled_without_a_copy_in_memory(tmp_path: Path) -> None:
+    body = bytearray(b"x" * (8 << 20))
+    tracemalloc.start()
+    try:
+        buf = await buffer_body(memoryview(body), max_memory=1 << 20, directory=tmp_path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    try:
+        assert isinstance(buf, FileBuffer)
+        assert peak < 2 << 20  # the 8 MiB body was never copied whole
+        assert read_all(buf) == body
+    finally:
+        buf.remove()

@@ -210,18 +210,18 @@ class BufferWriter:
         """Add `data` at the end of the body."""
         if self._done:
             raise ValueError("BufferWriter.write() after finish() or abort()")
-        size = self._size + len(data)
+        size = self._size + (data.nbytes if isinstance(data, memoryview) else len(data))
         if self._max_size is not None and size > self._max_size:
             self.abort()
             _check_size(size, self._max_size)
         self._size = size
         try:
+            if self._fd < 0 and size > self._max_memory:
+                self._spill()  # what is held goes to the file first; `data` straight after
             if self._fd >= 0:
                 _write_all(self._fd, data, self._path)
                 return
             self._pending += data
-            if len(self._pending) > self._max_memory:
-                self._spill()
         except BaseException:
             self.abort()
             raise
@@ -305,10 +305,10 @@ async def buffer_body(
         behind: no open file, no temporary file.
     """
     if isinstance(source, bytes | bytearray | memoryview):
-        data = bytes(source)
-        _check_size(len(data), max_size)
-        if len(data) <= max_memory:
-            return MemoryBuffer(data)
+        size = source.nbytes if isinstance(source, memoryview) else len(source)
+        _check_size(size, max_size)
+        if size <= max_memory:
+            return MemoryBuffer(bytes(source))  # a copy only of what stays in memory
     with BufferWriter(max_memory=max_memory, directory=directory, max_size=max_size) as writer:
         if isinstance(source, bytes | bytearray | memoryview):
             writer.write(source)
