@@ -414,7 +414,7 @@ def test_a_temporary_rejection_is_a_valid_reply(tmp_path: Path) -> None:
     assert server.pipeline.default_source.default is not None
 
 
-# Anything under [pipeline]
+# Anything under [pipeline], or under an endpoint's pipeline
 
 _REFS = st.sampled_from(["&inbox", "&vips", "&refuse", "&nothing", "inbox", "&"])
 _REPLIES = st.sampled_from(
@@ -510,17 +510,22 @@ def modules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     return config(tmp_path_factory.mktemp("junk"), "")
 
 
+@pytest.mark.parametrize("at", ["pipeline", "endpoints[1].pipeline"])
 @settings(max_examples=400, deadline=None)
 @given(junk=_PIPELINE | st.dictionaries(_KEYS, _JUNK, max_size=5))
 def test_any_junk_under_pipeline_is_refused_naming_where_or_builds(
-    modules: dict[str, object], junk: dict[str, object]
+    modules: dict[str, object], at: str, junk: dict[str, object]
 ) -> None:
+    data = {**modules, "pipeline": junk}
+    if at != "pipeline":  # the same junk as the second endpoint's own pipeline
+        endpoint = {"type": "smtp", "listen": ["127.0.0.1:0"]}
+        data = {**modules, "endpoints": [endpoint, {**endpoint, "pipeline": junk}]}
     refused: ConfigError | None = None
     try:
-        Server({**modules, "pipeline": junk}, source="junk.toml").initialize()
+        Server(data, source="junk.toml").initialize()
     except ConfigError as err:
         refused = err
     if refused is not None:
         assert refused.file == "junk.toml"
-        assert (refused.section or "").startswith("pipeline")
+        assert (refused.section or "").startswith(at)
         assert refused.key is not None

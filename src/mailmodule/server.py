@@ -31,15 +31,27 @@
     default = { targets = ["&local"] }
 
     [[endpoints]]
-    type = "smtp"                     # smtp, submission or lmtp
+    type = "smtp"                     # smtp, submission, submissions or lmtp
     listen = ["127.0.0.1:2525"]
-    rdns = false
+    rdns = false                      # this one runs the top-level [pipeline]
+
+    [[endpoints]]
+    type = "submission"
+    listen = ["127.0.0.1:587"]
+    auth = "&authdb"
+
+    [endpoints.pipeline]              # this endpoint's own pipeline, instead of [pipeline]
+    checks = ["&authorize_sender"]
+    default = { targets = ["&outbound"] }
 
 The keys, strictly (any other key, or a value of another type, is refused):
 
 - `[pipeline]`: `checks`, `modifiers`, `sources`, `source_tables`, and either the
   shorthand `destinations`, `destination_tables`, `default` or a `[pipeline.default_source]`
   table, never both.
+- `[[endpoints]]`: `type`, `listen`, `pipeline`, and the endpoint module's settings. A
+  `pipeline` table takes the keys of `[pipeline]` and serves that endpoint alone; an
+  endpoint without one runs the top-level `[pipeline]` (shared by all such endpoints).
 - A source (`[pipeline.sources."<rule>"]`, `[pipeline.default_source]`): `checks`,
   `modifiers`, `destinations`, `destination_tables`, `default`; or `reject` alone. An entry
   of `[[pipeline.source_tables]]` is a source with a `table` key.
@@ -58,9 +70,9 @@ then by domain, then the default source; recipients likewise by `destination_tab
 `destinations` by address, by domain, then `default`, else 550 5.1.2.
 
 A configuration error names the file, the section and the key; sections are written as
-in TOML (`pipeline.sources."example.net".default`, `pipeline.source_tables[0]`). Paths in
-module settings are read by the modules as given: relative ones are relative to the
-working directory.
+in TOML (`pipeline.sources."example.net".default`, `pipeline.source_tables[0]`,
+`endpoints[1].pipeline.sources."example.org"`). Paths in module settings are read by the
+modules as given: relative ones are relative to the working directory.
 """
 
 from __future__ import annotations
@@ -136,6 +148,9 @@ def _sub(section: str, key: str | int) -> str:
 @final
 class Server:
     """Module instances, a pipeline and endpoints, as a configuration describes them.
+
+    `pipeline` is the top-level `[pipeline]`; each endpoint runs `endpoint.pipeline`: its
+    own when its table has one, else that one.
 
     Build it with `Server.from_file(path)` or `Server(data, source=...)`; `initialize()`
     builds and initializes every module (nothing listens yet); `start()` listens;
@@ -220,7 +235,9 @@ class Server:
             self._register_instance(name, self._table(raw, "modules", name))
         for name in modules:
             self._init_instance(name)
-        self.pipeline = self._pipeline(self._table(self._data.get("pipeline", {}), "", "pipeline"))
+        self.pipeline = self._pipeline(
+            self._table(self._data.get("pipeline", {}), "", "pipeline"), "pipeline"
+        )
         for i, raw in enumerate(self._list(self._data, "endpoints", "")):
             self.endpoints.append(self._endpoint(self._table(raw, f"endpoints[{i}]"), i))
 
@@ -460,13 +477,14 @@ class Server:
                 reject=reject,
             )
 
-    def _pipeline(self, table: dict[str, object]) -> Pipeline:
-        section = "pipeline"
+    def _pipeline(self, table: dict[str, object], section: str) -> Pipeline:
+        """The pipeline `table` describes; `section` is where it is written (`pipeline`,
+        `endpoints[1].pipeline`), for errors and as the pipeline's instance name."""
         self._known(table, _PIPELINE_KEYS, section)
         if "default_source" in table and _ROUTE_KEYS & table.keys():
             raise self._error(
                 "give destinations, destination_tables and default inside "
-                "[pipeline.default_source], not beside it",
+                f"[{section}.default_source], not beside it",
                 section=section,
                 key="default_source",
             )
@@ -498,7 +516,7 @@ class Server:
                     source_tables=source_tables,
                     default_source=default_source,
                     hostname=self.hostname,
-                    instance_name="pipeline",
+                    instance_name=section,
                 )
             return Pipeline(
                 checks=checks,
@@ -509,7 +527,7 @@ class Server:
                 tables=tables,
                 default=default,
                 hostname=self.hostname,
-                instance_name="pipeline",
+                instance_name=section,
             )
 
     def _endpoint(self, table: dict[str, object], index: int) -> SMTPEndpoint:
@@ -526,7 +544,7 @@ class Server:
             raise self._error(
                 'expected listening addresses like ["127.0.0.1:25"]', section=section, key="listen"
             )
-        settings = {k: v for k, v in table.items() if k not in ("type", "listen")}
+        settings = {k: v for k, v in table.items() if k not in ("type", "listen", "pipeline")}
         settings.setdefault("hostname", self.hostname)
         try:
             factory = self.registry.get_endpoint(kind)
@@ -544,7 +562,11 @@ class Server:
             raise self._error(
                 f"endpoint {kind!r} is not an SMTP endpoint", section=section, key="type"
             )
-        endpoint.pipeline = self.pipeline
+        if "pipeline" in table:
+            own = self._table(table["pipeline"], section, "pipeline")
+            endpoint.pipeline = self._pipeline(own, f"{section}.pipeline")
+        else:
+            endpoint.pipeline = self.pipeline
         return endpoint
 
     # Running
