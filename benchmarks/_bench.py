@@ -16,11 +16,12 @@ def compare(
     number: int,
     rounds: int = 15,
     goal: str,
+    target: float | None = None,
 ) -> float:
     """Run `ours` and `baseline` `number` times per round, alternating, `rounds` rounds.
 
     Prints and returns speed-up = baseline time / our time (medians over the rounds): above 1
-    means ours is faster.
+    means ours is faster. With a `target` speed-up, the line ends in MET or NOT MET.
     """
     ours_times: list[float] = []
     base_times: list[float] = []
@@ -41,5 +42,6 @@ def compare(
     print(
         f"{title}: {ratio:.2f}x the speed of {baseline_name} "
         f"(ours {ours_t * 1e6:.1f} us, baseline {base_t * 1e6:.1f} us per op; goal: {goal})"
+        + ("" if target is None else " MET" if ratio >= target else " NOT MET")
     )
     return ratio

@@ -45,6 +45,7 @@ if __name__ == "__main__":
             baseline_name="shutil.copyfileobj to a temp file",
             number=3,
             goal=">= 0.8x",
+            target=0.8,
         )
     finally:
         loop.close()

@@ -80,6 +80,7 @@ if __name__ == "__main__":
         baseline_name="BytesHeaderParser + as_bytes",
         number=300,
         goal=">= 2x",
+        target=2.0,
     )
     print(f"  byte-exact: ours yes, stdlib {'yes' if exact else 'no'}")
     compare(
@@ -90,4 +91,5 @@ if __name__ == "__main__":
         number=1,
         rounds=5,
         goal=">= 0.3x (linear: a constant factor of an append, not quadratic)",
+        target=0.3,
     )

@@ -33,4 +33,5 @@ if __name__ == "__main__":
         baseline_name="dict lookup under threading.Lock",
         number=200_000,
         goal=">= 0.67x (at most 1.5x the time)",
+        target=0.67,
     )

@@ -61,4 +61,5 @@ if __name__ == "__main__":
         baseline_name='bytes.replace(b"\\r\\n..", b"\\r\\n.") over the same chunks',
         number=3,
         goal=">= 0.5x",
+        target=0.5,
     )
