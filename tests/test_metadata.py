@@ -8,6 +8,7 @@ import pickle
 import random
 import re
 import threading
+from collections import defaultdict
 from pathlib import Path
 
 import attrs
@@ -469,6 +470,28 @@ def test_a_queue_document_is_written_only_when_it_reads_back(
         assert doc.path.startswith(GO_NAMES[field])
     else:
         assert QueueMetadata.from_json(doc) == queue
+
+
+class _Rcpts(list[str]):
+    pass
+
+
+def test_subclasses_of_dict_and_list_are_written_as_maps_and_lists() -> None:
+    tries = defaultdict(int, {"b@x": 2})
+    tries["a@x"] += 1
+    queue = QueueMetadata(to=_Rcpts(["b@x", "a@x"]), tries_count=tries)
+    doc = queue.to_json()
+    assert b'"To":["b@x","a@x"]' in doc
+    assert b'"TriesCount":{"a@x":1,"b@x":2}' in doc
+    assert QueueMetadata.from_json(doc) == queue
+
+
+def test_a_key_that_is_not_a_string_is_named_when_writing() -> None:
+    queue = QueueMetadata(tries_count={"a@x": 1, 5: 2})  # type: ignore[dict-item]
+    with pytest.raises(MetadataError, match="expected string keys, got 5") as info:
+        queue.to_json()
+    assert info.value.path == "TriesCount"
+    assert info.value.__suppress_context__
 
 
 def test_a_connection_is_checked_only_when_it_is_written() -> None:

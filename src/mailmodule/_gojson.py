@@ -30,26 +30,28 @@ _T = TypeVar("_T")
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
 
-_HTML_ESCAPES = [(c.encode(), f"\\u{ord(c):04x}".encode()) for c in "<>&"]
+# (byte, raw, escaped): an int needle makes `in` a bare memchr; a bytes one costs 5x as much.
+_HTML_ESCAPES = [(ord(c), c.encode(), f"\\u{ord(c):04x}".encode()) for c in "<>&"]
 _LINE_SEP_ESCAPES = [(c.encode(), f"\\u{ord(c):04x}".encode()) for c in "\u2028\u2029"]
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def dumps(value: JSONValue) -> bytes:
-    """Encode as Go's `json.Marshal` would (no trailing newline).
+def dumps(value: JSONValue, *, newline: bool = False) -> bytes:
+    """Encode as Go's `json.Marshal` would; with `newline`, as `json.Encoder` would.
 
     Raises:
         MetadataError: an integer does not fit in 64 bits (nor does it in Go).
     """
+    option = orjson.OPT_APPEND_NEWLINE if newline else 0
     try:
-        data = orjson.dumps(value)
+        data = orjson.dumps(value, option=option)
     except orjson.JSONEncodeError:
         try:  # strings with lone surrogates: Go writes invalid UTF-8 as U+FFFD
-            data = orjson.dumps(_without_surrogates(value))
+            data = orjson.dumps(_without_surrogates(value), option=option)
         except orjson.JSONEncodeError as exc:
             raise MetadataError(f"cannot be written as JSON: {exc}") from exc
-    for raw, escaped in _HTML_ESCAPES:
-        if raw in data:  # a memchr per character: far faster than one regex search
+    for byte, raw, escaped in _HTML_ESCAPES:
+        if byte in data:
             data = data.replace(raw, escaped)
     if not data.isascii():  # U+2028 and U+2029 are not ASCII: skip two slower searches
         for raw, escaped in _LINE_SEP_ESCAPES:
@@ -74,7 +76,8 @@ def loads(data: bytes | str) -> JSONValue:
     Raises:
         MetadataError: the document is not JSON, or nests too deeply.
     """
-    if isinstance(data, bytes | bytearray | memoryview):
+    # bytes first, by type: an isinstance of a union is three times as slow
+    if type(data) is bytes or isinstance(data, bytearray | memoryview):
         try:  # valid UTF-8, as nearly every document is: orjson reads the bytes themselves
             value: JSONValue = orjson.loads(data)
         except orjson.JSONDecodeError:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Awaitable, Callable, Iterable
-from typing import TypeGuard, cast, final
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TypeGuard, TypeVar, cast, final
 
 from mailmodule import _gojson as gj
 from mailmodule._gojson import JSONObject, JSONValue
@@ -25,6 +25,7 @@ from mailmodule.errors import MetadataError, SMTPError
 # Modules, not names: _message and _queue import this module back for their to_json and
 # from_json, so their classes are looked up when a document is read or written.
 from mailmodule.metadata import _message, _queue
+from mailmodule.metadata._build import slot_setters
 from mailmodule.metadata._conn import ConnState, ModSpecificData, Resolved, TLSState
 from mailmodule.metadata._options import (
     BODY_TYPES,
@@ -36,15 +37,31 @@ from mailmodule.metadata._options import (
 
 __all__ = ["read_meta", "read_queue", "write_meta", "write_queue"]
 
+_V = TypeVar("_V")
+
 
 def write_meta(meta: _message.MsgMetadata, with_conn: bool) -> bytes:
     """`MsgMetadata.to_json`."""
-    return gj.dumps(_meta_to_json(meta, with_conn))
+    try:
+        return gj.dumps(_meta_to_json(meta, with_conn, ""))
+    except (_Irregular, MetadataError, TypeError):
+        try:
+            _check_meta(meta, "", with_conn)
+        except MetadataError as culprit:
+            raise culprit from None
+        raise
 
 
 def write_queue(queue: _queue.QueueMetadata, with_conn: bool) -> bytes:
     """`QueueMetadata.to_json`: with the trailing newline of Go's `json.Encoder`."""
-    return gj.dumps(_queue_to_json(queue, with_conn)) + b"\n"
+    try:
+        return gj.dumps(_queue_to_json(queue, with_conn), newline=True)
+    except (_Irregular, MetadataError, TypeError):
+        try:
+            _check_queue(queue, with_conn)
+        except MetadataError as culprit:
+            raise culprit from None
+        raise
 
 
 def read_meta(data: bytes | str) -> _message.MsgMetadata:
@@ -65,24 +82,36 @@ def read_queue(data: bytes | str) -> _queue.QueueMetadata:
         return _queue_from_json(value)
 
 
+@final
+class _Irregular(Exception):
+    """Raised by a fast path at what it does not take: the careful path decides."""
+
+
 # Writing.
+#
+# A document we write must read back, here and in maddy, or the queue loses the message.
+# The writers check each value in one quick expression (_Irregular where it fails) and
+# leave map keys to orjson, which refuses any key that is not exactly a str (sorted() may
+# refuse keys of mixed types first). When anything is refused, the _check_* functions go
+# over the fields one by one for the MetadataError that names the culprit. Each quick
+# check accepts exactly what its _check_* accepts.
 
 
-# The fields of the mutable types are checked as they are written: a document we write
-# must read back, here and in maddy, or the queue loses the message.
-
-
-def _bad_strs(value: object, path: str) -> None:
-    """Name the culprit in a list of strings that failed its quick check."""
+def _check_strs(value: object, path: str) -> None:
+    if value is None:
+        return
     if not isinstance(value, list):
         raise gj.fail(path, "a list of strings or None", value)
     for i, item in enumerate(value):
-        if type(item) is not str:
+        if not isinstance(item, str):
             raise gj.fail(f"{path}[{i}]", "a string", item)
 
 
-def _bad_map(value: object, path: str, ok: Callable[[object], bool], expected: str) -> None:
-    """Name the culprit in a map that failed its quick check."""
+def _check_map(
+    value: object, path: str, ok: Callable[[object], bool], expected: str, *, opt: bool = True
+) -> None:
+    if value is None and opt:
+        return
     if not isinstance(value, dict):
         raise gj.fail(path, "a map (a dict)", value)
     for k, v in value.items():
@@ -105,14 +134,8 @@ def _check_meta(m: _message.MsgMetadata, path: str, with_conn: bool) -> None:
         raise gj.fail(gj.join(path, "TLSRequireOverride"), "a bool", m.tls_require_override)
     if not isinstance(m.smtp_opts, MailOptions):
         raise gj.fail(gj.join(path, "SMTPOpts"), "MailOptions", m.smtp_opts)
-    rcpts = m.original_rcpts
-    if rcpts is not None and not (
-        type(rcpts) is dict and _all_str(rcpts) and _all_str(rcpts.values())
-    ):
-        _bad_map(rcpts, gj.join(path, "OriginalRcpts"), _is_str, "a string")
-    opts = m.rcpt_opts
-    if not (type(opts) is dict and _all_str(opts) and all(map(_is_rcpt_opts, opts.values()))):
-        _bad_map(opts, gj.join(path, "RcptOpts"), _is_rcpt_opts, "RcptOptions")
+    _check_map(m.original_rcpts, gj.join(path, "OriginalRcpts"), _is_str, "a string")
+    _check_map(m.rcpt_opts, gj.join(path, "RcptOpts"), _is_rcpt_opts, "RcptOptions", opt=False)
     if with_conn and m.conn is not None:
         _check_conn(m.conn, gj.join(path, "Conn"))
 
@@ -133,28 +156,18 @@ def _check_conn(c: ConnState, path: str) -> None:
         raise gj.fail(f"{path}.TLS", "a TLSState", c.tls)
 
 
-def _check_queue(q: _queue.QueueMetadata) -> None:
-    if q.msg_meta is not None and not isinstance(q.msg_meta, _message.MsgMetadata):
-        raise gj.fail("MsgMeta", "a MsgMetadata or None", q.msg_meta)
+def _check_queue(q: _queue.QueueMetadata, with_conn: bool) -> None:
+    if q.msg_meta is not None:
+        if not isinstance(q.msg_meta, _message.MsgMetadata):
+            raise gj.fail("MsgMeta", "a MsgMetadata or None", q.msg_meta)
+        _check_meta(q.msg_meta, "MsgMeta", with_conn)
     if type(q.from_) is not str:
         raise gj.fail("From", "a str", q.from_)
-    for key, strs in (
-        ("To", q.to),
-        ("FailedRcpts", q.failed_rcpts),
-        ("TemporaryFailedRcpts", q.temporary_failed_rcpts),
-    ):
-        if strs is not None and not (type(strs) is list and _all_str(strs)):
-            _bad_strs(strs, key)
-    errs = q.rcpt_errs
-    if errs is not None and not (
-        type(errs) is dict and _all_str(errs) and all(map(_is_error, errs.values()))
-    ):
-        _bad_map(errs, "RcptErrs", _is_error, "an SMTPError or None")
-    tries = q.tries_count
-    if tries is not None and not (
-        type(tries) is dict and _all_str(tries) and all(map(_is_int64, tries.values()))
-    ):
-        _bad_map(tries, "TriesCount", _is_int64, "a 64-bit integer")
+    _check_strs(q.to, "To")
+    _check_strs(q.failed_rcpts, "FailedRcpts")
+    _check_strs(q.temporary_failed_rcpts, "TemporaryFailedRcpts")
+    _check_map(q.rcpt_errs, "RcptErrs", _is_error, "an SMTPError or None")
+    _check_map(q.tries_count, "TriesCount", _is_int64, "a 64-bit integer")
     if not isinstance(q.first_attempt, _queue.Timestamp):
         raise gj.fail("FirstAttempt", "a Timestamp", q.first_attempt)
     if not isinstance(q.last_attempt, _queue.Timestamp):
@@ -162,7 +175,7 @@ def _check_queue(q: _queue.QueueMetadata) -> None:
 
 
 def _all_str(values: Iterable[object]) -> bool:
-    """Whether every value really is a string: joining them checks at C speed."""
+    """Whether every value is a string: joining them checks at C speed."""
     try:
         "".join(values)  # type: ignore[arg-type]  # the check: TypeError at a non-str
     except TypeError:
@@ -171,7 +184,7 @@ def _all_str(values: Iterable[object]) -> bool:
 
 
 def _is_str(value: object) -> bool:
-    return type(value) is str
+    return isinstance(value, str)
 
 
 def _is_int64(value: object) -> bool:
@@ -184,6 +197,44 @@ def _is_rcpt_opts(value: object) -> bool:
 
 def _is_error(value: object) -> bool:
     return value is None or isinstance(value, SMTPError)
+
+
+def _opt_strs(value: object) -> TypeGuard[list[str] | None]:
+    return value is None or (isinstance(value, list) and _all_str(value))
+
+
+def _opt_str_map(value: object) -> TypeGuard[dict[str, str] | None]:
+    """Keys unchecked: the JSON decoder or encoder checks them."""
+    return value is None or (isinstance(value, dict) and _all_str(value.values()))
+
+
+def _opt_int64_map(value: object) -> TypeGuard[dict[str, int] | None]:
+    """Keys unchecked: the JSON decoder or encoder checks them."""
+    if value is None:
+        return True
+    if not isinstance(value, dict):
+        return False
+    for v in value.values():  # a loop, not all(map(...)): no call per value
+        if type(v) is not int or not gj.INT64_MIN <= v <= gj.INT64_MAX:
+            return False
+    return True
+
+
+def _sorted(value: Mapping[str, JSONValue]) -> JSONObject:
+    """A map as Go writes it, keys in order: one in order already (as read) is not copied."""
+    return cast("JSONObject", value) if _keys_in_order(value) else dict(sorted(value.items()))
+
+
+def _in_order(value: Mapping[str, _V]) -> Iterable[tuple[str, _V]]:
+    """The items of a map in the order of its keys, not sorted again when they are."""
+    return value.items() if _keys_in_order(value) else sorted(value.items())
+
+
+def _keys_in_order(value: Mapping[str, object]) -> bool:
+    if len(value) < 2:  # most messages have a single recipient
+        return True
+    keys = list(value)
+    return keys == sorted(keys)  # keys sort and compare in half the time of items
 
 
 def _rdns_to_json(value: Awaitable[str | None] | None) -> str | None:
@@ -229,16 +280,39 @@ def _conn_to_json(conn: ConnState) -> JSONObject:
     }
 
 
-def _meta_to_json(meta: _message.MsgMetadata, with_conn: bool, path: str = "") -> JSONObject:
-    _check_meta(meta, path, with_conn)
-    opts = meta.smtp_opts
-    rcpts = meta.original_rcpts
+def _meta_to_json(meta: _message.MsgMetadata, with_conn: bool, path: str) -> JSONObject:
+    id_, original_from, rcpts, opts = (
+        meta.id,
+        meta.original_from,
+        meta.original_rcpts,
+        meta.smtp_opts,
+    )
+    dont_trace, quarantine, tls_override = (
+        meta.dont_trace_sender,
+        meta.quarantine,
+        meta.tls_require_override,
+    )
+    rcpt_opts, conn = meta.rcpt_opts, meta.conn if with_conn else None
+    if not (
+        type(id_) is str
+        and type(original_from) is str
+        and type(dont_trace) is bool
+        and type(quarantine) is bool
+        and type(tls_override) is bool
+        and isinstance(opts, MailOptions)
+        and _opt_str_map(rcpts)
+        and isinstance(rcpt_opts, dict)
+        and all(map(_is_rcpt_opts, rcpt_opts.values()))
+    ):
+        raise _Irregular
+    if conn is not None:
+        _check_conn(conn, gj.join(path, "Conn"))
     out: JSONObject = {
-        "ID": meta.id,
-        "OriginalFrom": meta.original_from,
-        "DontTraceSender": meta.dont_trace_sender,
-        "Quarantine": meta.quarantine,
-        "OriginalRcpts": None if rcpts is None else dict(sorted(rcpts.items())),
+        "ID": id_,
+        "OriginalFrom": original_from,
+        "DontTraceSender": dont_trace,
+        "Quarantine": quarantine,
+        "OriginalRcpts": None if rcpts is None else _sorted(rcpts),
         "SMTPOpts": {
             "Body": opts.body,
             "Size": opts.size,
@@ -248,46 +322,60 @@ def _meta_to_json(meta: _message.MsgMetadata, with_conn: bool, path: str = "") -
             "EnvelopeID": opts.envelope_id,
             "Auth": opts.auth,
         },
-        "Conn": _conn_to_json(meta.conn) if with_conn and meta.conn is not None else None,
-        "TLSRequireOverride": meta.tls_require_override,
+        "Conn": None if conn is None else _conn_to_json(conn),
+        "TLSRequireOverride": tls_override,
     }
-    if meta.rcpt_opts:
+    if rcpt_opts:
         out["RcptOpts"] = {
             k: {
                 "Notify": list(v.notify),
                 "OriginalRecipientType": v.original_recipient_type,
                 "OriginalRecipient": v.original_recipient,
             }
-            for k, v in sorted(meta.rcpt_opts.items())
+            for k, v in _in_order(rcpt_opts)
         }
     return out
 
 
 def _queue_to_json(q: _queue.QueueMetadata, with_conn: bool) -> JSONObject:
-    _check_queue(q)
-    errs = q.rcpt_errs
-    tries = q.tries_count
+    meta, from_, errs, tries = q.msg_meta, q.from_, q.rcpt_errs, q.tries_count
+    to, failed, temp = q.to, q.failed_rcpts, q.temporary_failed_rcpts
+    first, last = q.first_attempt, q.last_attempt
+    if not (
+        (meta is None or isinstance(meta, _message.MsgMetadata))
+        and type(from_) is str
+        and _opt_strs(to)
+        and _opt_strs(failed)
+        and _opt_strs(temp)
+        and (errs is None or (isinstance(errs, dict) and all(map(_is_error, errs.values()))))
+        and _opt_int64_map(tries)
+        and isinstance(first, _queue.Timestamp)
+        and isinstance(last, _queue.Timestamp)
+    ):
+        raise _Irregular
     return {
-        "MsgMeta": None if q.msg_meta is None else _meta_to_json(q.msg_meta, with_conn, "MsgMeta"),
-        "From": q.from_,
-        "To": _strs(q.to),
-        "FailedRcpts": _strs(q.failed_rcpts),
-        "TemporaryFailedRcpts": _strs(q.temporary_failed_rcpts),
-        "RcptErrs": None if errs is None else {k: _err_to_json(e) for k, e in sorted(errs.items())},
-        "TriesCount": None if tries is None else dict(sorted(tries.items())),
-        "FirstAttempt": _time_to_json(q.first_attempt, "FirstAttempt"),
-        "LastAttempt": _time_to_json(q.last_attempt, "LastAttempt"),
+        "MsgMeta": None if meta is None else _meta_to_json(meta, with_conn, "MsgMeta"),
+        "From": from_,
+        # Checked above: written as they are, not copied (the casts: a list is invariant).
+        "To": cast("JSONValue", to),
+        "FailedRcpts": cast("JSONValue", failed),
+        "TemporaryFailedRcpts": cast("JSONValue", temp),
+        "RcptErrs": None if errs is None else _errs_to_json(errs),
+        "TriesCount": None if tries is None else _sorted(tries),
+        "FirstAttempt": _time_to_json(first, "FirstAttempt"),
+        "LastAttempt": _time_to_json(last, "LastAttempt"),
     }
 
 
-def _strs(value: list[str] | None) -> JSONValue:
-    return None if value is None else list(value)
-
-
-def _err_to_json(err: SMTPError | None) -> JSONValue:
-    if err is None:
-        return None
-    return {"Code": err.code, "EnhancedCode": list(err.enhanced_code), "Message": err.message}
+def _errs_to_json(errs: dict[str, SMTPError | None]) -> JSONObject:
+    out: JSONObject = {}
+    for k, e in _in_order(errs):
+        out[k] = (
+            None
+            if e is None
+            else {"Code": e.code, "EnhancedCode": list(e.enhanced_code), "Message": e.message}
+        )
+    return out
 
 
 def _time_to_json(value: _queue.Timestamp, path: str) -> str:
@@ -490,11 +578,6 @@ def _queue_from_json(value: JSONValue) -> _queue.QueueMetadata:
 # Reading, fast: documents as Go writes them.
 
 
-@final
-class _Irregular(Exception):
-    """Raised by the fast reader at what it does not take: the careful reader decides."""
-
-
 # An object of as many keys as its struct has fields, each found by its Go name, has no
 # other key: a length and the lookups (KeyError) check it faster than comparing key sets.
 _QUEUE_LEN = len(_QUEUE.names)
@@ -503,26 +586,12 @@ _OPTS_LEN = len(_OPTS.names)
 _RCPT_OPTS_LEN = len(_RCPT_OPTS.names)
 _ERR_LEN = len(_ERR.names)
 _new = object.__new__
-_set = object.__setattr__
-
-
-def _opt_strs(value: JSONValue) -> TypeGuard[list[str] | None]:
-    return value is None or (type(value) is list and _all_str(value))
-
-
-def _opt_str_map(value: JSONValue) -> TypeGuard[dict[str, str] | None]:
-    return value is None or (type(value) is dict and _all_str(value.values()))
-
-
-def _opt_int64_map(value: JSONValue) -> TypeGuard[dict[str, int] | None]:
-    if value is None:
-        return True
-    if type(value) is not dict:
-        return False
-    for v in value.values():  # a loop, not all(map(...)): no call per value
-        if type(v) is not int or not gj.INT64_MIN <= v <= gj.INT64_MAX:
-            return False
-    return True
+_OPTS_SETTERS = slot_setters(
+    MailOptions, "body", "size", "require_tls", "utf8", "return_", "envelope_id", "auth"
+)
+_RCPT_OPTS_SETTERS = slot_setters(
+    RcptOptions, "notify", "original_recipient_type", "original_recipient"
+)
 
 
 def _queue_fast(o: JSONValue) -> _queue.QueueMetadata:
@@ -609,13 +678,16 @@ def _opts_fast(o: JSONValue) -> MailOptions:
         raise _Irregular
     # Checked above as its validators check: built without running them again.
     opts = _new(MailOptions)
-    _set(opts, "body", body)
-    _set(opts, "size", size)
-    _set(opts, "require_tls", require_tls)
-    _set(opts, "utf8", utf8)
-    _set(opts, "return_", return_)
-    _set(opts, "envelope_id", envelope_id)
-    _set(opts, "auth", auth)
+    set_body, set_size, set_require_tls, set_utf8, set_return, set_envelope_id, set_auth = (
+        _OPTS_SETTERS
+    )
+    set_body(opts, body)
+    set_size(opts, size)
+    set_require_tls(opts, require_tls)
+    set_utf8(opts, utf8)
+    set_return(opts, return_)
+    set_envelope_id(opts, envelope_id)
+    set_auth(opts, auth)
     return opts
 
 
@@ -623,6 +695,7 @@ def _rcpt_opts_fast(o: JSONValue) -> dict[str, RcptOptions]:
     if type(o) is not dict:
         raise _Irregular
     out: dict[str, RcptOptions] = {}
+    set_notify, set_kind, set_original = _RCPT_OPTS_SETTERS
     for rcpt, v in o.items():
         if type(v) is not dict or len(v) != _RCPT_OPTS_LEN:
             raise _Irregular
@@ -635,9 +708,9 @@ def _rcpt_opts_fast(o: JSONValue) -> dict[str, RcptOptions]:
             raise _Irregular
         # Checked above as its validator checks: built without running it again.
         opts = _new(RcptOptions)
-        _set(opts, "notify", tuple(notify) if notify else ())
-        _set(opts, "original_recipient_type", kind)
-        _set(opts, "original_recipient", original)
+        set_notify(opts, tuple(notify) if notify else ())
+        set_kind(opts, kind)
+        set_original(opts, original)
         out[rcpt] = opts
     return out
 
