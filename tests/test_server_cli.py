@@ -6,8 +6,10 @@ import asyncio
 import random
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -340,3 +342,38 @@ def test_quiet_and_verbose_together_are_a_usage_error() -> None:
         timeout=60,
     )
     assert result.returncode == EX_USAGE
+
+
+def test_a_second_signal_ends_a_message_under_way_at_once(tmp_path: Path) -> None:
+    """The first SIGTERM lets a message in DATA finish (30 s of grace); the second does not
+    wait for it, and nothing of the message is left delivered."""
+    path = write_config(tmp_path)
+    with subprocess.Popen(
+        [sys.executable, "-m", "mailmodule", "serve", "-c", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            port = int(line.rsplit(":", 1)[1])
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                reader = sock.makefile("rb")
+                reader.readline()  # the greeting
+                sock.sendall(b"HELO c.example\r\nMAIL FROM:<a@example.net>\r\n")
+                sock.sendall(b"RCPT TO:<joe@example.org>\r\nDATA\r\n")
+                replies = [reader.readline() for _ in range(4)]
+                assert replies[-1].startswith(b"354"), replies
+                sock.sendall(b"Subject: slow\r\n\r\nhalf a body")
+                proc.send_signal(signal.SIGTERM)
+                assert "shutting down" in proc.stdout.readline()
+                started = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(timeout=15) == 0
+                assert time.monotonic() - started < 10  # not the 30 s of grace
+                assert reader.readline().startswith(b"421")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert not list((tmp_path / "mail").glob("*/new/*"))

@@ -205,7 +205,9 @@ async def _serve(server: Server, sockets: list[list[socket.socket]] | None = Non
             for name, host, port in bound:
                 _say(f"{name} listening on {host}:{port}")
         await stopping.wait()
-        _say("shutting down: finishing messages under way")
+        _say("shutting down: finishing messages under way (a second signal ends them now)")
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, server.hurry)
     finally:
         await server.stop()
     return 0

@@ -634,6 +634,12 @@ class Server:
                 raise self._error(exc.message, section=f"endpoints[{i}]", key="listen") from exc
         return list(self.bound)
 
+    def hurry(self) -> None:
+        """End every session now, messages under way included: a `stop` under way then
+        finishes at once (a second SIGTERM or SIGINT to `mailmodule serve`)."""
+        for endpoint in self.endpoints:
+            endpoint.hurry()
+
     async def stop(self, grace: float = 30.0) -> None:
         """Stop accepting, let messages under way finish, close every module."""
         await asyncio.gather(*(e.stop(grace) for e in self.endpoints))
