@@ -592,3 +592,9 @@ def test_documents_off_the_fast_path_read_as_the_careful_reader_reads_them(doc: 
     from mailmodule.metadata import _codec
 
     assert QueueMetadata.from_json(doc) == _codec._queue_from_json(json.loads(doc))
+
+
+def test_a_size_beyond_go_int64_is_refused_where_it_would_not_read_back() -> None:
+    with pytest.raises(ValueError, match=r"size must be from 0 to 2\*\*63 - 1"):
+        MailOptions(size=1 << 63)
+    assert MailOptions(size=(1 << 63) - 1).size == (1 << 63) - 1

@@ -231,3 +231,9 @@ def test_any_argument_gives_a_result_or_an_smtp_error(arg: str) -> None:
         except SMTPError as err:
             codes.append(err.code)
     assert all(500 <= code < 600 for code in codes)
+
+
+def test_a_size_no_queue_file_could_hold_is_refused_with_552_even_without_a_limit() -> None:
+    with pytest.raises(SMTPError) as info:
+        parse_mail_from("FROM:<a@b.example> SIZE=9223372036854775808", allowed=MAIL_PARAMETERS)
+    assert (info.value.code, info.value.enhanced_code) == (552, (5, 3, 4))

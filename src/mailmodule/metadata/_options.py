@@ -28,8 +28,11 @@ def _one_of(allowed: frozenset[str]) -> Callable[[object, attrs.Attribute[str], 
 
 
 def _non_negative(inst: object, attr: attrs.Attribute[int], value: int) -> None:
-    if value < 0:
-        raise ValueError(f"{type(inst).__name__}.{attr.name} must be >= 0, got {value!r}")
+    # Go's int64 bounds it: a larger size would be written to a queue file and not read back.
+    if not 0 <= value < 1 << 63:
+        raise ValueError(
+            f"{type(inst).__name__}.{attr.name} must be from 0 to 2**63 - 1, got {value!r}"
+        )
 
 
 @final

@@ -234,6 +234,8 @@ def parse_mail_from(
             if not _DIGITS.fullmatch(value):
                 raise _syntax("Syntax: SIZE=<number>")
             size = int(value)
+            if size >= 1 << 63:  # what no queue file can hold (Go's int64)
+                raise SMTPError(552, (5, 3, 4), "Message size exceeds fixed maximum message size")
             if max_size is not None and size > max_size:
                 raise SMTPError(552, (5, 3, 4), "Message size exceeds fixed maximum message size")
         elif key == "BODY":
