@@ -174,10 +174,11 @@ def _check_queue(q: _queue.QueueMetadata, with_conn: bool) -> None:
         raise gj.fail("LastAttempt", "a Timestamp", q.last_attempt)
 
 
-def _all_str(values: Iterable[object]) -> bool:
-    """Whether every value is a string: joining them checks at C speed."""
+def _all_str(values: Iterable[str]) -> bool:
+    """Whether every value is a string, whatever the declared type says: joining them
+    checks at C speed."""
     try:
-        "".join(values)  # type: ignore[arg-type]  # the check: TypeError at a non-str
+        "".join(values)
     except TypeError:
         return False
     return True
