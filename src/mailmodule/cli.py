@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Compose and run mail servers from mailmodule modules.",
         epilog="Exit codes: 0 ok, 1 refused, 2 usage, 65 bad data, 75 try again, 78 bad config.",
     )
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     loudness = parser.add_mutually_exclusive_group()
     loudness.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     loudness.add_argument(
@@ -81,6 +82,22 @@ def _parser() -> argparse.ArgumentParser:
     show = meta_sub.add_parser("show", help="pretty-print a .meta file")
     show.add_argument("file", help="the .meta file")
     return parser
+
+
+class _Version(argparse.Action):
+    """`--version`: reads the installed version only when asked, not for every command."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        from importlib.metadata import version
+
+        _say(f"mailmodule {version('mailmodule')}")
+        parser.exit()
 
 
 def _positive(text: str) -> int:
