@@ -149,3 +149,27 @@ def test_accessors_raise_only_config_error_for_any_text(text: str) -> None:
             getattr(cfg, accessor)("k")
         except ConfigError:
             pass
+
+
+def test_integer_and_size_with_a_minimum_refuse_smaller_values_but_not_the_default() -> None:
+    cfg = ConfigMap({"n": 0, "z": "0K", "ok": "2"}, module="m")
+    with pytest.raises(ConfigError) as info:
+        cfg.integer("n", 5, minimum=1)
+    assert (info.value.module, info.value.key) == ("m", "n")
+    assert "at least 1, got 0" in str(info.value)
+    with pytest.raises(ConfigError, match="at least 1"):
+        cfg.size("z", minimum=1)
+    assert cfg.integer("ok", minimum=1) == 2
+    assert cfg.integer("missing", -1, minimum=1) == -1
+
+
+def test_durations_are_never_negative_and_positive_ones_are_never_zero() -> None:
+    cfg = ConfigMap({"neg": "-1s", "zero": 0, "delta": dt.timedelta(seconds=-2)}, module="m")
+    for key in ("neg", "delta"):
+        with pytest.raises(ConfigError, match="0s or more") as info:
+            cfg.duration(key)
+        assert info.value.key == key
+    assert cfg.duration("zero") == dt.timedelta(0)
+    with pytest.raises(ConfigError, match="positive duration"):
+        cfg.duration("zero", positive=True)
+    assert cfg.duration("missing", None, positive=True) is None

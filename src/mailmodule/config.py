@@ -185,6 +185,13 @@ class ConfigMap(Mapping[str, object]):
             key=key,
         )
 
+    def _at_least(self, key: str, value: int, minimum: int | None) -> int:
+        if minimum is not None and value < minimum:
+            raise ConfigError(
+                f"expected at least {minimum}, got {value}", module=self._module or None, key=key
+            )
+        return value
+
     @overload
     def string(self, key: str) -> str: ...
     @overload
@@ -197,18 +204,21 @@ class ConfigMap(Mapping[str, object]):
         raise self._wrong(key, "a string", value)
 
     @overload
-    def integer(self, key: str) -> int: ...
+    def integer(self, key: str, *, minimum: int | None = None) -> int: ...
     @overload
-    def integer(self, key: str, default: _T) -> int | _T: ...
-    def integer(self, key: str, default: object = _REQUIRED) -> object:
-        """An integer (or a string of digits)."""
+    def integer(self, key: str, default: _T, *, minimum: int | None = None) -> int | _T: ...
+    def integer(
+        self, key: str, default: object = _REQUIRED, *, minimum: int | None = None
+    ) -> object:
+        """An integer (or a string of digits); with `minimum`, at least that (a default is
+        returned as given)."""
         value = self._get(key, default)
         if value is default:
             return value
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
+            return self._at_least(key, value, minimum)
         if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
-            return int(value)
+            return self._at_least(key, int(value), minimum)
         raise self._wrong(key, "an integer", value)
 
     @overload
@@ -225,39 +235,53 @@ class ConfigMap(Mapping[str, object]):
         raise self._wrong(key, "yes or no", value)
 
     @overload
-    def duration(self, key: str) -> _dt.timedelta: ...
+    def duration(self, key: str, *, positive: bool = False) -> _dt.timedelta: ...
     @overload
-    def duration(self, key: str, default: _T) -> _dt.timedelta | _T: ...
-    def duration(self, key: str, default: object = _REQUIRED) -> object:
-        """A duration: a Go duration string ("1m30s") or a number of seconds."""
+    def duration(self, key: str, default: _T, *, positive: bool = False) -> _dt.timedelta | _T: ...
+    def duration(self, key: str, default: object = _REQUIRED, *, positive: bool = False) -> object:
+        """A duration: a Go duration string ("1m30s") or a number of seconds. Negative ones
+        are refused; with `positive`, zero too (a default is returned as given)."""
         value = self._get(key, default)
-        if value is default or isinstance(value, _dt.timedelta):
+        if value is default:
             return value
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return _dt.timedelta(seconds=value)
-        if isinstance(value, str):
+        if isinstance(value, _dt.timedelta):
+            found = value
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            found = _dt.timedelta(seconds=value)
+        elif isinstance(value, str):
             try:
-                return parse_duration(value)
+                found = parse_duration(value)
             except ValueError as exc:
                 raise ConfigError(str(exc), module=self._module or None, key=key) from None
-        raise self._wrong(key, "a duration", value)
+        else:
+            raise self._wrong(key, "a duration", value)
+        if found < _dt.timedelta(0) or (positive and not found):
+            need = "a positive duration" if positive else "a duration of 0s or more"
+            raise ConfigError(
+                f"expected {need}, got {found.total_seconds():g}s",
+                module=self._module or None,
+                key=key,
+            )
+        return found
 
     @overload
-    def size(self, key: str) -> int: ...
+    def size(self, key: str, *, minimum: int | None = None) -> int: ...
     @overload
-    def size(self, key: str, default: _T) -> int | _T: ...
-    def size(self, key: str, default: object = _REQUIRED) -> object:
-        """A size in bytes: a number, or a string such as "32M" (binary units)."""
+    def size(self, key: str, default: _T, *, minimum: int | None = None) -> int | _T: ...
+    def size(self, key: str, default: object = _REQUIRED, *, minimum: int | None = None) -> object:
+        """A size in bytes: a number, or a string such as "32M" (binary units); with
+        `minimum`, at least that (a default is returned as given)."""
         value = self._get(key, default)
         if value is default:
             return value
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value
+            return self._at_least(key, value, minimum)
         if isinstance(value, str):
             try:
-                return parse_size(value)
+                found = parse_size(value)
             except ValueError as exc:
                 raise ConfigError(str(exc), module=self._module or None, key=key) from None
+            return self._at_least(key, found, minimum)
         raise self._wrong(key, "a size", value)
 
     @overload

@@ -34,17 +34,13 @@ ENDPOINT_KINDS: Final = ("smtp", "submission", "submissions", "lmtp")
 
 
 def _seconds(cfg: ConfigMap, key: str, default: float) -> float:
-    value = cfg.duration(key, datetime.timedelta(seconds=default)).total_seconds()
-    if value <= 0:
-        raise ConfigError(f"{key} must be a positive duration, got {value}s", key=key)
-    return value
+    return cfg.duration(key, datetime.timedelta(seconds=default), positive=True).total_seconds()
 
 
 def _at_least(cfg: ConfigMap, key: str, default: int, least: int, *, size: bool = False) -> int:
-    value = cfg.size(key, default) if size else cfg.integer(key, default)
-    if value < least:
-        raise ConfigError(f"{key} must be at least {least}, got {value}", key=key)
-    return value
+    if size:
+        return cfg.size(key, default, minimum=least)
+    return cfg.integer(key, default, minimum=least)
 
 
 @final
@@ -154,8 +150,6 @@ class SMTPEndpoint:
         self.max_auth_failures = _at_least(cfg, "max_auth_failures", self.max_auth_failures, 1)
         delay = cfg.duration("auth_failure_delay", datetime.timedelta(seconds=0.5))
         self.auth_failure_delay = delay.total_seconds()
-        if self.auth_failure_delay < 0:
-            raise ConfigError("auth_failure_delay must not be negative", key="auth_failure_delay")
         self.rdns = cfg.boolean("rdns", self.rdns)
         self.strict_helo = cfg.boolean("strict_helo", self.strict_helo)
         legacy = _seconds(cfg, "timeout", self.command_timeout)

@@ -135,10 +135,9 @@ class CommandCheck(ModuleBase):
                 )
         self.argv = argv
         self.env = _env_setting(cfg)
-        self.timeout = cfg.duration("timeout", datetime.timedelta(seconds=30)).total_seconds()
-        self.max_header_size = cfg.size("max_header_size", 64 * 1024)
-        if self.max_header_size < 1:
-            raise ConfigError("expected a positive size", module=cfg.module, key="max_header_size")
+        timeout = cfg.duration("timeout", datetime.timedelta(seconds=30), positive=True)
+        self.timeout = timeout.total_seconds()
+        self.max_header_size = cfg.size("max_header_size", 64 * 1024, minimum=1)
         codes = cfg.get("codes")
         if codes is not None:
             if not isinstance(codes, dict):
@@ -700,7 +699,8 @@ class IPRevCheck(ModuleBase):
         self.timeout = 5.0
 
     def init(self, cfg: ConfigMap) -> None:
-        self.timeout = cfg.duration("timeout", datetime.timedelta(seconds=5)).total_seconds()
+        timeout = cfg.duration("timeout", datetime.timedelta(seconds=5), positive=True)
+        self.timeout = timeout.total_seconds()
 
     async def check_state_for_msg(self, msg_meta: MsgMetadata) -> _IPRevState:
         return _IPRevState(self, msg_meta)

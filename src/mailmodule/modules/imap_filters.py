@@ -147,12 +147,8 @@ class CommandFilter(ModuleBase):
                 f"{argv[0]!r} is not an executable program", module=cfg.module, key="command"
             )
         self.argv = [found, *argv[1:]]
-        timeout = cfg.duration("timeout", datetime.timedelta(seconds=30)).total_seconds()
-        if timeout <= 0:
-            raise ConfigError(
-                f"expected a positive duration, got {timeout}s", module=cfg.module, key="timeout"
-            )
-        self.timeout = timeout
+        timeout = cfg.duration("timeout", datetime.timedelta(seconds=30), positive=True)
+        self.timeout = timeout.total_seconds()
 
     def expand(self, account_name: str, rcpt_to: str, meta: MsgMetadata, hdr: Header) -> list[str]:
         """The command line for one message: placeholders replaced in the arguments."""

@@ -1,0 +1,98 @@
+"""`mailmodule check-config` refuses settings that would only fail once serving."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from mailmodule import ConfigError
+from mailmodule.server import Server
+
+
+def _refused(data: Mapping[str, object]) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        Server(data, source="t.toml").initialize()
+    assert info.value.file == "t.toml"
+    return info.value
+
+
+def _endpoint(**settings: object) -> dict[str, object]:
+    return {"endpoints": [{"listen": ["127.0.0.1:2525"], **settings}]}
+
+
+def _module(module: str, **settings: object) -> dict[str, object]:
+    return {"modules": {"m": {"module": module, **settings}}}
+
+
+@pytest.mark.parametrize("value", [-1, 0, "-3"])
+def test_a_max_recipients_below_one_is_refused(value: object) -> None:
+    error = _refused(_endpoint(max_recipients=value))
+    assert (error.section, error.key) == ("endpoints[0]", "max_recipients")
+    assert "at least 1" in str(error)
+
+
+@pytest.mark.parametrize(
+    "key", ["max_message_size", "max_header_size", "max_header_fields", "max_errors"]
+)
+def test_every_endpoint_limit_that_must_be_positive_refuses_zero(key: str) -> None:
+    error = _refused(_endpoint(**{key: 0}))
+    assert (error.section, error.key) == ("endpoints[0]", key)
+
+
+@pytest.mark.parametrize("key", ["max_sessions", "max_sessions_per_ip", "buffer_max_memory"])
+def test_endpoint_limits_where_zero_means_none_refuse_negatives(key: str) -> None:
+    error = _refused(_endpoint(**{key: -1}))
+    assert (error.section, error.key) == ("endpoints[0]", key)
+
+
+@pytest.mark.parametrize("key", ["timeout", "command_timeout", "data_timeout", "session_timeout"])
+@pytest.mark.parametrize("value", ["-5s", "0s", -1])
+def test_a_negative_or_zero_endpoint_timeout_is_refused(key: str, value: object) -> None:
+    error = _refused(_endpoint(**{key: value}))
+    assert (error.section, error.key) == ("endpoints[0]", key)
+    assert "positive duration" in str(error)
+
+
+def test_a_negative_auth_failure_delay_is_refused_and_zero_is_not() -> None:
+    error = _refused(_endpoint(auth_failure_delay="-1s"))
+    assert (error.section, error.key) == ("endpoints[0]", "auth_failure_delay")
+    Server(_endpoint(auth_failure_delay="0s"), source="t.toml").initialize()
+
+
+@pytest.mark.parametrize("module", ["check.command", "check.iprev"])
+@pytest.mark.parametrize("value", ["-1s", "0s"])
+def test_a_check_timeout_that_is_not_positive_is_refused(module: str, value: str) -> None:
+    error = _refused(_module(module, command=[sys.executable], timeout=value))
+    assert (error.section, error.key) == ("modules.m", "timeout")
+
+
+def test_a_check_command_header_limit_of_zero_is_refused() -> None:
+    error = _refused(_module("check.command", command=[sys.executable], max_header_size=0))
+    assert (error.section, error.key) == ("modules.m", "max_header_size")
+
+
+def test_a_negative_table_reload_interval_is_refused(tmp_path: Path) -> None:
+    users = tmp_path / "users"
+    users.write_text("")
+    error = _refused(_module("table.file", file=str(users), reload_interval="-1s"))
+    assert (error.section, error.key) == ("modules.m", "reload_interval")
+
+
+def test_check_config_exits_78_and_names_file_section_and_key(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[[endpoints]]\nlisten = ["127.0.0.1:2525"]\nmax_recipients = -1\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "mailmodule", "check-config", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 78
+    assert f"file {str(config)!r}" in done.stderr
+    assert "section 'endpoints[0]', key 'max_recipients'" in done.stderr
+    assert "at least 1, got -1" in done.stderr
