@@ -194,7 +194,10 @@ def test_cli_help_works_everywhere() -> None:
 
 def test_cli_usage_errors_exit_2() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "mailmodule", "serve"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "mailmodule", "serve", "--workers", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
 

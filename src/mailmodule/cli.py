@@ -4,9 +4,13 @@
     mailmodule serve -c mail.toml       run the server until SIGTERM or SIGINT
     mailmodule serve -c FILE --workers N    N processes accepting on the same sockets
     mailmodule -q serve -c FILE         log warnings and errors only, no line per message
+    mailmodule serve --log-level debug --log-format json    one JSON object per log line
     mailmodule check-config -c FILE     initialize everything (no_run), start nothing
     mailmodule deliver -c FILE --from A --to B [--to C] < message
     mailmodule meta show FILE           a maddy queue .meta file, pretty-printed
+
+-c defaults to $MAILMODULE_CONFIG, else /etc/mailmodule/mailmodule.toml. The logging
+options (-v, -q, --log-level, --log-format) may come before or after the command.
 
 Exit codes, for scripts: 0 success; 1 a recipient or the message was refused; 2 usage
 error; 65 malformed input data; 70 worker processes failed (they died too often, or did
@@ -17,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -48,22 +54,69 @@ EX_TEMPFAIL: Final = 75
 EX_CONFIG: Final = 78
 
 
+_DEFAULT_CONFIG: Final = "/etc/mailmodule/mailmodule.toml"
+_LEVELS: Final = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def _logging_options(*, suppress: bool) -> argparse.ArgumentParser:
+    """The logging options, shared by the main parser and every subparser so that they may
+    come before or after the command. The subparsers' copies default to SUPPRESS: an
+    option given only before the command is not reset by the subparser."""
+    parent = argparse.ArgumentParser(add_help=False)
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    loudness = parent.add_mutually_exclusive_group()
+    loudness.add_argument(
+        "-v", "--verbose", action="store_true", default=default(False), help="log at debug level"
+    )
+    loudness.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default(False),
+        help="log warnings and errors only, not each message",
+    )
+    loudness.add_argument(
+        "--log-level", choices=list(_LEVELS), default=default(None), help="default: info"
+    )
+    parent.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=default("text"),
+        help="text lines, or one JSON object per line (default: text)",
+    )
+    return parent
+
+
 def _parser() -> argparse.ArgumentParser:
+    config = os.environ.get("MAILMODULE_CONFIG") or _DEFAULT_CONFIG
+    config_help = (
+        f"the TOML configuration file (default: $MAILMODULE_CONFIG, else {_DEFAULT_CONFIG})"
+    )
+    common = _logging_options(suppress=True)
     parser = argparse.ArgumentParser(
         prog="mailmodule",
         description="Compose and run mail servers from mailmodule modules.",
-        epilog="Exit codes: 0 ok, 1 refused, 2 usage, 65 bad data, 75 try again, 78 bad config.",
+        epilog=(
+            f"-c FILE defaults to $MAILMODULE_CONFIG, else {_DEFAULT_CONFIG}. "
+            "Exit codes: 0 ok, 1 refused, 2 usage, 65 bad data, 75 try again, 78 bad config."
+        ),
+        parents=[_logging_options(suppress=False)],
     )
     parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
-    loudness = parser.add_mutually_exclusive_group()
-    loudness.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
-    loudness.add_argument(
-        "-q", "--quiet", action="store_true", help="log warnings and errors only, not each message"
-    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("modules", help="list registered modules by prefix, plugins included")
-    serve = sub.add_parser("serve", help="run the server until SIGTERM or SIGINT")
-    serve.add_argument("-c", "--config", required=True, help="the TOML configuration file")
+    sub.add_parser(
+        "modules", parents=[common], help="list registered modules by prefix, plugins included"
+    )
+    serve = sub.add_parser("serve", parents=[common], help="run the server until SIGTERM or SIGINT")
+    serve.add_argument("-c", "--config", default=config, help=config_help)
     serve.add_argument(
         "--workers",
         type=_positive,
@@ -71,15 +124,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="worker processes sharing the listening sockets (default 1: this process)",
     )
-    check = sub.add_parser("check-config", help="initialize everything, start nothing")
-    check.add_argument("-c", "--config", required=True, help="the TOML configuration file")
-    deliver = sub.add_parser("deliver", help="one message from standard input through the pipeline")
-    deliver.add_argument("-c", "--config", required=True, help="the TOML configuration file")
+    check = sub.add_parser(
+        "check-config", parents=[common], help="initialize everything, start nothing"
+    )
+    check.add_argument("-c", "--config", default=config, help=config_help)
+    deliver = sub.add_parser(
+        "deliver", parents=[common], help="one message from standard input through the pipeline"
+    )
+    deliver.add_argument("-c", "--config", default=config, help=config_help)
     deliver.add_argument("--from", dest="sender", required=True, help="the envelope sender")
     deliver.add_argument("--to", dest="rcpts", action="append", required=True, help="a recipient")
-    meta = sub.add_parser("meta", help="maddy queue metadata")
+    meta = sub.add_parser("meta", parents=[common], help="maddy queue metadata")
     meta_sub = meta.add_subparsers(dest="meta_command", required=True, metavar="ACTION")
-    show = meta_sub.add_parser("show", help="pretty-print a .meta file")
+    show = meta_sub.add_parser("show", parents=[common], help="pretty-print a .meta file")
     show.add_argument("file", help="the .meta file")
     return parser
 
@@ -112,11 +169,20 @@ def _positive(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    parser = _parser()
+    args = parser.parse_args(argv)
+    # Each parser checks its own -v/-q/--log-level; given on both sides of the command,
+    # they are checked here.
+    chosen = [args.verbose, args.quiet, args.log_level is not None]
+    if sum(chosen) > 1:
+        parser.error("choose one of -v, -q and --log-level")
+    _configure_logging(
+        logging.DEBUG
+        if args.verbose
+        else logging.WARNING
+        if args.quiet
+        else _LEVELS[args.log_level or "info"],
+        args.log_format,
     )
     if args.command == "modules":
         return _exit_code(lambda: _modules(sys.stdout))
@@ -132,6 +198,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             lambda: asyncio.run(_deliver(args.config, args.sender, args.rcpts, data, sys.stdout))
         )
     return _exit_code(lambda: _meta_show(args.file, sys.stdout))
+
+
+def _configure_logging(level: int, log_format: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(_JSONFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+class _JSONFormatter(logging.Formatter):
+    """One JSON object per line: time (RFC 3339, UTC), level, logger, message, and the
+    traceback as `exception` when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False)
 
 
 def _say(text: str, out: TextIO | None = None) -> None:
