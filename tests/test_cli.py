@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mailmodule.cli import EX_USAGE, _JSONFormatter
+from mailmodule.cli import EX_DATAERR, EX_NOINPUT, EX_USAGE, _JSONFormatter
 from tests.serve_kit import write_config
 
 
@@ -133,3 +133,32 @@ def test_config_defaults_to_mailmodule_config_then_the_etc_file(tmp_path: Path) 
     assert "$MAILMODULE_CONFIG, else /etc/mailmodule/mailmodule.toml" in " ".join(
         result.stdout.split()
     )
+
+
+def test_meta_show_of_a_missing_file_is_no_input_and_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "gone.meta"
+    result = run("meta", "show", str(path))
+    assert result.returncode == EX_NOINPUT
+    assert str(path) in result.stderr
+
+
+@pytest.mark.parametrize(
+    "content", [b'{"To": 5}', b"{not json", b'{"x": 1}', b"{}", b"[1]", b"null"]
+)
+def test_meta_show_of_a_file_that_is_not_queue_metadata_is_a_data_error_naming_it(
+    tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "bad.meta"
+    path.write_bytes(content)
+    result = run("meta", "show", str(path))
+    assert result.returncode == EX_DATAERR
+    assert result.stderr.startswith(f"mailmodule: {path}: ")
+    assert result.stdout == ""
+
+
+def test_meta_show_reads_a_queue_file_whose_keys_differ_in_case(tmp_path: Path) -> None:
+    path = tmp_path / "a.meta"
+    path.write_bytes(b'{"from": "a@example.org"}')
+    result = run("meta", "show", str(path))
+    assert result.returncode == 0, result.stderr
+    assert '"From": "a@example.org"' in result.stdout

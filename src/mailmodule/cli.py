@@ -13,8 +13,9 @@
 options (-v, -q, --log-level, --log-format) may come before or after the command.
 
 Exit codes, for scripts: 0 success; 1 a recipient or the message was refused; 2 usage
-error; 65 malformed input data; 70 worker processes failed (they died too often, or did
-not stop cleanly); 75 temporary failure (try again); 78 configuration error.
+error; 65 malformed input data; 66 an input file cannot be read; 70 worker processes failed
+(they died too often, or did not stop cleanly); 75 temporary failure (try again); 78
+configuration error.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EX_CONFIG",
     "EX_DATAERR",
+    "EX_NOINPUT",
     "EX_REFUSED",
     "EX_SOFTWARE",
     "EX_TEMPFAIL",
@@ -49,6 +51,7 @@ __all__ = [
 EX_REFUSED: Final = 1
 EX_USAGE: Final = 2
 EX_DATAERR: Final = 65
+EX_NOINPUT: Final = 66
 EX_SOFTWARE: Final = 70
 EX_TEMPFAIL: Final = 75
 EX_CONFIG: Final = 78
@@ -106,7 +109,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Compose and run mail servers from mailmodule modules.",
         epilog=(
             f"-c FILE defaults to $MAILMODULE_CONFIG, else {_DEFAULT_CONFIG}. "
-            "Exit codes: 0 ok, 1 refused, 2 usage, 65 bad data, 75 try again, 78 bad config."
+            "Exit codes: 0 ok, 1 refused, 2 usage, 65 bad data, 66 no input, 75 try again, "
+            "78 bad config."
         ),
         parents=[_logging_options(suppress=False)],
     )
@@ -394,8 +398,31 @@ async def _deliver(path: str, sender: str, rcpts: list[str], data: bytes, out: T
 
 
 def _meta_show(path: str, out: TextIO) -> int:
+    from mailmodule.errors import MetadataError
     from mailmodule.metadata import QueueMetadata
 
-    queue = QueueMetadata.read(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        _say(f"mailmodule: {path}: cannot read: {exc.strerror}", sys.stderr)
+        return EX_NOINPUT
+    try:
+        queue = QueueMetadata.from_json(data)
+        document = json.loads(data)
+    except (MetadataError, ValueError) as exc:
+        _say(f"mailmodule: {path}: malformed queue metadata: {exc}", sys.stderr)
+        return EX_DATAERR
+    # from_json ignores unknown keys, as maddy does, so any JSON object reads; one with
+    # none of the queue's keys is some other file.
+    keys = json.loads(QueueMetadata().to_json())
+    if not isinstance(document, dict) or not {k.lower() for k in document} & {
+        k.lower() for k in keys
+    }:
+        _say(
+            f"mailmodule: {path}: not queue metadata: it has none of the keys {', '.join(keys)}",
+            sys.stderr,
+        )
+        return EX_DATAERR
     print(json.dumps(json.loads(queue.to_json()), indent=2, ensure_ascii=False), file=out)
     return 0
