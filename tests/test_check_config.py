@@ -96,3 +96,57 @@ def test_check_config_exits_78_and_names_file_section_and_key(tmp_path: Path) ->
     assert f"file {str(config)!r}" in done.stderr
     assert "section 'endpoints[0]', key 'max_recipients'" in done.stderr
     assert "at least 1, got -1" in done.stderr
+
+
+def test_a_tls_listener_without_a_tls_loader_is_refused() -> None:
+    error = _refused({"endpoints": [{"listen": ["tls://127.0.0.1:465"]}]})
+    assert (error.section, error.key) == ("endpoints[0]", "listen")
+    assert "needs a tls loader" in str(error)
+
+
+def test_a_submissions_endpoint_without_a_tls_loader_is_refused() -> None:
+    error = _refused({"endpoints": [{"type": "submissions", "listen": ["127.0.0.1:465"]}]})
+    assert (error.section, error.key) == ("endpoints[0]", "tls")
+
+
+def test_a_tls_listener_with_a_tls_loader_is_accepted(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("")
+    key.write_text("")
+    data = {
+        "modules": {"tls": {"module": "tls.loader.file", "certs": [[str(cert), str(key)]]}},
+        "endpoints": [{"listen": ["tls://127.0.0.1:465"], "tls": "&tls"}],
+    }
+    server = Server(data, source="t.toml")
+    server.initialize()
+    assert len(server.endpoints) == 1
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "udp://127.0.0.1:25",
+        "http://127.0.0.1:25",
+        "127.0.0.1",
+        "tls://mx.example.org",
+        "127.0.0.1:",
+        "127.0.0.1:99999",
+        "no such host:25",
+        "-mx.example.org:25",
+        "mx..example.org:25",
+        "[mx.example.org]:25",
+        "[127.0.0.1]:25",
+        "unix://relative.sock",
+    ],
+)
+def test_a_malformed_listening_address_is_refused(address: str) -> None:
+    error = _refused({"endpoints": [{"listen": ["127.0.0.1:2525", address]}]})
+    assert (error.section, error.key) == ("endpoints[0]", "listen")
+    assert repr(address) in str(error)
+
+
+@pytest.mark.parametrize(
+    "address", ["mx.example.org:25", "localhost.:25", "[::1]:25", "tcp://0.0.0.0:0", "::1:25"]
+)
+def test_well_formed_listening_addresses_are_accepted_without_resolving(address: str) -> None:
+    Server({"endpoints": [{"listen": [address]}]}, source="t.toml").initialize()

@@ -552,6 +552,8 @@ class Server:
             cfg = ConfigMap(settings, module=kind, resolver=self.registry.get_instance)
             endpoint.init(cfg)
             cfg.check_unknown()
+            if isinstance(endpoint, SMTPEndpoint):
+                endpoint.check_tls()
         except ConfigError as exc:
             raise self._error(exc.message, section=section, key=exc.key) from exc
         except ValueError as exc:  # a reply that does not parse

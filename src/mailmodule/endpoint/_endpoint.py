@@ -164,6 +164,23 @@ class SMTPEndpoint:
         for addr in self.addrs:
             ListenAddress.parse(addr)
 
+    def check_tls(self) -> None:
+        """Refuse implicit TLS ("tls://" addresses, the "submissions" endpoint) without a
+        `tls` loader: such a listener could never complete a handshake.
+
+        Raises:
+            ConfigError: naming the address (key "listen", or "tls" for submissions).
+        """
+        if self.tls is not None:
+            return
+        for addr in self._addresses():
+            if addr.tls or self._name == "submissions":
+                raise ConfigError(
+                    f'implicit TLS on {addr.text} needs a tls loader (tls = "&name")',
+                    module=self._name,
+                    key="listen" if addr.tls else "tls",
+                )
+
     def name(self) -> str:
         return self._name
 
@@ -273,11 +290,7 @@ class SMTPEndpoint:
         self._sessions.count = SessionCount(
             max_total=self.max_sessions or None, max_per_ip=self.max_sessions_per_ip or None
         )
-        for addr in addrs:
-            if (addr.tls or self._name == "submissions") and settings.tls is None:
-                raise ConfigError(
-                    f"implicit TLS on {addr.text} needs a tls loader", module=self._name, key="tls"
-                )
+        self.check_tls()
         owned = sockets is None
         socks = self.bind() if sockets is None else list(sockets)
         if len(socks) != len(addrs):

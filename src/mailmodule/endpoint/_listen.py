@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
+import re
 import socket
 import stat
 from typing import Final, final
@@ -17,6 +19,18 @@ __all__ = ["ListenAddress", "bind_socket", "parse_listen_address", "socket_addre
 #: Pending connections the kernel keeps per listening socket.
 BACKLOG: Final = 512
 _SCHEMES: Final = ("tcp://", "tls://", "unix://")
+_LABEL: Final = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _is_host(host: str, *, bracketed: bool) -> bool:
+    """Whether `host` is an IP address (IPv6 when written in brackets) or a host name."""
+    try:
+        return ipaddress.ip_address(host).version == 6 or not bracketed
+    except ValueError:
+        if bracketed:
+            return False
+    name = host.removesuffix(".")
+    return len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))
 
 
 @final
@@ -62,13 +76,20 @@ class ListenAddress:
                 f"not a listening address: {text!r} (schemes: {', '.join(_SCHEMES)})",
                 key="listen",
             )
-        if rest.startswith("["):
+        bracketed = rest.startswith("[")
+        if bracketed:
             host, sep, port = rest[1:].partition("]:")
         else:
             host, sep, port = rest.rpartition(":")
         if not sep or not host or not port.isdigit() or int(port) > 65535:
             raise ConfigError(
                 f"not a listening address: {text!r} (write it like 127.0.0.1:25)", key="listen"
+            )
+        if not _is_host(host, bracketed=bracketed):
+            raise ConfigError(
+                f"not a listening address: {text!r} ({host!r} is neither an IP address nor a "
+                "host name)",
+                key="listen",
             )
         return cls(text=text, host=host, port=int(port), tls=tls)
 
