@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import smtplib
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from mailmodule.cli import EX_DATAERR, EX_NOINPUT, EX_USAGE, _JSONFormatter
-from tests.serve_kit import write_config
+from tests.serve_kit import MAILDIR_CONFIG, write_config
 
 
 def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -162,3 +163,84 @@ def test_meta_show_reads_a_queue_file_whose_keys_differ_in_case(tmp_path: Path) 
     result = run("meta", "show", str(path))
     assert result.returncode == 0, result.stderr
     assert '"From": "a@example.org"' in result.stdout
+
+
+JUNK_CONFIG = MAILDIR_CONFIG.replace(
+    "[pipeline]",
+    """[modules.junk]
+module = "check.command"
+command = [{python}, "-c", "import sys; sys.exit(2)"]
+
+[pipeline]
+checks = ["&junk"]""",
+)
+
+
+def deliver(config: Path, stdin: str, *rcpts: str) -> subprocess.CompletedProcess[str]:
+    to = [arg for rcpt in rcpts for arg in ("--to", rcpt)]
+    return run("deliver", "-c", str(config), "--from", "a@example.net", *to, stdin=stdin)
+
+
+def delivered(tmp_path: Path, folder: str = "new") -> list[bytes]:
+    directory = tmp_path / "mail" / "joe" / folder
+    return [f.read_bytes() for f in directory.iterdir()] if directory.exists() else []
+
+
+@pytest.mark.parametrize("stdin", ["", "\n", "\r\n"])
+def test_deliver_refuses_empty_input_and_stores_nothing(tmp_path: Path, stdin: str) -> None:
+    result = deliver(write_config(tmp_path), stdin, "joe@example.org")
+    assert result.returncode == EX_DATAERR
+    assert "empty" in result.stderr
+    assert delivered(tmp_path) == []
+
+
+def test_deliver_stores_crlf_line_endings_under_a_received_field(tmp_path: Path) -> None:
+    result = deliver(
+        write_config(tmp_path), "Subject: lf\n\nline one\nline two\n", "joe@example.org"
+    )
+    assert result.returncode == 0, result.stderr
+    (stored,) = delivered(tmp_path)
+    assert stored.count(b"\n") == stored.count(b"\r\n") > 0
+    head, body = stored.split(b"\r\n\r\n", 1)
+    received, subject = re.sub(rb"\r\n(?=[ \t])", b"", head).split(b"\r\n")
+    assert re.fullmatch(
+        rb"Received: from local \(mailmodule deliver\) by mx\.test with LOCAL id [0-9a-f]+;"
+        rb"\s+\w{3}, \d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4}",
+        received,
+    )
+    assert subject == b"Subject: lf"
+    assert body == b"line one\r\nline two\r\n"
+
+
+def test_deliver_names_the_address_it_delivered_to(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        MAILDIR_CONFIG.replace(
+            "[pipeline]",
+            """[modules.aliases]
+module = "table.static"
+entries = {{ "team@example.org" = ["joe@example.org"] }}
+
+[modules.rewrite]
+module = "modify.replace_rcpt"
+table = "&aliases"
+
+[pipeline]
+modifiers = ["&rewrite"]""",
+        ),
+    )
+    result = deliver(config, "Subject: x\r\n\r\nx\r\n", "team@example.org")
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(
+        r"team@example\.org: 250 2\.0\.0 delivered to joe@example\.org \(id [0-9a-f]+\)\n",
+        result.stdout,
+    )
+
+
+def test_deliver_says_when_a_check_quarantined_the_message(tmp_path: Path) -> None:
+    config = write_config(tmp_path, JUNK_CONFIG, python=json.dumps(sys.executable))
+    result = deliver(config, "Subject: x\r\n\r\nx\r\n", "joe@example.org")
+    assert result.returncode == 0, result.stderr
+    assert "delivered to joe@example.org (quarantined: Junk)" in result.stdout
+    assert delivered(tmp_path) == []
+    assert len(delivered(tmp_path, ".Junk/new")) == 1

@@ -356,14 +356,31 @@ def _serve_workers(path: str, workers: int) -> int:
 
 
 async def _deliver(path: str, sender: str, rcpts: list[str], data: bytes, out: TextIO) -> int:
+    """Deliver `data` as the endpoints would a message from SMTP: CRLF line endings and a
+    Received field on top; each recipient's line names where it went."""
+    import email.utils
+
+    from mailmodule import address
     from mailmodule.buffer import buffer_body
     from mailmodule.header import read_header
     from mailmodule.metadata import MsgMetadata, generate_msg_id
+    from mailmodule.pipeline import RecipientStatus
+    from mailmodule.smtp._data import normalize_line_endings
 
+    if not data.strip():
+        _say("mailmodule: deliver: no message on standard input (it was empty)", sys.stderr)
+        return EX_DATAERR
     server = _load(path)
+    data = normalize_line_endings(data)
     header, offset = read_header(data)
     body = await buffer_body(memoryview(data)[offset:])
     meta = MsgMetadata(id=generate_msg_id(), original_from=sender)
+    hostname = server.hostname if address.is_valid_domain(server.hostname) else "localhost"
+    header.add(
+        "Received",
+        f"from local (mailmodule deliver) by {hostname} with LOCAL id {meta.id}; "
+        + email.utils.format_datetime(email.utils.localtime()),
+    )
     refused: list[SMTPError] = []
     try:
         delivery = await server.pipeline.start(meta, sender)
@@ -382,8 +399,18 @@ async def _deliver(path: str, sender: str, rcpts: list[str], data: bytes, out: T
             except SMTPError:
                 await delivery.abort()
                 raise
-            for rcpt in accepted:
-                print(f"{rcpt}: 250 2.0.0 delivered (id {meta.id})", file=out)
+            # Set by the checks, which run with the body.
+            junk = " (quarantined: Junk)" if delivery.meta.quarantine else ""
+            for record in delivery.recipients:
+                if record.given not in accepted:
+                    continue
+                if record.status is RecipientStatus.DELIVERED:
+                    to = ", ".join(record.addresses)
+                    reply = f"250 2.0.0 delivered to {to}{junk} (id {meta.id})"
+                    print(f"{record.given}: {reply}", file=out)
+                elif record.error is not None:
+                    refused.append(record.error)
+                    print(f"{record.given}: {record.error}", file=out)
         else:
             await delivery.abort()
     except SMTPError as err:
