@@ -150,3 +150,35 @@ def test_a_malformed_listening_address_is_refused(address: str) -> None:
 )
 def test_well_formed_listening_addresses_are_accepted_without_resolving(address: str) -> None:
     Server({"endpoints": [{"listen": [address]}]}, source="t.toml").initialize()
+
+
+def test_a_users_file_in_a_missing_directory_is_refused(tmp_path: Path) -> None:
+    error = _refused(_module("table.file", file=str(tmp_path / "gone" / "users")))
+    assert (error.section, error.key) == ("modules.m", "file")
+    assert "does not exist" in str(error)
+
+
+def test_a_missing_users_file_in_an_existing_directory_is_an_empty_table(tmp_path: Path) -> None:
+    data = _module("table.file", file=str(tmp_path / "users"))
+    Server(data, source="t.toml").initialize()
+
+
+@pytest.mark.parametrize(
+    "command", ["no-such-program-mailmodule", ["/nonexistent/bin/filter", "{sender}"]]
+)
+def test_a_check_command_whose_program_does_not_exist_is_refused(command: object) -> None:
+    error = _refused(_module("check.command", command=command))
+    assert (error.section, error.key) == ("modules.m", "command")
+    assert "not an executable program" in str(error)
+
+
+def test_a_check_command_that_is_not_executable_is_refused(tmp_path: Path) -> None:
+    script = tmp_path / "filter"
+    script.write_text("#!/bin/sh\n")
+    for path in (script, tmp_path):
+        error = _refused(_module("check.command", command=[str(path)]))
+        assert (error.section, error.key) == ("modules.m", "command")
+
+
+def test_a_check_command_found_on_the_path_is_accepted() -> None:
+    Server(_module("check.command", command="sh -c true"), source="t.toml").initialize()

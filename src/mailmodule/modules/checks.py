@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shlex
+import shutil
 import signal
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Final, final
@@ -133,6 +134,12 @@ class CommandCheck(ModuleBase):
                     module=cfg.module,
                     key="command",
                 )
+        # Found now, or every message would meet "cannot run" and the check's failure.
+        found = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
+        if found is None or not os.access(found, os.X_OK) or os.path.isdir(found):
+            raise ConfigError(
+                f"{argv[0]!r} is not an executable program", module=cfg.module, key="command"
+            )
         self.argv = argv
         self.env = _env_setting(cfg)
         timeout = cfg.duration("timeout", datetime.timedelta(seconds=30), positive=True)

@@ -171,6 +171,13 @@ class FileTable(ModuleBase):
         path = cfg.string("file", default)
         if not path:
             raise ConfigError("required key is missing", module=cfg.module, key="file")
+        # A missing file is an empty table, but one in a missing directory can never be
+        # written: every lookup (every login) would fail without a word.
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise ConfigError(
+                f"directory {folder!r} does not exist", module=cfg.module, key="file", file=path
+            )
         self.path = path
         self._interval = cfg.duration(
             "reload_interval", datetime.timedelta(seconds=5)
