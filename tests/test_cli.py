@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mailmodule.cli import EX_DATAERR, EX_NOINPUT, EX_USAGE, _JSONFormatter
+from mailmodule.cli import EX_DATAERR, EX_NOINPUT, EX_USAGE, _json_formatter
 from tests.serve_kit import MAILDIR_CONFIG, write_config
 
 
@@ -103,7 +103,7 @@ def test_json_log_lines_carry_the_exception_text() -> None:
         record = logging.LogRecord(
             "mailmodule.x", logging.ERROR, __file__, 1, "failed %s", ("here",), sys.exc_info()
         )
-    entry = json.loads(_JSONFormatter().format(record))
+    entry = json.loads(_json_formatter().format(record))
     assert entry["message"] == "failed here"
     assert entry["level"] == "ERROR"
     assert entry["logger"] == "mailmodule.x"
@@ -244,3 +244,59 @@ def test_deliver_says_when_a_check_quarantined_the_message(tmp_path: Path) -> No
     assert "delivered to joe@example.org (quarantined: Junk)" in result.stdout
     assert delivered(tmp_path) == []
     assert len(delivered(tmp_path, ".Junk/new")) == 1
+
+
+# What serving mail needs and `--help` does not (benchmarks/bench_cli.py).
+HEAVY = (
+    "asyncio",
+    "socket",
+    "ssl",
+    "json",
+    "tomllib",
+    "email.utils",
+    "importlib.metadata",
+    "mailmodule.server",
+    "mailmodule.pipeline",
+    "mailmodule.endpoint",
+    "mailmodule.modules",
+    "mailmodule.metadata",
+)
+
+
+def imported_by(*args: str) -> set[str]:
+    """The modules a `mailmodule *args` process imports, from `-X importtime`."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "mailmodule", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("import time:")]
+    return {line.rsplit("|", 1)[1].strip() for line in lines[1:]}
+
+
+def test_the_command_line_module_adds_nothing_heavy_to_the_package_for_help() -> None:
+    code = (
+        "import sys, mailmodule; before = set(sys.modules); import mailmodule.cli\n"
+        "try: mailmodule.cli.main(['--help'])\n"
+        "except SystemExit: pass\n"
+        "print(*sorted(set(sys.modules) - before))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    added = set(result.stdout.splitlines()[-1].split())
+    assert "mailmodule.cli" in added
+    assert added.isdisjoint(HEAVY)
+
+
+@pytest.mark.xfail(
+    reason="mailmodule/__init__.py imports every module at once (about 300 ms), before the "
+    "command line runs; a lazy package __init__ would let --help meet its goal",
+    strict=True,
+)
+def test_help_imports_none_of_the_heavy_modules() -> None:
+    imported = imported_by("--help")
+    assert "mailmodule.cli" in imported
+    assert imported.isdisjoint(HEAVY), sorted(imported & set(HEAVY))

@@ -20,21 +20,19 @@ configuration error.
 
 from __future__ import annotations
 
+# Only what parsing the arguments needs: `--help` and usage errors must not pay for the
+# server (benchmarks/bench_cli.py). Each command imports what it uses.
 import argparse
-import asyncio
-import datetime
-import json
-import logging
 import os
-import signal
-import socket
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final, TextIO
 
-from mailmodule.errors import ConfigError, DataError, SMTPError, StorageError
-
 if TYPE_CHECKING:
+    import logging
+    import socket
+
+    from mailmodule.errors import SMTPError
     from mailmodule.server import Server
 
 __all__ = [
@@ -58,12 +56,7 @@ EX_CONFIG: Final = 78
 
 
 _DEFAULT_CONFIG: Final = "/etc/mailmodule/mailmodule.toml"
-_LEVELS: Final = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-}
+_LEVELS: Final = ("debug", "info", "warning", "error")
 
 
 def _logging_options(*, suppress: bool) -> argparse.ArgumentParser:
@@ -87,7 +80,7 @@ def _logging_options(*, suppress: bool) -> argparse.ArgumentParser:
         help="log warnings and errors only, not each message",
     )
     loudness.add_argument(
-        "--log-level", choices=list(_LEVELS), default=default(None), help="default: info"
+        "--log-level", choices=_LEVELS, default=default(None), help="default: info"
     )
     parent.add_argument(
         "--log-format",
@@ -181,13 +174,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if sum(chosen) > 1:
         parser.error("choose one of -v, -q and --log-level")
     _configure_logging(
-        logging.DEBUG
-        if args.verbose
-        else logging.WARNING
-        if args.quiet
-        else _LEVELS[args.log_level or "info"],
+        "debug" if args.verbose else "warning" if args.quiet else args.log_level or "info",
         args.log_format,
     )
+    import asyncio
+
     if args.command == "modules":
         return _exit_code(lambda: _modules(sys.stdout))
     if args.command == "serve":
@@ -204,33 +195,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _exit_code(lambda: _meta_show(args.file, sys.stdout))
 
 
-def _configure_logging(level: int, log_format: str) -> None:
+def _configure_logging(level: str, log_format: str) -> None:
+    import logging
+
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
-        handler.setFormatter(_JSONFormatter())
+        handler.setFormatter(_json_formatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
-class _JSONFormatter(logging.Formatter):
+def _json_formatter() -> logging.Formatter:
     """One JSON object per line: time (RFC 3339, UTC), level, logger, message, and the
-    traceback as `exception` when there is one."""
+    traceback as `exception` when there is one. (Built here, not at import: logging.)"""
+    import datetime
+    import json
+    import logging
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
-                timespec="milliseconds"
-            ),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        if record.stack_info:
-            entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, ensure_ascii=False)
+    class JSONFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            entry = {
+                "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
+                    timespec="milliseconds"
+                ),
+                "level": record.levelname,
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+            if record.exc_info:
+                entry["exception"] = self.formatException(record.exc_info)
+            if record.stack_info:
+                entry["stack"] = self.formatStack(record.stack_info)
+            return json.dumps(entry, ensure_ascii=False)
+
+    return JSONFormatter()
 
 
 def _say(text: str, out: TextIO | None = None) -> None:
@@ -244,6 +243,8 @@ def _say(text: str, out: TextIO | None = None) -> None:
 
 def _exit_code(command: Callable[[], int]) -> int:
     """Run `command`; our errors become their exit codes, with the message on stderr."""
+    from mailmodule.errors import ConfigError, DataError, StorageError
+
     try:
         return command()
     except ConfigError as exc:
@@ -310,6 +311,9 @@ async def _serve(server: Server, sockets: list[list[socket.socket]] | None = Non
     addresses to the parent; SIGTERM and SIGINT may arrive blocked, and are unblocked
     once handled here.
     """
+    import asyncio
+    import signal
+
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -335,6 +339,8 @@ def _serve_workers(path: str, workers: int) -> int:
     The parent initializes the modules only to check them (no_run) and closes them again:
     each worker builds its own, from the same file, after the fork.
     """
+    import asyncio
+
     from mailmodule._workers import Supervisor
 
     checked = _load(path, no_run=True)
@@ -362,6 +368,7 @@ async def _deliver(path: str, sender: str, rcpts: list[str], data: bytes, out: T
 
     from mailmodule import address
     from mailmodule.buffer import buffer_body
+    from mailmodule.errors import SMTPError
     from mailmodule.header import read_header
     from mailmodule.metadata import MsgMetadata, generate_msg_id
     from mailmodule.pipeline import RecipientStatus
@@ -425,6 +432,8 @@ async def _deliver(path: str, sender: str, rcpts: list[str], data: bytes, out: T
 
 
 def _meta_show(path: str, out: TextIO) -> int:
+    import json
+
     from mailmodule.errors import MetadataError
     from mailmodule.metadata import QueueMetadata
 
