@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import string
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from mailmodule import ConfigError
+from mailmodule import ConfigError, ConfigMap
+from mailmodule.config import redact_dsn
 from mailmodule.server import Server
 
 
@@ -182,3 +187,87 @@ def test_a_check_command_that_is_not_executable_is_refused(tmp_path: Path) -> No
 
 def test_a_check_command_found_on_the_path_is_accepted() -> None:
     Server(_module("check.command", command="sh -c true"), source="t.toml").initialize()
+
+
+_SECRETS = st.text(string.ascii_letters + string.digits, min_size=10, max_size=30).map(
+    lambda s: f"Pw{s}"
+)
+
+
+def _wrong_shapes(secret: str) -> list[dict[str, object]]:
+    """Configurations that put `secret` into a secret setting with a wrong type or shape."""
+    sql = {"module": "table.sql", "lookup": "SELECT 1"}
+    command = {"module": "check.command", "command": [sys.executable]}
+    return [
+        {"modules": {"m": {**sql, "dsn": [f"postgresql://joe:{secret}@db/mail"]}}},
+        {"modules": {"m": {**sql, "dsn": {"password": secret}}}},
+        {"modules": {"m": {**sql, "dsn": f"postgresql://joe:{secret}@db/mail"}}},
+        {"modules": {"m": {**sql, "dsn": f"/nonexistent/host=db password={secret}"}}},
+        {"modules": {"m": {"module": "table.static", "entries": {"joe": {"hash": secret}}}}},
+        {"modules": {"m": {"module": "table.static", "entries": {"joe": [secret, 1]}}}},
+        {"modules": {"m": {**command, "env": {"TOKEN": [secret]}}}},
+        {"modules": {"m": {**command, "env": {"TOKEN": {"v": secret}}}}},
+    ]
+
+
+@given(_SECRETS)
+def test_configuration_errors_never_echo_a_secret_setting(secret: str) -> None:
+    for data in _wrong_shapes(secret):
+        error = _refused(data)
+        assert error.section == "modules.m"
+        assert error.key in ("dsn", "entries", "env")
+        assert secret not in str(error)
+
+
+@given(_SECRETS)
+def test_a_malformed_users_file_is_refused_without_echoing_its_hashes(secret: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        users = Path(folder) / "users"
+        users.write_text(f"joe@example.org: $2b$10${secret}\n: $2b$10${secret}\n")
+        data = {
+            "modules": {
+                "users": {"module": "table.file", "file": str(users)},
+                "auth": {"module": "auth.pass_table", "table": "&users"},
+            }
+        }
+        error = _refused(data)
+    assert (error.section, error.key) == ("modules.users", "file")
+    assert ":2:" in str(error)
+    assert secret not in str(error)
+
+
+@given(_SECRETS, st.sampled_from(["dsn", "password", "api_token", "client-secret", "env"]))
+def test_every_accessor_hides_the_values_of_secret_looking_keys(secret: str, key: str) -> None:
+    cfg = ConfigMap({key: [secret]}, module="m")
+    for read in (cfg.string, cfg.integer, cfg.boolean, cfg.duration, cfg.size, cfg.module_ref):
+        with pytest.raises(ConfigError) as info:
+            read(key)
+        assert info.value.key == key
+        assert secret not in str(info.value)
+    text = ConfigMap({key: secret}, module="m")
+    for parse in (text.integer, text.duration, text.size):
+        with pytest.raises(ConfigError) as info:
+            parse(key)
+        assert secret not in str(info.value)
+
+
+def test_keys_that_hold_no_secret_still_show_their_value() -> None:
+    with pytest.raises(ConfigError, match="'nine'"):
+        ConfigMap({"max_recipients": "nine"}, module="m").integer("max_recipients")
+
+
+@pytest.mark.parametrize(
+    ("dsn", "shown"),
+    [
+        ("postgresql://joe:hunter2@db/mail", "postgresql://joe:***@db/mail"),
+        ("postgresql://joe:p@ss@db/mail", "postgresql://joe:***@db/mail"),
+        (
+            "host=db user=joe password=hunter2 dbname=mail",
+            "host=db user=joe password=*** dbname=mail",
+        ),
+        ("host=db PASSWORD='hun ter2'", "host=db PASSWORD=***"),
+        ("/var/lib/mailmodule/users.db", "/var/lib/mailmodule/users.db"),
+    ],
+)
+def test_redact_dsn_masks_the_password_of_urls_and_keyword_strings(dsn: str, shown: str) -> None:
+    assert redact_dsn(dsn) == shown

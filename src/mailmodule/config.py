@@ -15,6 +15,17 @@ build one from a plain mapping:
 
 References to other modules (`&name` in maddy's configuration) are resolved through a
 resolver the registry hands in; config.py itself knows nothing of the registry.
+
+Errors never echo a value that may be secret. A key is taken to hold one when a word of its
+name (split at "_" and "-") is dsn, password, passwd, secret, token, credential(s), hash(es),
+entries (table contents: password hashes) or env (a program's environment); the accessors
+then name only the value's type, and modules quote such values through `describe_value`
+(and DSNs through `redact_dsn`) in their own messages:
+
+    >>> describe_value("dsn", ["postgresql://joe:hunter2@db/mail"])
+    'list (value hidden)'
+    >>> redact_dsn("postgresql://joe:hunter2@db/mail")
+    'postgresql://joe:***@db/mail'
 """
 
 from __future__ import annotations
@@ -26,7 +37,15 @@ from typing import Final, TypeVar, final, overload
 
 from mailmodule.errors import ConfigError, UnknownModuleError
 
-__all__ = ["ConfigMap", "Resolver", "parse_duration", "parse_size"]
+__all__ = [
+    "ConfigMap",
+    "Resolver",
+    "describe_value",
+    "is_secret_key",
+    "parse_duration",
+    "parse_size",
+    "redact_dsn",
+]
 
 _T = TypeVar("_T")
 
@@ -55,6 +74,43 @@ _DURATION_UNITS = {
 }
 _SIZE = re.compile(r"(\d+)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_SECRET_WORDS = frozenset(
+    {
+        "dsn",
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "credential",
+        "credentials",
+        "hash",
+        "hashes",
+        "entries",
+        "env",
+    }
+)
+_DSN_USERINFO = re.compile(r"(://[^/:@\s]*):[^/\s]*@")
+_DSN_PASSWORD = re.compile(
+    r"\b((?:password|passwd|pwd)\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s;&]+)", re.IGNORECASE
+)
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether the setting `key` may hold a secret (see the module docstring)."""
+    return any(word in _SECRET_WORDS for word in re.split(r"[_-]", key.lower()))
+
+
+def describe_value(key: str, value: object) -> str:
+    """`value` as an error message about the setting `key` may show it: its repr, or only
+    its type when the key may hold a secret."""
+    if is_secret_key(key):
+        return f"{type(value).__name__} (value hidden)"
+    return repr(value)
+
+
+def redact_dsn(dsn: str) -> str:
+    """`dsn` with its password masked: a URL's `user:password@`, a `password=` parameter."""
+    return _DSN_PASSWORD.sub(r"\1***", _DSN_USERINFO.sub(r"\1:***@", dsn))
 
 
 def parse_duration(text: str) -> _dt.timedelta:
@@ -179,11 +235,16 @@ class ConfigMap(Mapping[str, object]):
         return default
 
     def _wrong(self, key: str, expected: str, value: object) -> ConfigError:
+        shown = describe_value(key, value)
+        if not is_secret_key(key):
+            shown = f"{type(value).__name__} {shown}"
         return ConfigError(
-            f"expected {expected}, got {type(value).__name__} {value!r}",
-            module=self._module or None,
-            key=key,
+            f"expected {expected}, got {shown}", module=self._module or None, key=key
         )
+
+    def _unparsed(self, key: str, exc: ValueError, expected: str) -> ConfigError:
+        message = f"expected {expected} (value hidden)" if is_secret_key(key) else str(exc)
+        return ConfigError(message, module=self._module or None, key=key)
 
     def _at_least(self, key: str, value: int, minimum: int | None) -> int:
         if minimum is not None and value < minimum:
@@ -252,7 +313,7 @@ class ConfigMap(Mapping[str, object]):
             try:
                 found = parse_duration(value)
             except ValueError as exc:
-                raise ConfigError(str(exc), module=self._module or None, key=key) from None
+                raise self._unparsed(key, exc, "a duration") from None
         else:
             raise self._wrong(key, "a duration", value)
         if found < _dt.timedelta(0) or (positive and not found):
@@ -280,7 +341,7 @@ class ConfigMap(Mapping[str, object]):
             try:
                 found = parse_size(value)
             except ValueError as exc:
-                raise ConfigError(str(exc), module=self._module or None, key=key) from None
+                raise self._unparsed(key, exc, "a size") from None
             return self._at_least(key, found, minimum)
         raise self._wrong(key, "a size", value)
 

@@ -18,7 +18,7 @@ from typing import Final, final
 
 from mailmodule import address
 from mailmodule.buffer import Buffer
-from mailmodule.config import ConfigMap
+from mailmodule.config import ConfigMap, describe_value
 from mailmodule.errors import ConfigError, HeaderError, SMTPError
 from mailmodule.header import Header, HeaderField
 from mailmodule.interfaces import CheckResult, MultiTable, Table
@@ -200,7 +200,9 @@ def _env_setting(cfg: ConfigMap) -> dict[str, str]:
     for name, value in raw.items():
         if not (isinstance(name, str) and _ENV_NAME.fullmatch(name)) or not isinstance(value, str):
             raise ConfigError(
-                f'expected NAME = "value", got {name!r} = {value!r}', module=cfg.module, key="env"
+                f'expected NAME = "value", got {name!r} = {describe_value("env", value)}',
+                module=cfg.module,
+                key="env",
             )
         if "\0" in value:
             raise ConfigError(f"value of {name} holds a NUL", module=cfg.module, key="env")

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import final
 
-from mailmodule.config import ConfigMap
+from mailmodule.config import ConfigMap, describe_value, redact_dsn
 from mailmodule.errors import ConfigError, DataError, StorageError
 from mailmodule.modules._base import ModuleBase
 
@@ -56,7 +56,8 @@ class StaticTable(ModuleBase):
                 parsed[str(key)] = list(raw)
             else:
                 raise ConfigError(
-                    f"entry {key!r}: expected a string or a list of strings, got {raw!r}",
+                    f"entry {key!r}: expected a string or a list of strings, "
+                    f"got {describe_value('entries', raw)}",
                     module=cfg.module,
                     key="entries",
                 )
@@ -87,7 +88,8 @@ def parse_table_file(text: str, source: str = "<table>") -> dict[str, list[str]]
         key, _, rest = stripped.partition(":")
         key = key.strip()
         if not key:
-            raise DataError(f"{source}:{number}: a line needs a key before the colon: {line!r}")
+            # The line itself is not quoted: in a users file it holds a password hash.
+            raise DataError(f"{source}:{number}: a line needs a key before the colon")
         values = [v.strip() for v in rest.split(",")] if rest.strip() else [""]
         known = entries.setdefault(key, [])
         known.extend(v for v in values if v not in known)
@@ -333,14 +335,18 @@ class SQLTable(ModuleBase):
             _private_database_file(dsn)
         except OSError as exc:
             raise ConfigError(
-                f"cannot create database {dsn!r}: {exc}", module=cfg.module, key="dsn"
+                f"cannot create database {redact_dsn(dsn)!r}: {exc.strerror}",
+                module=cfg.module,
+                key="dsn",
             ) from exc
         try:
             self._db = sqlite3.connect(dsn, check_same_thread=False, isolation_level=None)
             for statement in statements:
                 self._db.execute(statement)
         except sqlite3.Error as exc:
-            raise ConfigError(f"database {dsn!r}: {exc}", module=cfg.module, key="dsn") from exc
+            raise ConfigError(
+                f"database {redact_dsn(dsn)!r}: {exc}", module=cfg.module, key="dsn"
+            ) from exc
 
     def _run(self, name: str, params: dict[str, str]) -> list[tuple[object, ...]]:
         query = self._queries.get(name)
