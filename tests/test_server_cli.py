@@ -9,7 +9,6 @@ import smtplib
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -371,10 +370,8 @@ def test_a_second_signal_ends_a_message_under_way_at_once(tmp_path: Path) -> Non
                 sock.sendall(b"Subject: slow\r\n\r\nhalf a body")
                 proc.send_signal(signal.SIGTERM)
                 assert "shutting down" in proc.stdout.readline()
-                started = time.monotonic()
                 proc.send_signal(signal.SIGTERM)
-                assert proc.wait(timeout=15) == 0
-                assert time.monotonic() - started < 10  # not the 30 s of grace
+                assert proc.wait(timeout=15) == 0  # the grace alone would take 30 s
                 assert reader.readline().startswith(b"421")
         finally:
             if proc.poll() is None:
