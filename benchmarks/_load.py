@@ -29,6 +29,24 @@ SMTP_SOURCE = shutil.which("smtp-source") or next(
 BODY_LINE = b"x" * 78 + b"\r\n"
 
 
+#: `mailmodule serve` delivering every recipient to one maildir, on a free port (`{root}`).
+CONFIG = """
+hostname = "mx.bench"
+
+[modules.local]
+module = "target.maildir"
+root = "{root}"
+
+[pipeline]
+default = {{ targets = ["&local"] }}
+
+[[endpoints]]
+type = "smtp"
+listen = ["127.0.0.1:0"]
+rdns = false
+"""
+
+
 def message(size: int) -> bytes:
     """A message of about `size` bytes, CRLF lines of 80 octets."""
     head = b"From: <a@example.net>\r\nTo: <user@example.org>\r\nSubject: bench\r\n\r\n"

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _load import PYTHON, count, empty, load, server
+from _load import CONFIG, PYTHON, count, empty, load, server
 from aiosmtpd.smtp import SMTP as BareSMTP
 from aiosmtpd.smtp import Envelope
 
@@ -31,22 +31,6 @@ MESSAGES = 500  # per run
 WARM_UP = 100
 ROUNDS = 3
 GOAL = 1.0
-
-CONFIG = """
-hostname = "mx.bench"
-
-[modules.local]
-module = "target.maildir"
-root = "{root}"
-
-[pipeline]
-default = {{ targets = ["&local"] }}
-
-[[endpoints]]
-type = "smtp"
-listen = ["127.0.0.1:0"]
-rdns = false
-"""
 
 
 class BareHandler:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import _postfix
-from _load import PYTHON, SMTP_SOURCE, count, empty, load, server
+from _load import CONFIG, PYTHON, SMTP_SOURCE, count, empty, load, server
 
 SESSIONS = 20
 SIZE = 2048
@@ -28,22 +28,6 @@ MESSAGES = 2000
 ROUNDS = 3
 WORKERS = 2
 GOAL = 0.9
-
-CONFIG = """
-hostname = "mx.bench"
-
-[modules.local]
-module = "target.maildir"
-root = "{root}"
-
-[pipeline]
-default = {{ targets = ["&local"] }}
-
-[[endpoints]]
-type = "smtp"
-listen = ["127.0.0.1:0"]
-rdns = false
-"""
 
 
 def free_port() -> int:
