@@ -8,30 +8,17 @@ from pathlib import Path
 import pytest
 
 from tests.endpoint_kit import delivered
-from tests.serve_kit import serving, write_config
+from tests.serve_kit import MAILDIR_CONFIG, serving, write_config
 
-CONFIG = """
-hostname = "mx.test"
-
-[modules.local]
-module = "target.maildir"
-root = "{root}"
-autocreate = true
-
-[pipeline]
-destinations = {{ "example.org" = {{ targets = ["&local"] }} }}
-default = {{ reject = "550 5.1.2 No relaying" }}
-
-[[endpoints]]
-type = "smtp"
-listen = ["127.0.0.1:0"]
-rdns = false
-
+CONFIG = (
+    MAILDIR_CONFIG
+    + """
 [[endpoints]]
 type = "lmtp"
 listen = ["127.0.0.1:0"]
 rdns = false
 """
+)
 
 WORKERS = [
     pytest.param((), id="one-process"),
