@@ -461,13 +461,20 @@ class PipelineDelivery:
     async def _deliver_body(self, header: Header, body: Buffer, *, partial: bool) -> None:
         try:
             await self._prepare(header.copy(), body)
-            runs = [run for run in self._runs.values() if run.holders]
-            while runs:
-                for run in runs:
-                    await self._give_body(run, body, partial)
-                if not partial:
-                    break
-                runs = self._spread_failures()
+            # Nested pipelines with our authserv-id keep the field we added (by identity).
+            own = self._own_fields
+            token = _OWN_FIELDS.set(_OWN_FIELDS.get() + own) if own else None
+            try:
+                runs = [run for run in self._runs.values() if run.holders]
+                while runs:
+                    for run in runs:
+                        await self._give_body(run, body, partial)
+                    if not partial:
+                        break
+                    runs = self._spread_failures()
+            finally:
+                if token is not None:
+                    _OWN_FIELDS.reset(token)
         except asyncio.CancelledError:
             await to_completion(self._abort_quietly())
             raise
@@ -507,14 +514,12 @@ class PipelineDelivery:
         assert header is not None
         assert run.delivery is not None
         delivery = run.delivery
-        token = _OWN_FIELDS.set(_OWN_FIELDS.get() + self._own_fields) if self._own_fields else None
         try:
             if partial and isinstance(delivery, PartialDelivery):
                 await delivery.body_non_atomic(_Collector(run), header, body)
-                run.body = _OK
             else:
                 await delivery.body(header, body)
-                run.body = _OK
+            run.body = _OK
         except Exception as exc:
             run.body = _BAD
             err = as_smtp(exc, target=run.name)
@@ -523,9 +528,6 @@ class PipelineDelivery:
                 raise err from exc
             for addr in run.holders:
                 run.errors.setdefault(addr, err)
-        finally:
-            if token is not None:
-                _OWN_FIELDS.reset(token)
         for addr, err in run.errors.items():
             for rcpt in run.holders.get(addr, ()):
                 rcpt.fail(err)
