@@ -22,6 +22,7 @@ from mailmodule.modules.modifiers import ReplaceAddress as ReplaceAddress
 from mailmodule.modules.pass_table import PassTable as PassTable
 from mailmodule.modules.pass_table import hash_password as hash_password
 from mailmodule.modules.pass_table import verify_password as verify_password
+from mailmodule.modules.queue import QueueTarget as QueueTarget
 from mailmodule.modules.storage import MaildirStorage as MaildirStorage
 from mailmodule.modules.tables import FileTable as FileTable
 from mailmodule.modules.tables import SQLTable as SQLTable
@@ -43,6 +44,7 @@ __all__ = [
     "MaildirTarget",
     "MemoryBlobStore",
     "PassTable",
+    "QueueTarget",
     "ReplaceAddress",
     "SQLTable",
     "StaticTable",

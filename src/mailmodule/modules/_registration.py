@@ -12,6 +12,7 @@ from mailmodule.modules.imap_filters import CommandFilter
 from mailmodule.modules.maildir import MaildirTarget
 from mailmodule.modules.modifiers import ReplaceAddress
 from mailmodule.modules.pass_table import PassTable
+from mailmodule.modules.queue import QueueTarget
 from mailmodule.modules.storage import MaildirStorage
 from mailmodule.modules.tables import FileTable, SQLTable, StaticTable
 from mailmodule.modules.tls_loader import FileTLSLoader
@@ -27,6 +28,7 @@ REFERENCE_MODULES: Final[dict[str, ModuleFactory]] = {
     "storage.blob.memory": MemoryBlobStore,
     "storage.maildir": MaildirStorage,
     "target.maildir": MaildirTarget,
+    "target.queue": QueueTarget,
     "auth.pass_table": PassTable,
     "check.command": CommandCheck,
     "check.authorize_sender": AuthorizeSender,
