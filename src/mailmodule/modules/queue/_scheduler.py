@@ -180,7 +180,11 @@ class Scheduler:
             self._running.add(message_id)
             task = asyncio.create_task(self._run(message_id, forced), name=f"queue {message_id}")
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._changed.set()
 
     async def _next(self) -> tuple[str, bool]:
         """The next message due, waiting for one as long as it takes."""
