@@ -14,6 +14,7 @@ from mailmodule.header import Header
 from mailmodule.interfaces import Delivery, StatusCollector
 from mailmodule.metadata import MsgMetadata, QueueMetadata, Timestamp
 from mailmodule.modules.queue import QueueStore
+from mailmodule.modules.queue._store import Staged
 
 START = 1_800_000_000.0
 
@@ -148,21 +149,24 @@ def queue_message(
     at: float = START,
 ) -> str:
     """Write a message into the queue directory as the queue's own delivery does."""
-    msg_meta = meta or MsgMetadata(id="m1", original_from=sender)
-    staged = store.stage(msg_meta.id, Header([("Subject", subject)]), MemoryBuffer(body))
-    msg_meta.id = staged.id
     stamp = Timestamp(int(at * 1e9))
-    staged.commit(
-        QueueMetadata(
-            msg_meta=msg_meta,
-            from_=sender,
-            to=rcpts,
-            rcpt_errs={},
-            first_attempt=stamp,
-            last_attempt=stamp,
-        )
+    record = QueueMetadata(
+        msg_meta=meta or MsgMetadata(id="m1", original_from=sender),
+        from_=sender,
+        to=rcpts,
+        rcpt_errs={},
+        first_attempt=stamp,
+        last_attempt=stamp,
     )
+    staged = store.stage(record, Header([("Subject", subject)]), MemoryBuffer(body))
+    staged.commit()
     return staged.id
+
+
+def stage_only(store: QueueStore, message_id: str) -> Staged:
+    """A message written up to its `.meta.new`, not committed."""
+    record = QueueMetadata(msg_meta=MsgMetadata(id=message_id), to=["joe@example.org"])
+    return store.stage(record, Header([("Subject", "x")]), MemoryBuffer(b"x"))
 
 
 def files(directory: Path) -> list[str]:
@@ -184,5 +188,6 @@ __all__ = [
     "header_and_body",
     "permanent",
     "queue_message",
+    "stage_only",
     "temporary",
 ]

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailmodule.buffer import MemoryBuffer
 from mailmodule.errors import DataError, SMTPError
 from mailmodule.header import Header
 from mailmodule.interfaces import DeliveryTarget
@@ -34,6 +33,7 @@ from tests.queue_kit import (
     files,
     permanent,
     queue_message,
+    stage_only,
     temporary,
 )
 
@@ -127,16 +127,15 @@ def test_a_taken_id_gets_random_letters_added(store: QueueStore) -> None:
 
 
 def test_clean_removes_a_body_and_header_written_before_a_crash(store: QueueStore) -> None:
-    staged = store.stage("half", Header([("Subject", "x")]), MemoryBuffer(b"x"))
-    os.close(staged._fd)  # the writer dies: its lock goes with it
-    staged._fd = -1
+    staged = stage_only(store, "half")
+    staged.release()  # the writer dies: its lock goes with it
     Path(store.path("gone", ".meta.new")).write_bytes(b"{")
     assert sorted(store.clean()) == ["gone", "half"]
     assert files(Path(store.location)) == []
 
 
 def test_clean_leaves_a_message_being_written_alone(store: QueueStore) -> None:
-    staged = store.stage("busy", Header([("Subject", "x")]), MemoryBuffer(b"x"))
+    staged = stage_only(store, "busy")
     assert store.clean() == []
     staged.abort()
     assert files(Path(store.location)) == []

@@ -17,7 +17,7 @@ from mailmodule.header import Header
 from mailmodule.metadata import MsgMetadata, QueueMetadata
 from mailmodule.modules.queue import QueueStore, QueueTarget
 from tests.modules_kit import build, new_registry
-from tests.queue_kit import ScriptedTarget, files, queue_message, temporary
+from tests.queue_kit import ScriptedTarget, files, queue_message, stage_only, temporary
 
 
 def wait_until(found: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -120,8 +120,8 @@ async def test_messages_left_on_disk_are_delivered_when_the_queue_starts(
     maildir(registry, tmp_path)
     store = QueueStore(tmp_path / "queue")
     queue_message(store, ["joe@example.org"], at=time.time())
-    half = store.stage("half", Header([("Subject", "x")]), MemoryBuffer(b"x"))
-    half._close()  # a writer that died before its .meta
+    half = stage_only(store, "half")
+    half.release()  # a writer that died before its .meta
     queue(registry, tmp_path)
     await asyncio.to_thread(wait_until, lambda: files(tmp_path / "queue") == [])
     assert len(messages(tmp_path, "joe")) == 1

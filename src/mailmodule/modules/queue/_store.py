@@ -38,7 +38,8 @@ __all__ = ["Claim", "QueueStore", "Staged", "StoredMessage", "check_id"]
 _log = logging.getLogger("mailmodule.modules.queue")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,199}")
 _SUFFIXES = (".meta.new", ".meta", ".header", ".body")
-_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_NO_FOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW
 _COPY_CHUNK = 1 << 16
 #: Tries at finding a free ID before giving up (each next one has random letters added).
 _ID_TRIES = 8
@@ -69,7 +70,8 @@ class StoredMessage:
 
 @final
 class Staged:
-    """The header and body of a message written and fsynced, its `.meta` not yet.
+    """A message whose header, body and `.meta.new` are written and fsynced: one rename
+    away from existing.
 
     Holds the lock of the body until `commit` or `abort` closes it.
     """
@@ -79,34 +81,41 @@ class Staged:
         self.id = message_id
         self._fd = body_fd
 
-    def commit(self, meta: QueueMetadata) -> None:
-        """Write the `.meta`: the message now exists, durably. Releases the lock.
+    def commit(self) -> None:
+        """Rename the `.meta` into place and fsync the directory: the message now exists,
+        durably. Releases the lock.
 
         Raises:
-            StorageError: the `.meta` cannot be written; nothing of the message is left.
+            StorageError: the rename or the fsync failed; nothing of the message is left.
         """
         try:
-            self.store._write_meta(self.id, meta)
+            self.publish()
             self.store.dir_sync.sync()
         except OSError as exc:
             self.abort()
             raise StorageError(f"cannot write queue message {self.id}: {exc}") from exc
-        except BaseException:
-            self.abort()
-            raise
-        self._close()
+        self.release()
+
+    def publish(self) -> None:
+        """The rename alone; the caller makes it durable (a group commit does it for many).
+
+        Raises:
+            OSError: the rename failed.
+        """
+        os.replace(self.store.path(self.id, ".meta.new"), self.store.path(self.id, ".meta"))
 
     def abort(self) -> None:
         """Remove what was written (the body last) and release the lock."""
         if self._fd < 0:
             return
         self.store._unlink(self.id, (".meta", ".meta.new", ".header", ".body"))
-        self._close()
+        self.release()
 
-    def _close(self) -> None:
+    def release(self) -> None:
+        """Close the body, and with it let go of the lock."""
         fd, self._fd = self._fd, -1
         if fd >= 0:
-            os.close(fd)  # and with it the lock
+            os.close(fd)
 
 
 @final
@@ -200,17 +209,24 @@ class QueueStore:
 
     # Writing
 
-    def stage(self, message_id: str, header: Header, body: Buffer) -> Staged:
-        """Write the header and body of a new message under `message_id` (or, when taken,
-        `message_id` with random letters added) and fsync them.
+    def stage(self, meta: QueueMetadata, header: Header, body: Buffer) -> Staged:
+        """Write the header, body and `.meta.new` of a new message and fsync them.
+
+        The message's ID is `meta.msg_meta.id` or, when that is taken, that ID with random
+        letters added; `meta.msg_meta.id` is set to the ID it got, which maddy reads the
+        files by.
 
         Returns:
             The staged message, holding its lock; its `id` is the ID it got.
 
         Raises:
+            DataError: `meta.msg_meta` is None or its ID cannot be a queue message ID.
+            MetadataError: `meta` cannot be written.
             StorageError: the files cannot be written; nothing is left of them.
         """
-        base = check_id(message_id)
+        if meta.msg_meta is None:
+            raise DataError("a queued message needs its MsgMetadata")
+        base = check_id(meta.msg_meta.id)
         staged = None
         for attempt in range(_ID_TRIES):
             candidate = base if attempt == 0 else f"{base[:190]}-{secrets.token_hex(3)}"
@@ -225,8 +241,9 @@ class QueueStore:
             break
         if staged is None:
             raise StorageError(f"no free queue message ID for {base} after {_ID_TRIES} tries")
+        meta.msg_meta.id = staged.id
         try:
-            self._write_parts(staged.id, staged._fd, header, body)
+            self._write_parts(staged.id, staged._fd, header, body, meta)
         except OSError as exc:
             staged.abort()
             raise StorageError(f"cannot write queue message {staged.id}: {exc}") from exc
@@ -235,30 +252,43 @@ class QueueStore:
             raise
         return staged
 
-    def _write_parts(self, message_id: str, body_fd: int, header: Header, body: Buffer) -> None:
+    def _write_parts(
+        self, message_id: str, body_fd: int, header: Header, body: Buffer, meta: QueueMetadata
+    ) -> None:
+        """Write the three files, then fsync them."""
+        data = meta.to_json()
         with contextlib.suppress(FileNotFoundError):  # a dead writer's, of an ID now free
             os.unlink(self.path(message_id, ".header"))
-        header_fd = os.open(self.path(message_id, ".header"), _NEW_FILE, 0o600)
+        fds = []
         try:
-            _write_all(header_fd, header.to_bytes())
-            os.fsync(header_fd)
+            fds.append(os.open(self.path(message_id, ".header"), _NEW_FILE, 0o600))
+            _write_all(fds[0], header.to_bytes())
+            with body.open() as reader:
+                _copy(reader, body_fd)
+            new_meta = self.path(message_id, ".meta.new")
+            fds.append(os.open(new_meta, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NO_FOLLOW, 0o600))
+            _write_all(fds[1], data)
+            for fd in (body_fd, *fds):
+                os.fsync(fd)
         finally:
-            os.close(header_fd)
-        with body.open() as reader:
-            _copy(reader, body_fd)
-        os.fsync(body_fd)
+            for fd in fds:
+                os.close(fd)
 
-    def _write_meta(self, message_id: str, meta: QueueMetadata) -> None:
-        """`.meta.new`, fsync, rename; the caller makes the rename durable."""
+    def _write_new_meta(self, message_id: str, meta: QueueMetadata) -> None:
+        """`.meta.new`, fsynced."""
         data = meta.to_json()
         tmp = self.path(message_id, ".meta.new")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NO_FOLLOW, 0o600)
         try:
             _write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, self.path(message_id, ".meta"))
+
+    def _write_meta(self, message_id: str, meta: QueueMetadata) -> None:
+        """`.meta.new`, fsync, rename; the caller makes the rename durable."""
+        self._write_new_meta(message_id, meta)
+        os.replace(self.path(message_id, ".meta.new"), self.path(message_id, ".meta"))
 
     def _unlink(self, message_id: str, suffixes: tuple[str, ...]) -> None:
         for suffix in suffixes:

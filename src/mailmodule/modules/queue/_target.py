@@ -14,13 +14,21 @@ from typing import TypeVar, final
 from mailmodule import address
 from mailmodule.buffer import Buffer
 from mailmodule.config import ConfigMap
-from mailmodule.errors import AddressError, ConfigError, DeliveryStateError, SMTPError, StorageError
+from mailmodule.errors import (
+    AddressError,
+    ConfigError,
+    DataError,
+    DeliveryStateError,
+    SMTPError,
+    StorageError,
+)
 from mailmodule.header import Header
 from mailmodule.interfaces import Delivery, DeliveryTarget
 from mailmodule.metadata import MsgMetadata, QueueMetadata, Timestamp
 from mailmodule.modules._base import ModuleBase
 from mailmodule.modules.queue._bounce import Bouncer
 from mailmodule.modules.queue._clock import Clock, SystemClock
+from mailmodule.modules.queue._groupcommit import GroupCommit
 from mailmodule.modules.queue._host import SchedulerThread
 from mailmodule.modules.queue._retry import RetryPolicy
 from mailmodule.modules.queue._scheduler import Scheduler
@@ -91,6 +99,7 @@ class QueueTarget(ModuleBase):
         self.msg_domain = ""
         self._thread: SchedulerThread | None = None
         self._io = concurrent.futures.ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="queue io")
+        self.group = GroupCommit(self.committed)
 
     def init(self, cfg: ConfigMap) -> None:
         raw_target = cfg.get("target")
@@ -163,6 +172,7 @@ class QueueTarget(ModuleBase):
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.close()
+        self.group.close()
         self._io.shutdown(wait=True)
 
     def flush(self) -> None:
@@ -219,7 +229,6 @@ class _QueueDelivery:
         self._from = mail_from
         self._rcpts: dict[str, str] = {}  # folded -> as given
         self._staging: concurrent.futures.Future[Staged] | None = None
-        self._record: QueueMetadata | None = None
         self._state = "open"
 
     async def add_rcpt(self, rcpt_to: str) -> None:
@@ -239,19 +248,10 @@ class _QueueDelivery:
         self._state = "staging"
         meta = self._meta.deep_copy()
         meta.conn = None  # never written: maddy cannot read it back
-        base_id = meta.id if _usable_id(meta.id) else "msg"
-        header = header.copy()
-        self._staging = self._queue.submit_io(lambda: self._store.stage(base_id, header, body))
-        try:
-            staged = await asyncio.wrap_future(self._staging)
-        except StorageError as exc:
-            self._state = "failed"
-            raise SMTPError(
-                451, (4, 3, 0), "Cannot queue the message", target_name=self._queue.name()
-            ) from exc
-        meta.id = staged.id
+        if not _usable_id(meta.id):
+            meta.id = "msg"
         now = Timestamp(int(self._queue.clock.now() * 1e9))
-        self._record = QueueMetadata(
+        record = QueueMetadata(
             msg_meta=meta,
             from_=self._from,
             to=list(self._rcpts.values()),
@@ -259,24 +259,26 @@ class _QueueDelivery:
             first_attempt=now,
             last_attempt=now,
         )
+        header = header.copy()
+        self._staging = self._queue.submit_io(lambda: self._store.stage(record, header, body))
+        try:
+            await asyncio.wrap_future(self._staging)
+        except (StorageError, DataError) as exc:
+            self._state = "failed"
+            raise SMTPError(
+                451, (4, 3, 0), "Cannot queue the message", target_name=self._queue.name()
+            ) from exc
         self._state = "staged"
 
     async def commit(self) -> None:
-        if self._state != "staged" or self._staging is None or self._record is None:
+        if self._state != "staged" or self._staging is None:
             raise DeliveryStateError(self._state, "commit", "commit without a body")
         self._state = "done"
-        staged = self._staging.result()
-        record, queue = self._record, self._queue
-
-        def commit() -> None:  # the hand-over happens even if the caller is cancelled
-            staged.commit(record)
-            queue.committed(staged.id)
-
         try:
-            await asyncio.shield(asyncio.wrap_future(queue.submit_io(commit)))
+            await self._queue.group.commit(self._staging.result())
         except StorageError as exc:
             raise SMTPError(
-                451, (4, 3, 0), "Cannot queue the message", target_name=queue.name()
+                451, (4, 3, 0), "Cannot queue the message", target_name=self._queue.name()
             ) from exc
 
     async def abort(self) -> None:
