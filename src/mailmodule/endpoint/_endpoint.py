@@ -57,8 +57,8 @@ class SMTPEndpoint:
 
     Offered: PIPELINING, 8BITMIME, SMTPUTF8, SIZE, ENHANCEDSTATUSCODES, CHUNKING;
     STARTTLS with a `tls` loader; AUTH PLAIN LOGIN with an `auth` module only (without
-    one, AUTH is an unknown command). DSN is not offered, but its parameters are read and
-    kept per message and recipient (`MsgMetadata.smtp_opts`, `rcpt_opts`).
+    one, AUTH is an unknown command); DSN with `dsn = true`. DSN's parameters are read and
+    kept per message and recipient (`MsgMetadata.smtp_opts`, `rcpt_opts`) either way.
 
     Settings (each also an attribute of the same name, read when `start` is called):
 
@@ -77,6 +77,9 @@ class SMTPEndpoint:
       for each next one.
     - `tls`: a TLSLoader module (STARTTLS; several chains are chosen among by SNI).
     - `rdns` (yes): reverse DNS of clients (never queried for loopback).
+    - `dsn` (no): offer DSN (RFC 3461) in EHLO. Turn it on where the pipeline delivers
+      through a `target.queue` with a `bounce` target, which honours NOTIFY, RET, ENVID
+      and ORCPT; a pipeline that delivers only to mailboxes sends no reports.
     - `strict_helo` (no): refuse (501 5.5.2) a HELO name that is neither a domain nor an
       address literal; otherwise it is recorded, and shown in Received only made harmless.
       Control characters are always refused (501 5.5.4).
@@ -113,6 +116,7 @@ class SMTPEndpoint:
         self.auth_failure_delay = 0.5
         self.rdns = True
         self.strict_helo = False
+        self.dsn = False
         self.command_timeout = 300.0
         self.data_timeout = 180.0
         self.session_timeout = 1800.0
@@ -152,6 +156,7 @@ class SMTPEndpoint:
         self.auth_failure_delay = delay.total_seconds()
         self.rdns = cfg.boolean("rdns", self.rdns)
         self.strict_helo = cfg.boolean("strict_helo", self.strict_helo)
+        self.dsn = cfg.boolean("dsn", self.dsn)
         legacy = _seconds(cfg, "timeout", self.command_timeout)
         self.command_timeout = _seconds(cfg, "command_timeout", legacy)
         self.data_timeout = _seconds(cfg, "data_timeout", self.data_timeout)
@@ -217,7 +222,8 @@ class SMTPEndpoint:
                 starttls=tls is not None,
                 auth=self.auth is not None,
                 auth_without_tls=not self.auth_require_tls,
-                dsn_parameters=True,  # kept for the queue; DSN itself is not offered
+                dsn=self.dsn,
+                dsn_parameters=True,  # kept for the queue, also when DSN is not offered
                 max_message_size=self.max_message_size,
                 max_recipients=self.max_recipients,
                 max_errors=self.max_errors,
