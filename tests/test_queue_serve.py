@@ -99,7 +99,9 @@ def test_dsn_is_offered_and_a_failure_is_reported_as_the_client_asked(tmp_path: 
     [report] = reports(tmp_path)
     assert report.get_content_type() == "multipart/report"
     status = next(p for p in report.walk() if p.get_content_type() == "message/delivery-status")
-    message, rcpt = status.get_payload()
+    payload = status.get_payload()
+    assert isinstance(payload, list)
+    message, rcpt = payload
     assert isinstance(message, email.message.Message)
     assert isinstance(rcpt, email.message.Message)
     assert message["Original-Envelope-Id"] == "trip+2B1"
