@@ -1,5 +1,7 @@
 """`mailmodule queue list|show|flush|remove`: the queue directory of a configuration.
 
+Imported by `mailmodule --help`, so it imports what each action needs in that action.
+
 The commands read the directory of a `target.queue` instance named in the configuration
 file (`--queue NAME` when there are several, `--location DIR` for any directory), without
 initializing the server. `flush` writes the queue's control file (see
@@ -11,10 +13,8 @@ runs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import tomllib
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
@@ -76,6 +76,8 @@ def run_queue_command(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _configured_location(path: str, name: str | None) -> str:
+    import tomllib
+
     from mailmodule.errors import ConfigError
 
     try:
@@ -133,6 +135,8 @@ def _list(store: QueueStore, out: TextIO) -> int:
 
 
 def _show(store: QueueStore, message_id: str, out: TextIO) -> int:
+    import json
+
     from mailmodule.errors import StorageError
 
     try:
