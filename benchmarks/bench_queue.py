@@ -110,7 +110,7 @@ if __name__ == "__main__":
             bare,
             baseline_name="bare write + fsync + rename by 20 threads",
             number=1,
-            rounds=9,
+            rounds=15,
             goal="at least 0.8x",
             target=0.8,
         )

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mailmodule.buffer import MemoryBuffer
 from mailmodule.errors import DataError, SMTPError
 from mailmodule.header import Header
 from mailmodule.interfaces import DeliveryTarget
@@ -117,6 +118,34 @@ def test_the_meta_file_reads_back_as_the_queue_metadata_written(store: QueueStor
     assert meta.msg_meta is not None
     assert meta.msg_meta.id == message_id  # maddy finds the files by this ID
     assert Path(store.path(message_id, ".meta")).read_bytes() == meta.to_json()
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.from_regex(r"[A-Za-z][A-Za-z0-9-]{0,20}", fullmatch=True),
+            st.text(st.characters(blacklist_characters="\r\n\0"), max_size=60),
+        ),
+        max_size=5,
+    ),
+    st.binary(max_size=2000),
+)
+def test_what_is_staged_and_committed_reads_back_as_it_was(
+    tmp_path_factory: pytest.TempPathFactory, fields: list[tuple[str, str]], body: bytes
+) -> None:
+    store = QueueStore(tmp_path_factory.mktemp("queue"))
+    header = Header(fields)
+    record = QueueMetadata(msg_meta=MsgMetadata(id="m1"), from_="a@example.net", to=["b@x.org"])
+    staged = store.stage(record, header, MemoryBuffer(body))
+    staged.commit()
+    claim = store.claim(staged.id)
+    assert claim is not None
+    with claim:
+        message = claim.read()
+        assert message.header.to_bytes() == header.to_bytes()
+        with message.body.open() as reader:
+            assert reader.read() == body
+        assert message.meta == record
 
 
 def test_a_taken_id_gets_random_letters_added(store: QueueStore) -> None:

@@ -60,6 +60,16 @@ def test_show_prints_the_metadata_and_the_header(
     assert out.rstrip().endswith("Subject: Greetings")
 
 
+def test_show_writes_no_control_characters_from_the_message(
+    config: Path, store: QueueStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    message_id = queue_message(store, ["joe@example.org"], subject="\x1b[2Jgotcha")
+    assert run(config, "show", message_id) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    assert "Subject: ?[2Jgotcha" in out
+
+
 def test_show_of_an_unknown_message_says_so(
     config: Path, store: QueueStore, capsys: pytest.CaptureFixture[str]
 ) -> None:

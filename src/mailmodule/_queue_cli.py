@@ -146,7 +146,8 @@ def _show(store: QueueStore, message_id: str, out: TextIO) -> int:
         return os.EX_NOINPUT
     document = json.loads(message.meta.to_json())
     print(json.dumps(document, indent=2, ensure_ascii=False), file=out)
-    print(message.header.to_bytes().decode("utf-8", "replace").rstrip("\r\n"), file=out)
+    for field in message.header:  # one line each, nothing a terminal would act on
+        print(_shown(field.raw.decode("utf-8", "replace").rstrip("\r\n")), file=out)
     return 0
 
 
@@ -167,5 +168,6 @@ def _remove(store: QueueStore, message_id: str, out: TextIO) -> int:
 
 
 def _shown(text: str) -> str:
-    """An address as a line of the listing shows it: no control characters."""
-    return "".join(c if c.isprintable() else "?" for c in text)
+    """`text` as one line of output: control characters (escape sequences, line breaks)
+    shown as "?"."""
+    return "".join(c if c.isprintable() or c == "\t" else "?" for c in text)
