@@ -360,6 +360,21 @@ class ConfigMap(Mapping[str, object]):
             return list(value)
         raise self._wrong(key, "a list of strings", value)
 
+    def instance(self, name: str) -> object | None:
+        """The initialized instance registered as `name`, or None when there is no
+        registry or no such instance. Reads no key: for services a module looks up by a
+        well-known name (`mailmodule.dns.shared_resolver` finds "dns" so).
+
+        Raises:
+            MailModuleError: the instance's own initialization failed.
+        """
+        if self._resolver is None:
+            return None
+        try:
+            return self._resolver(name)
+        except UnknownModuleError:
+            return None
+
     def module_ref(
         self, key: str, interface: type | None = None, default: _Missing | str | None = _REQUIRED
     ) -> object:
