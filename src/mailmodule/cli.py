@@ -25,12 +25,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Final, TextIO
 
+TYPE_CHECKING = False  # as in mailmodule/__init__.py: typing is not imported for --help
 if TYPE_CHECKING:
     import logging
     import socket
+    from collections.abc import Callable, Sequence
+    from typing import Final, TextIO
 
     from mailmodule.errors import SMTPError
     from mailmodule.server import Server
