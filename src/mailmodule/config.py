@@ -557,9 +557,18 @@ class Setting(Generic[_V_co]):
         )
 
     @staticmethod
-    def raw(name: str, doc: str, type_doc: str, default: object = _REQUIRED) -> Setting[object]:
+    def raw(
+        name: str, doc: str, type_doc: str, default: object = _REQUIRED, *, default_doc: str = ""
+    ) -> Setting[object]:
         """A value of a shape the module checks itself, described by `type_doc`."""
-        return Setting(name=name, kind="raw", doc=doc, default=default, type_doc=type_doc)
+        return Setting(
+            name=name,
+            kind="raw",
+            doc=doc,
+            default=default,
+            type_doc=type_doc,
+            default_doc=default_doc,
+        )
 
 
 def declared_settings(factory: object) -> tuple[Setting[object], ...] | None:
@@ -660,22 +669,22 @@ class ConfigMap(Mapping[str, object]):
     # Declared settings
 
     def declare(self, settings: Iterable[Setting[object]]) -> None:
-        """Take `settings` as all this module reads: refuse any other key now, and check
-        the type of every one given (module references and raw values are checked when
-        read).
+        """Take `settings` as all this module reads: check the type of every one given
+        (module references and raw values are checked when read), then refuse any other
+        key, before the module acts on any.
 
         Raises:
-            ConfigError: an unknown key (with the closest declared one); a value of the
-                wrong type.
+            ConfigError: a value of the wrong type; an unknown key (with the closest
+                declared one).
         """
         declared = tuple(settings)
         self._declared = frozenset(s.name for s in declared)
-        unknown = tuple(sorted(set(self._values) - self._declared))
-        if unknown:
-            raise self._unknown(unknown, self._declared)
         for setting in declared:
             if setting.name in self._values and setting.kind not in ("module", "raw"):
                 self.value(setting)
+        unknown = tuple(sorted(set(self._values) - self._declared))
+        if unknown:
+            raise self._unknown(unknown, self._declared)
 
     def value(self, setting: Setting[_V], default: object = _REQUIRED) -> _V:
         """The value of a declared setting, read by its type; `default` (given as the value
