@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
+import inspect
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -87,6 +88,7 @@ __all__ = [
     "SettingKind",
     "declared_settings",
     "describe_value",
+    "factory_summary",
     "format_duration",
     "format_size",
     "is_secret_key",
@@ -284,7 +286,8 @@ class Setting(Generic[_V_co]):
             return self.type_doc
         text = _KIND_NAMES[self.kind]
         if self.interface is not None:
-            text += f" to a {self.interface.__name__}"
+            name = self.interface.__name__
+            text += f" to {'an' if name[0] in 'AEIOU' else 'a'} {name}"
         if self.minimum is not None:
             text += f", at least {self.minimum}"
         if self.positive:
@@ -578,6 +581,17 @@ def declared_settings(factory: object) -> tuple[Setting[object], ...] | None:
     if isinstance(found, tuple) and all(isinstance(s, Setting) for s in found):
         return found
     return None
+
+
+def factory_summary(factory: object) -> str:
+    """The first sentence of a module factory's docstring, without a leading "`name`: "
+    ("" when it has none), to describe the module beside its settings."""
+    doc = inspect.getdoc(factory) or ""
+    first = " ".join(doc.split("\n\n", 1)[0].split())
+    first = re.sub(r"^(`[^`]+`(?: and `[^`]+`)*(?:, `[^`]+`)*):\s*", "", first)
+    sentence = re.match(r"(.+?[.!?])(?:\s|$)", first)
+    text = sentence[1] if sentence else first
+    return text[:1].upper() + text[1:]
 
 
 @final

@@ -112,7 +112,7 @@ COMMAND_TIMEOUT: Final = Setting.duration(
     "idle time after a command line before 421 4.4.2 (RFC 5321 4.5.3.2)",
     datetime.timedelta(minutes=5),
     positive=True,
-    default_doc="timeout, else 5m",
+    default_doc="5m (or the value of timeout)",
 )
 DATA_TIMEOUT: Final = Setting.duration(
     "data_timeout",
