@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from mailmodule import ConfigError, ConfigMap, Dummy, Table
@@ -144,3 +144,26 @@ def test_format_duration_reads_back_as_the_same_duration(value: dt.timedelta) ->
 @given(st.integers(min_value=0, max_value=1 << 50))
 def test_format_size_reads_back_as_the_same_size(value: int) -> None:
     assert parse_size(format_size(value)) == value
+
+
+TOML_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(st.sampled_from([ROOT, LABEL, LIMIT, FAST, WAIT, CAP, TAGS]), TOML_VALUES)
+@example(WAIT, float("nan"))
+@example(WAIT, float("inf"))
+@example(WAIT, 10**30)
+@example(WAIT, "99999999999999999h")
+def test_any_value_of_a_declared_setting_is_read_or_refused_with_a_config_error(
+    setting: Setting[object], value: object
+) -> None:
+    cfg = ConfigMap({setting.name: value}, module="m")
+    try:
+        cfg.declare(ALL)
+        cfg.value(setting)
+    except ConfigError as exc:
+        assert exc.key == setting.name

@@ -187,7 +187,19 @@ def parse_duration(text: str) -> _dt.timedelta:
         pos = m.end()
     if pos != len(body) or pos == 0:
         raise ValueError(f"not a duration: {text!r} (write it like 30s, 5m or 1h30m)")
-    return _dt.timedelta(seconds=sign * seconds)
+    return _seconds(sign * seconds, text)
+
+
+def _seconds(seconds: float, text: object) -> _dt.timedelta:
+    """`seconds` as a timedelta; NaN, infinities and spans beyond timedelta's are refused.
+
+    Raises:
+        ValueError: naming `text`.
+    """
+    try:
+        return _dt.timedelta(seconds=seconds)
+    except (ValueError, OverflowError):
+        raise ValueError(f"not a duration: {text!r} (too long, or not a number)") from None
 
 
 def parse_size(text: str) -> int:
@@ -814,7 +826,10 @@ class ConfigMap(Mapping[str, object]):
         if isinstance(value, _dt.timedelta):
             found = value
         elif isinstance(value, int | float) and not isinstance(value, bool):
-            found = _dt.timedelta(seconds=value)
+            try:
+                found = _seconds(value, value)
+            except ValueError as exc:
+                raise self._unparsed(key, exc, "a duration") from None
         elif isinstance(value, str):
             try:
                 found = parse_duration(value)
