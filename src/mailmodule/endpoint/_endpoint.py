@@ -50,33 +50,13 @@ class SMTPEndpoint:
     one, AUTH is an unknown command). DSN is not offered, but its parameters are read and
     kept per message and recipient (`MsgMetadata.smtp_opts`, `rcpt_opts`).
 
-    Settings (each also an attribute of the same name, read when `start` is called):
-
-    - `hostname` ("localhost"): in the greeting and the Received fields.
-    - `max_message_size` ("32M"): bytes of body (552 5.3.4 beyond).
-    - `max_recipients` (1000): per message (452 4.5.3 beyond).
-    - `max_header_size` ("1M") and `max_header_fields` (1000): caps on a message header
-      (552 5.3.4 beyond, naming which).
-    - `buffer_max_memory` ("1M"): body bytes kept in memory; beyond, the body spills to a
-      temporary file in `buffer_dir` (the system's temporary directory by default).
-    - `auth`: a PlainAuth module (AUTH PLAIN and LOGIN, checked off the event loop).
-    - `auth_require_tls` (yes): AUTH only once TLS is on. `auth_required` (yes for
-      submission and submissions): MAIL needs AUTH first.
-    - `max_auth_failures` (3): AUTH failures per session before 421 4.7.0 and close;
-      `auth_failure_delay` ("500ms"): the wait before answering the first failure, doubled
-      for each next one.
-    - `tls`: a TLSLoader module (STARTTLS; several chains are chosen among by SNI).
-    - `rdns` (yes): reverse DNS of clients (never queried for loopback).
-    - `strict_helo` (no): refuse (501 5.5.2) a HELO name that is neither a domain nor an
-      address literal; otherwise it is recorded, and shown in Received only made harmless.
-      Control characters are always refused (501 5.5.4).
-    - `command_timeout` ("5m", RFC 5321 4.5.3.2; `timeout` is an older name for it): from
-      the last command line; `data_timeout` ("3m"): from the last bytes of a body;
-      `session_timeout` ("30m"): from the connection's start. Each ends the session with
-      421 4.4.2.
-    - `max_sessions` (1000) and `max_sessions_per_ip` (100): open sessions in all and
-      from one client IP; beyond, 421 4.7.0 at connect. 0 is no limit.
-    - `max_errors` (10): refused commands before 421 4.7.0 and close.
+    Settings: `SETTINGS` declares each (name, type, default, meaning), as
+    `mailmodule modules --describe smtp` and docs/configuration.md show them; each is also
+    an attribute of the same name, read when `start` is called. AUTH is checked off the
+    event loop. Without `strict_helo`, a HELO name that is neither a domain nor an address
+    literal is recorded, and shown in Received only made harmless; control characters in
+    it are always refused (501 5.5.4). A body beyond `buffer_max_memory` spills to a
+    temporary file in `buffer_dir`.
 
     Raises:
         ConfigError: an unknown endpoint type; a bad setting (naming its key).
