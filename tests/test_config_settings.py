@@ -127,6 +127,11 @@ def test_a_setting_name_must_be_a_lowercase_key() -> None:
         Setting.string("Bad Name", "x")
 
 
+def test_a_setting_kind_must_be_one_config_map_reads() -> None:
+    with pytest.raises(ValueError, match="kind"):
+        Setting(name="x", kind="colour", doc="x")  # type: ignore[arg-type]  # the point
+
+
 def test_declared_settings_reads_a_factory_and_gives_none_for_undeclared_plugins() -> None:
     class Declared:
         SETTINGS = (ROOT,)
@@ -162,8 +167,10 @@ def test_any_value_of_a_declared_setting_is_read_or_refused_with_a_config_error(
     setting: Setting[object], value: object
 ) -> None:
     cfg = ConfigMap({setting.name: value}, module="m")
+    refused: str | None = setting.name
     try:
         cfg.declare(ALL)
         cfg.value(setting)
     except ConfigError as exc:
-        assert exc.key == setting.name
+        refused = exc.key
+    assert refused == setting.name

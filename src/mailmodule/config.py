@@ -278,7 +278,7 @@ class Setting(Generic[_V_co]):
     """
 
     name: str = attrs.field(validator=attrs.validators.matches_re(r"[a-z][a-z0-9_]*"))
-    kind: SettingKind
+    kind: SettingKind = attrs.field(validator=attrs.validators.in_(_KIND_NAMES))
     doc: str
     default: object = _REQUIRED
     default_doc: str = ""
