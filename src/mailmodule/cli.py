@@ -135,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the server the configuration describes until SIGTERM or SIGINT.",
         epilog=config_epilog,
     )
-    serve.add_argument("-c", "--config", default=config, help=config_help)
+    serve.add_argument("-c", "--config", default=config, metavar="FILE", help=config_help)
     serve.add_argument(
         "--workers",
         type=_positive,
@@ -154,11 +154,11 @@ def _parser() -> argparse.ArgumentParser:
         ),
         epilog=config_epilog,
     )
-    check.add_argument("-c", "--config", default=config, help=config_help)
+    check.add_argument("-c", "--config", default=config, metavar="FILE", help=config_help)
     deliver = sub.add_parser(
         "deliver", parents=[common], help="one message from standard input through the pipeline"
     )
-    deliver.add_argument("-c", "--config", default=config, help=config_help)
+    deliver.add_argument("-c", "--config", default=config, metavar="FILE", help=config_help)
     deliver.add_argument("--from", dest="sender", required=True, help="the envelope sender")
     deliver.add_argument("--to", dest="rcpts", action="append", required=True, help="a recipient")
     meta = sub.add_parser("meta", parents=[common], help="maddy queue metadata")
