@@ -32,7 +32,7 @@ hostname = "mx.example.org"
 module = "tls.loader.file"
 certs = [["certs/mx.example.org.pem", "certs/mx.example.org.key"]]
 
-[modules.users]                    # username -> password hash (mailmodule creds ...)
+[modules.users]                    # username -> password hash (auth.pass_table's forms)
 module = "table.sql"
 dsn = "users.db"
 init = ["CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, hash TEXT NOT NULL)"]

@@ -120,6 +120,8 @@ def test_a_default_in_words_replaces_the_value_and_makes_it_optional() -> None:
     assert not root.required
     assert ROOT.required
     assert root.describe() == "root (string, default the first inline argument): the directory"
+    given = Setting.string("root", "the directory", default_doc="required (in code: ...)")
+    assert given.describe() == "root (string, required (in code: ...)): the directory"
 
 
 def test_a_setting_name_must_be_a_lowercase_key() -> None:

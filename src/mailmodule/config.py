@@ -328,7 +328,7 @@ class Setting(Generic[_V_co]):
     def describe(self) -> str:
         """One line: `name (type, default D): doc`."""
         default = self.default_text()
-        shown = "required" if default == "required" else f"default {default}"
+        shown = default if default.startswith("required") else f"default {default}"
         return f"{self.name} ({self.type_text()}, {shown}): {self.doc}"
 
     # One constructor per type; each has an overload for None, "optional without a value".

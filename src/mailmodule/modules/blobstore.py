@@ -128,7 +128,7 @@ _ROOT: Final = Setting.string(
     "root",
     "the directory of the blobs, created if missing",
     "",
-    default_doc="the first inline argument",
+    default_doc="required (in code: the first inline argument)",
 )
 
 

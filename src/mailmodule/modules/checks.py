@@ -61,7 +61,7 @@ _COMMAND: Final = Setting.raw(
     "the program and its arguments, with placeholders such as {sender}",
     "list of strings, or one string split as a shell would (no shell runs)",
     default=None,
-    default_doc="the inline arguments",
+    default_doc="required (in code: the inline arguments)",
 )
 _ENV: Final = Setting.raw(
     "env", "variables added to the program's environment", 'table of NAME = "value"', {}

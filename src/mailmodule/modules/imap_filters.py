@@ -104,7 +104,7 @@ _COMMAND: Final = Setting.raw(
     "the program and its arguments, with placeholders such as {account_name}",
     "list of strings, or one string split as a shell would (no shell runs)",
     default=None,
-    default_doc="the inline arguments",
+    default_doc="required (in code: the inline arguments)",
 )
 _TIMEOUT: Final = Setting.duration(
     "timeout", "the program's time limit", datetime.timedelta(seconds=30), positive=True

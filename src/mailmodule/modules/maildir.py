@@ -86,7 +86,7 @@ _ROOT: Final = Setting.string(
     "root",
     "the directory holding one Maildir per mailbox",
     "",
-    default_doc="the first inline argument, or the storage's root",
+    default_doc="required without storage (in code: the first inline argument)",
 )
 _STORAGE: Final = Setting.module(
     "storage", "a storage.maildir whose users are the mailboxes, instead of root", Storage, None

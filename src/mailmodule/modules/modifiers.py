@@ -22,7 +22,7 @@ _TABLE: Final = Setting.module(
     "table",
     "maps an address (or a domain) to its replacement(s)",
     Table,
-    default_doc="the first inline argument",
+    default_doc="required (in code: the first inline argument)",
 )
 
 

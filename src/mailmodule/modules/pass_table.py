@@ -269,7 +269,7 @@ _TABLE: Final = Setting.module(
     "table",
     "maps a username to its password hash",
     Table,
-    default_doc="the first inline argument",
+    default_doc="required (in code: the first inline argument)",
 )
 
 

@@ -30,7 +30,7 @@ _FILE: Final = Setting.string(
     "file",
     "the key: value file (missing: an empty table)",
     None,
-    default_doc="the first inline argument",
+    default_doc="required (in code: the first inline argument)",
 )
 _RELOAD_INTERVAL: Final = Setting.duration(
     "reload_interval", "how often the file is checked for changes", datetime.timedelta(seconds=5)

@@ -19,7 +19,7 @@ _CERTS: Final = Setting.raw(
     "the certificate chains and their keys, in PEM files",
     'list of ["certfile", "keyfile"] pairs',
     default=None,
-    default_doc="the inline arguments certfile keyfile",
+    default_doc="required (in code: the inline arguments certfile keyfile)",
 )
 
 

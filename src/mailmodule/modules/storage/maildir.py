@@ -653,7 +653,7 @@ _ROOT: Final = Setting.string(
     "root",
     "the directory holding one Maildir++ tree per user, created 0700 if missing",
     "",
-    default_doc="the first inline argument",
+    default_doc="required (in code: the first inline argument)",
 )
 
 
