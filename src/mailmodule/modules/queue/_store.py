@@ -202,10 +202,12 @@ class QueueStore:
         except OSError as exc:
             raise StorageError(f"cannot create the queue directory {path!r}: {exc}") from exc
         self.location = path
+        self._prefix = os.path.join(path, "")
         self.dir_sync = DirSync(path)
 
     def path(self, message_id: str, suffix: str) -> str:
-        return os.path.join(self.location, message_id + suffix)
+        """The file `message_id` + `suffix` of the directory (the ID is not checked)."""
+        return self._prefix + message_id + suffix
 
     # Writing
 
