@@ -1,4 +1,5 @@
-"""What every session of an endpoint reads: fixed when the endpoint starts."""
+"""What every session of an endpoint reads: fixed when the endpoint starts, replaced
+whole when the server reloads its configuration."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import final
 
 import attrs
 
+from mailmodule.endpoint._generation import Generation
 from mailmodule.endpoint._tls import ServerTLS
 from mailmodule.interfaces import PlainAuth
+from mailmodule.metrics import Metrics
 from mailmodule.pipeline import Pipeline
 from mailmodule.smtp import ServerConfig
 
@@ -18,7 +21,11 @@ __all__ = ["Settings"]
 @final
 @attrs.frozen(kw_only=True)
 class Settings:
-    """An endpoint's settings as its sessions use them (see `SMTPEndpoint` for each)."""
+    """An endpoint's settings as its sessions use them (see `SMTPEndpoint` for each).
+
+    `generation` counts the sessions using these settings' modules; `metrics` is where
+    the sessions count what they do (None: metrics are off).
+    """
 
     name: str
     hostname: str
@@ -40,3 +47,5 @@ class Settings:
     max_header_fields: int
     buffer_max_memory: int
     buffer_dir: str | os.PathLike[str] | None
+    generation: Generation = attrs.field(factory=Generation, eq=False)
+    metrics: Metrics | None = None
