@@ -102,7 +102,7 @@ class Metrics:
         self._reasons: set[str] = set()
 
     def render(self) -> bytes:
-        """Every series in the Prometheus text format (version 0.0.4)."""
+        """Every series in the Prometheus text format (`prometheus_client.CONTENT_TYPE_LATEST`)."""
         return generate_latest(self.registry)
 
     def reason(self, code: int, enhanced_code: tuple[int, int, int] | None) -> str:
