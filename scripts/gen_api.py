@@ -19,6 +19,7 @@ PACKAGES = [
     "mailmodule.pipeline",
     "mailmodule.modules",
     "mailmodule.endpoint",
+    "mailmodule.metrics",
     "mailmodule.server",
     "mailmodule.testing",
 ]
