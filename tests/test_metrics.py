@@ -232,6 +232,30 @@ def test_the_reasons_stay_few_whatever_the_replies(codes: list[tuple[int, int, i
         assert metrics.reason(code, (code // 100, b, c)) == f"{code} {code // 100}.{b}.{c}"
 
 
+@given(st.lists(st.floats(0, 100, allow_nan=False)))
+def test_the_latency_histogram_counts_each_delivery_under_every_bound_it_fits(
+    seconds: list[float],
+) -> None:
+    metrics = Metrics()
+    for value_ in seconds:
+        metrics.delivered("local", value_)
+    (family,) = [
+        f
+        for f in text_string_to_metric_families(metrics.render().decode())
+        if f.name == "mailmodule_delivery_duration_seconds"
+    ]
+    for sample in family.samples:
+        if sample.name.endswith("_bucket"):
+            bound = float(sample.labels["le"])
+            assert sample.value == sum(1 for v in seconds if v <= bound), sample
+        elif sample.name.endswith("_count"):
+            assert sample.value == len(seconds)
+        elif sample.name.endswith("_sum"):
+            assert sample.value == pytest.approx(sum(seconds))
+    delivered = value(metrics.render().decode(), "mailmodule_messages_delivered_total")
+    assert delivered == len(seconds)
+
+
 # A target's refusals: injected faults.
 
 
