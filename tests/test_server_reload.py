@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import smtplib
 import socket
@@ -162,6 +163,12 @@ tls = "&certs"
 """
 
 
+def tls_ports(served: Served) -> list[int]:
+    """The STARTTLS port and the tls:// port, once both are announced."""
+    served.wait_for(lambda lines: sum(x.startswith("smtp listening on") for x in lines) == 2)
+    return served.ports()
+
+
 def issue(ca: trustme.CA, directory: Path, name: str) -> tuple[Path, Path, bytes]:
     """A certificate for mx.test from `ca`, written as `name`.pem and `name`.key; its DER."""
     cert = ca.issue_cert("mx.test")
@@ -196,7 +203,7 @@ def test_a_reload_rotates_the_certificates_of_starttls_and_of_tls_listeners(
     cert, key, first = issue(ca, tmp_path, "first")
     config = write_config(tmp_path, TLS_CONFIG, cert=cert, key=key)
     with serving(config) as served:
-        plain, implicit = served.ports()
+        plain, implicit = tls_ports(served)
         assert presented(ca, plain, implicit=False) == first
         assert presented(ca, implicit, implicit=True) == first
         cert, key, second = issue(ca, tmp_path, "second")
@@ -213,7 +220,7 @@ def test_a_reload_to_certificates_that_do_not_load_keeps_the_old_ones(tmp_path: 
     cert, key, first = issue(ca, tmp_path, "first")
     config = write_config(tmp_path, TLS_CONFIG, cert=cert, key=key)
     with serving(config) as served:
-        plain, _ = served.ports()
+        plain, _ = tls_ports(served)
         broken = tmp_path / "broken.pem"
         broken.write_text("-----BEGIN CERTIFICATE-----\nnot one\n-----END CERTIFICATE-----\n")
         write_config(tmp_path, TLS_CONFIG, cert=broken, key=key)
@@ -263,7 +270,6 @@ def closing_config(root: Path, tag: str) -> dict[str, object]:
 async def test_the_old_modules_are_closed_once_the_last_session_on_them_ends(
     tmp_path: Path,
 ) -> None:
-    import asyncio
 
     Closing.closed.clear()
     Closing.old_closed.clear()
@@ -291,3 +297,20 @@ async def test_the_old_modules_are_closed_once_the_last_session_on_them_ends(
     await server.stop()
     assert Closing.closed == ["old", "new"]
     assert len(delivered(tmp_path / "mail")) == 2
+
+
+async def test_reloads_asked_together_apply_in_the_order_asked(tmp_path: Path) -> None:
+    Closing.closed.clear()
+    registry = Registry()
+    registry.register("table.closing", Closing)
+    server = Server(closing_config(tmp_path / "mail", "first"), registry=registry)
+    server.initialize()
+    await server.start()
+    second, third = (closing_config(tmp_path / "mail", tag) for tag in ("second", "third"))
+    refused = await asyncio.gather(server.reload(second), server.reload(third))
+    assert list(refused) == [None, None]
+    probe = server.registry.get_instance("probe")
+    assert isinstance(probe, Closing)
+    assert probe.tag == "third"
+    await server.stop()
+    assert Closing.closed == ["first", "second", "third"]

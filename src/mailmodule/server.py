@@ -201,6 +201,7 @@ class Server:
         self._metered: dict[int, MeteredTarget] = {}
         self._generation = Generation()
         self._retiring: set[asyncio.Task[None]] = set()
+        self._reloading = asyncio.Lock()  # reloads apply in the order they were asked
         known = {"hostname", "modules", "pipeline", "endpoints"}
         for key in self._data:
             if key not in known:
@@ -762,6 +763,7 @@ class Server:
         ones. New sessions, and each open session at its next command outside a message,
         use them; a message under way finishes on the old ones, which are closed once no
         session uses them (and at the latest by `stop`). The metrics keep counting.
+        Reloads asked for while one is under way wait for it, and apply in turn.
 
         Returns:
             None when the new configuration serves; else the ConfigError that refused it
@@ -769,6 +771,10 @@ class Server:
             Another set of endpoints, or other listening addresses, are refused too:
             restart the server for those.
         """
+        async with self._reloading:
+            return await self._reload(data)
+
+    async def _reload(self, data: Mapping[str, object] | None) -> ConfigError | None:
         try:
             new = await asyncio.to_thread(self._successor, data)
         except MailModuleError as exc:

@@ -71,6 +71,7 @@ _LOST: Final = 3
 _SHUTDOWN: Final = Reply(code=421, enhanced_code=(4, 3, 2), lines="Service shutting down")
 _TIMED_OUT: Final = Reply(code=421, enhanced_code=(4, 4, 2), lines="Timeout, closing connection")
 _INTERNAL: Final = SMTPError(451, (4, 0, 0), "Temporary internal error")
+_TOO_MANY: Final = Reply(code=421, enhanced_code=(4, 7, 0), lines="Too many connections")
 _AUTH_REQUIRED: Final = Reply(code=530, enhanced_code=(5, 7, 0), lines="Authentication required")
 _NO_RCPT_OPTIONS: Final = RcptOptions()
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
@@ -244,6 +245,7 @@ class Session(asyncio.Protocol):
         sessions = self._sessions
         if not sessions.count.admit(self._ip):
             _log.info("connection from %s refused: too many sessions", host or "a unix socket")
+            self._count_refusal("connect", _TOO_MANY)
             transport.write(b"421 4.7.0 Too many connections, try again later\r\n")
             transport.close()
             return
