@@ -235,15 +235,17 @@ def test_a_reload_to_certificates_that_do_not_load_keeps_the_old_ones(tmp_path: 
 
 
 class Closing(ModuleBase):
-    """A table that records when it is closed."""
+    """A table that records when it is closed, and which of its instances routed whom."""
 
     closed: list[str] = []  # noqa: RUF012  # shared by every instance on purpose
+    routed: list[tuple[str, str]] = []  # noqa: RUF012
     old_closed = threading.Event()
 
     def init(self, cfg: ConfigMap) -> None:
         self.tag = cfg.string("tag", "")
 
     async def lookup(self, key: str) -> str | None:
+        Closing.routed.append((self.tag, key))
         return None
 
     def close(self) -> None:
@@ -272,6 +274,7 @@ async def test_the_old_modules_are_closed_once_the_last_session_on_them_ends(
 ) -> None:
 
     Closing.closed.clear()
+    Closing.routed.clear()
     Closing.old_closed.clear()
     registry = Registry()
     registry.register("table.closing", Closing)
@@ -294,6 +297,7 @@ async def test_the_old_modules_are_closed_once_the_last_session_on_them_ends(
     assert (await asyncio.to_thread(finish)).startswith("250")
     assert await asyncio.to_thread(Closing.old_closed.wait, 30)
     assert Closing.closed == ["old"]
+    assert Closing.routed == [("old", "joe@example.org"), ("new", "ann@example.org")]
     await server.stop()
     assert Closing.closed == ["old", "new"]
     assert len(delivered(tmp_path / "mail")) == 2
@@ -301,6 +305,7 @@ async def test_the_old_modules_are_closed_once_the_last_session_on_them_ends(
 
 async def test_reloads_asked_together_apply_in_the_order_asked(tmp_path: Path) -> None:
     Closing.closed.clear()
+    Closing.routed.clear()
     registry = Registry()
     registry.register("table.closing", Closing)
     server = Server(closing_config(tmp_path / "mail", "first"), registry=registry)
@@ -314,3 +319,38 @@ async def test_reloads_asked_together_apply_in_the_order_asked(tmp_path: Path) -
     assert probe.tag == "third"
     await server.stop()
     assert Closing.closed == ["first", "second", "third"]
+
+
+async def test_a_session_told_other_limits_keeps_its_old_settings_to_its_end(
+    tmp_path: Path,
+) -> None:
+    """Its EHLO said SIZE; a reload that changes the size limit cannot apply to it."""
+    Closing.closed.clear()
+    Closing.routed.clear()
+    Closing.old_closed.clear()
+    registry = Registry()
+    registry.register("table.closing", Closing)
+    server = Server(closing_config(tmp_path / "mail", "old"), registry=registry)
+    server.initialize()
+    ((_, _, port),) = await server.start()
+    client = await asyncio.to_thread(greeted, "127.0.0.1", port)
+    bigger = closing_config(tmp_path / "mail", "new")
+    endpoints = bigger["endpoints"]
+    assert isinstance(endpoints, list)
+    endpoints[0]["max_message_size"] = "64M"
+    assert await server.reload(bigger) is None
+
+    def one_message_then_quit() -> str:
+        assert client.command("MAIL FROM:<a@example.net>").startswith("250")
+        assert client.command("RCPT TO:<joe@example.org>").startswith("250")
+        assert client.command("DATA").startswith("354")
+        reply = client.command("Subject: x\r\n\r\nx\r\n.")
+        client.command("QUIT")
+        client.close()
+        return reply
+
+    assert (await asyncio.to_thread(one_message_then_quit)).startswith("250")
+    assert Closing.routed == [("old", "joe@example.org")]
+    assert await asyncio.to_thread(Closing.old_closed.wait, 30)
+    await server.stop()
+    assert Closing.closed == ["old", "new"]
