@@ -256,6 +256,22 @@ def test_the_latency_histogram_counts_each_delivery_under_every_bound_it_fits(
     assert delivered == len(seconds)
 
 
+@pytest.mark.parametrize(
+    ("enhanced", "reason"),
+    [
+        (None, "451 4.0.0"),
+        ((-1, -1, -1), "451 4.0.0"),
+        ((0, 0, 0), "451 4.0.0"),
+        ((5, 1, 1), "451 4.0.0"),
+        ((4, 7, 1), "451 4.7.1"),
+    ],
+)
+def test_a_reason_without_a_fitting_enhanced_code_gets_the_class_default(
+    enhanced: tuple[int, int, int] | None, reason: str
+) -> None:
+    assert Metrics().reason(451, enhanced) == reason
+
+
 # A target's refusals: injected faults.
 
 

@@ -156,8 +156,11 @@ class Metrics:
 
     def reason(self, code: int, enhanced_code: tuple[int, int, int] | None) -> str:
         """The `reason` label of a reply: "550 5.7.1" ("550 5.0.0" without an enhanced
-        code), "other" past `MAX_REASONS` distinct ones."""
-        a, b, c = enhanced_code if enhanced_code is not None else (code // 100, 0, 0)
+        code, or one not of the code's class), "other" past `MAX_REASONS` distinct ones."""
+        klass = code // 100
+        if enhanced_code is None or enhanced_code[0] != klass:
+            enhanced_code = (klass, 0, 0)  # also the "none" and "not set" markers of SMTPError
+        a, b, c = enhanced_code
         text = f"{code} {a}.{b}.{c}"
         if text in self._reasons:
             return text
