@@ -739,18 +739,11 @@ class Server:
         return fresh
 
     def _successor(self, data: Mapping[str, object] | None) -> Server:
-        """The server `data` (else the file `source`) describes, initialized: blocking."""
+        """The server `data` (else the file `source`) describes, not initialized yet."""
         registry = self._fresh_registry()
         if data is None:
-            new = Server.from_file(self.source, registry=registry, metrics=self.metrics)
-        else:
-            new = Server(data, source=self.source, registry=registry, metrics=self.metrics)
-        try:
-            new.initialize()
-        except BaseException:
-            _close(new.registry, "reload")
-            raise
-        return new
+            return Server.from_file(self.source, registry=registry, metrics=self.metrics)
+        return Server(data, source=self.source, registry=registry, metrics=self.metrics)
 
     def _listening(self) -> list[tuple[str, list[str]]]:
         return [(e.name(), list(e.addrs)) for e in self._listeners()]
@@ -781,6 +774,7 @@ class Server:
             return self._refused(exc)
         generation = Generation()
         try:
+            await asyncio.to_thread(new.initialize)
             if new._listening() != self._listening():
                 raise self._error(
                     "a reload cannot change the endpoints or where they listen "
@@ -795,8 +789,8 @@ class Server:
                 except ConfigError as exc:
                     section = new._section_of(endpoint)
                     raise new._error(exc.message, section=section, key=exc.key) from exc
-        except ConfigError as exc:
-            await asyncio.to_thread(_close, new.registry, "reload")
+        except MailModuleError as exc:
+            await _close(new.registry, "reload")
             return self._refused(exc)
         for old, replacement, mine in zip(self.endpoints, new.endpoints, settings, strict=True):
             old.reload(replacement, mine)
@@ -819,7 +813,7 @@ class Server:
 
     async def _close_when_idle(self, generation: Generation, registry: Registry) -> None:
         await generation.idle.wait()
-        await asyncio.to_thread(_close, registry, "closing the modules of before the reload")
+        await _close(registry, "closing the modules of before the reload")
 
     def hurry(self) -> None:
         """End every session now, messages under way included: a `stop` under way then
@@ -832,12 +826,12 @@ class Server:
         before a reload too)."""
         await asyncio.gather(*(e.stop(grace) for e in self._listeners()))
         await asyncio.gather(*self._retiring)
-        _close(self.registry, "shutdown")
+        await _close(self.registry, "shutdown")
 
 
-def _close(registry: Registry, why: str) -> None:
-    """Close every module of `registry`, logging the failures."""
+async def _close(registry: Registry, why: str) -> None:
+    """Close every module of `registry` on this loop, logging the failures."""
     try:
-        registry.close_all()
+        await registry.aclose_all()
     except MailModuleError as exc:
         _log.error("%s: %s", why, exc)

@@ -8,11 +8,11 @@ import logging
 import os
 import socket
 from collections.abc import Sequence
-from typing import Final, final
+from typing import ClassVar, Final, final
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from mailmodule.config import ConfigMap
+from mailmodule.config import ConfigMap, Setting
 from mailmodule.endpoint._listen import ListenAddress, bind_socket, socket_address
 from mailmodule.errors import ConfigError
 from mailmodule.metrics import Metrics
@@ -55,6 +55,9 @@ class OpenMetricsEndpoint:
             (this endpoint takes none).
     """
 
+    #: No settings beyond `type` and `listen`.
+    SETTINGS: ClassVar[tuple[Setting[object], ...]] = ()
+
     def __init__(self, mod_name: str, addrs: Sequence[str]) -> None:
         self._name = mod_name
         self.addrs = list(addrs)
@@ -69,6 +72,7 @@ class OpenMetricsEndpoint:
         Raises:
             ConfigError: naming the address (key "listen").
         """
+        cfg.declare(self.SETTINGS)
         self._addresses()
 
     def name(self) -> str:
