@@ -393,6 +393,15 @@ def test_table_set_get_list_remove_round_trip_through_a_real_table(
     assert cli(config, "table", "remove", table, "joe@example.org").code == EX_NOUSER
 
 
+def test_table_get_never_prints_a_password_hash(tmp_path: Path) -> None:
+    config = manage_config(tmp_path)
+    assert cli(config, "creds", "create", "joe", stdin=b"pw").code == 0
+    shown = cli(config, "table", "get", "users", "joe")
+    assert shown.code == 0
+    assert shown.out == "(a password hash, not shown: manage it with mailmodule creds)\n"
+    assert stored_users(tmp_path)["joe"] not in shown.out + shown.err
+
+
 def test_table_set_reaches_the_database_a_server_would_read(tmp_path: Path) -> None:
     config = manage_config(tmp_path)
     assert cli(config, "table", "set", "routes", "k", "v\nw").code == 0

@@ -98,6 +98,10 @@ _MAX_USER_BYTES: Final = 255
 # Control, format, private-use, unassigned characters and surrogates, line and paragraph
 # separators: invisible or terminal-controlling in a listing, or no name at all.
 _REFUSED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+# The stored forms of auth.pass_table (modules/pass_table.py): `table get` never prints
+# them; a password is changed with `creds password`.
+_HASH_PREFIXES: Final = ("argon2:", "bcrypt:", "scrypt$")
+_HIDDEN_HASH: Final = "(a password hash, not shown: manage it with mailmodule creds)"
 
 
 class _Failure(MailModuleError):
@@ -478,7 +482,7 @@ def _table(request: Request, console: Console) -> int:
                 values = [] if value is None else [value]
             if not values:
                 raise _Failure(EX_NOUSER, f"no key {key!r} in table {name!r}")
-            return _lines(console, values)
+            return _lines(console, [_shown(value) for value in values])
 
         return _using(request, Table, _lookup_table, get)
     if request.action == "remove":
@@ -542,6 +546,10 @@ def _imap_acct(request: Request, console: Console) -> int:
         return _lines(console, [info.name for info in infos])
 
     return _using(request, ManageableStorage, _storage, mailboxes)
+
+
+def _shown(value: str) -> str:
+    return _HIDDEN_HASH if value.startswith(_HASH_PREFIXES) else value
 
 
 _COMMANDS: Final[dict[str, Callable[[Request, Console], int]]] = {
