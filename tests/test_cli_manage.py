@@ -358,6 +358,30 @@ def test_creds_create_on_a_terminal_asks_twice_without_echo(tmp_path: Path) -> N
     assert verify_password("s3cret", stored_users(tmp_path)["joe"])
 
 
+def test_creds_says_a_user_exists_before_asking_for_a_password(tmp_path: Path) -> None:
+    config = manage_config(tmp_path)
+    assert cli(config, "creds", "create", "joe", stdin=b"pw").code == 0
+    typed = Terminal(config, "creds", "create", "joe")
+    code, said = typed.close()
+    assert code == EX_CANTCREAT
+    assert said == "mailmodule: creds create: user 'joe' already exists\n"
+    unknown = Terminal(config, "creds", "password", "ann")
+    assert unknown.close() == (EX_NOUSER, "mailmodule: creds password: no such user: 'ann'\n")
+
+
+def test_a_closed_standard_input_is_an_empty_one(tmp_path: Path) -> None:
+    config = manage_config(tmp_path)
+    command = [sys.executable, "-m", "mailmodule", "creds", "create", "joe", "-c", str(config)]
+    closed = subprocess.run(
+        ["sh", "-c", 'exec "$0" "$@" <&-', *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert closed.returncode == EX_NOINPUT
+    assert closed.stderr == "mailmodule: creds create: no password on standard input\n"
+
+
 def test_creds_remove_on_a_terminal_removes_only_after_yes(tmp_path: Path) -> None:
     config = manage_config(tmp_path)
     assert cli(config, "creds", "create", "joe", stdin=b"pw").code == 0

@@ -444,6 +444,16 @@ def _creds(request: Request, console: Console) -> int:
         return _using(request, PlainUserDB, _user_db, remove)
 
     def change(db: PlainUserDB) -> int:
+        # Said before the password is asked for, where the database can list its users
+        # (a table.sql without a `list` query cannot: then after).
+        try:
+            known = user in db.list_users()
+        except ConfigError:
+            known = None
+        if known and request.action == "create":
+            raise _Failure(EX_CANTCREAT, f"user {user!r} already exists")
+        if known is False and request.action == "password":
+            raise _Failure(EX_NOUSER, f"no such user: {user!r}")
         password = _password(request, console)
         if request.action == "create":
             try:

@@ -237,6 +237,8 @@ def _add_manage_commands(
 
 
 def _manage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    import io
+
     from mailmodule import _manage
 
     if args.command == "table" and args.action == "set" and (args.value is None) != args.stdin:
@@ -253,9 +255,14 @@ def _manage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         yes=getattr(args, "yes", False),
         stdin=getattr(args, "stdin", False),
     )
-    console = _manage.Console(
-        stdin=sys.stdin.buffer, out=sys.stdout, err=sys.stderr, interactive=sys.stdin.isatty()
-    )
+    if sys.stdin is None:  # closed (`<&-`): as empty as /dev/null
+        console = _manage.Console(
+            stdin=io.BytesIO(), out=sys.stdout, err=sys.stderr, interactive=False
+        )
+    else:
+        console = _manage.Console(
+            stdin=sys.stdin.buffer, out=sys.stdout, err=sys.stderr, interactive=sys.stdin.isatty()
+        )
     return _manage.run(request, console)
 
 
