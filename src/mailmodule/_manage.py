@@ -9,7 +9,7 @@ no endpoint, no socket.
 Passwords come from the terminal (asked twice) or from standard input, never from the
 command line, and are hashed by the user database (`auth.pass_table`: Argon2id). No
 message names a password or a stored value. Every failure is one line on standard error
-and an exit code of `EXIT_CODES`.
+and a sysexits code, as `mailmodule creds --help` lists them.
 """
 
 from __future__ import annotations
@@ -56,7 +56,6 @@ if TYPE_CHECKING:
     from mailmodule.server import Server
 
 __all__ = [
-    "EXIT_CODES",
     "EX_CANTCREAT",
     "EX_NOUSER",
     "EX_UNAVAILABLE",
@@ -74,20 +73,6 @@ EX_UNAVAILABLE: Final = 69
 #: sysexits.h: the user or account to create exists already.
 EX_CANTCREAT: Final = 73
 EX_INTERRUPTED: Final = 130
-
-#: What each exit code of the management commands means, for `--help`.
-EXIT_CODES: Final = (
-    (0, "done"),
-    (EX_REFUSED, "cancelled at the confirmation"),
-    (EX_USAGE, "usage: bad arguments, an unknown instance, or --instance needed"),
-    (EX_DATAERR, "a user name, key, value or password refused"),
-    (EX_NOINPUT, "no password or value on standard input"),
-    (EX_NOUSER, "no such user, account or key"),
-    (EX_UNAVAILABLE, "the instance cannot do that (a read-only table)"),
-    (EX_CANTCREAT, "the user or account exists already"),
-    (EX_TEMPFAIL, "the storage failed: try again"),
-    (EX_CONFIG, "configuration error"),
-)
 
 # A password or a value read from standard input is bounded: a command reading an
 # endless pipe must not grow without limit.
@@ -154,7 +139,7 @@ class Console:
 
 
 def run(request: Request, console: Console) -> int:
-    """Run `request`; returns its exit code (`EXIT_CODES`).
+    """Run `request`; returns its exit code (listed by `mailmodule creds --help`).
 
     Never raises for bad input, a bad configuration or a failing storage: each is one
     line on `console.err` naming what was wrong (never a password or a stored value).
