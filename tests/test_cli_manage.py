@@ -24,10 +24,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mailmodule import ConfigError, PlainUserDB
 from mailmodule._manage import EX_CANTCREAT, EX_NOUSER, EX_UNAVAILABLE
 from mailmodule.cli import EX_CONFIG, EX_DATAERR, EX_NOINPUT, EX_REFUSED, EX_USAGE, main
 from mailmodule.modules.pass_table import verify_password
 from mailmodule.modules.storage import MaildirStorage
+from mailmodule.server import Server
 from tests.modules_kit import build, new_registry
 from tests.serve_kit import serving, write_config
 
@@ -271,6 +273,20 @@ def test_commands_initialize_only_their_instance_and_open_no_socket(tmp_path: Pa
     broken = cli(config, "table", "list", "unrelated")
     assert broken.code == EX_CONFIG
     assert "modules.unrelated" in broken.err
+
+
+def test_server_instance_initializes_one_instance_and_what_it_refers_to(tmp_path: Path) -> None:
+    server = Server.from_file(str(manage_config(tmp_path, extra=BROKEN)))
+    kinds = server.register_modules()
+    assert kinds["authdb"] == "auth.pass_table"
+    assert kinds["unrelated"] == "table.file"
+    assert isinstance(server.instance("authdb"), PlainUserDB)
+    ready = {name for name, done in server.registry.initialized().items() if done}
+    assert ready == {"authdb", "users"}
+    with pytest.raises(ConfigError) as info:
+        server.instance("unrelated")
+    assert (info.value.section, info.value.key) == ("modules.unrelated", "file")
+    server.registry.close_all()
 
 
 def test_a_missing_configuration_file_is_a_one_line_configuration_error(tmp_path: Path) -> None:
