@@ -145,9 +145,8 @@ _MANAGE_EXITS: Final = (
     "Exit codes: 0 done; 1 cancelled at the confirmation; 2 usage (bad arguments, an unknown "
     "instance, --instance needed); 65 a user name, key, value or password refused; 66 no "
     "password or value on standard input; 67 no such user, account or key; 69 the instance "
-    "cannot do that (a read-only table); 73 the user or account exists already; 75 the "
-    "storage failed (try again); 78 configuration error; 70 any other failure; 130 "
-    "interrupted (Ctrl-C)."
+    "cannot do that (a read-only table); 70 any other failure; 73 the user or account exists "
+    "already; 75 the storage failed (try again); 78 configuration error; 130 interrupted."
 )
 _PASSWORD_INPUT: Final = (
     "The password is asked twice on the terminal, or read from standard input (--stdin, "
