@@ -511,7 +511,9 @@ def test_imap_acct_create_list_mboxes_remove(tmp_path: Path) -> None:
 _NAMES = st.one_of(
     st.text(min_size=0, max_size=40),
     st.text(st.characters(codec="utf-8"), min_size=250, max_size=300),
-    st.sampled_from(["joe\nx", "a\0b", "\u202eevil", " joe", "joe\r", "ü@exämple.org", "."]),
+    st.sampled_from(
+        ["joe\nx", "a\0b", "\u202eevil", " joe", "joe\r", "ü@exämple.org", ".", "../x", "a/b"]
+    ),
 )
 _ROUND_TRIP = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
