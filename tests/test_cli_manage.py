@@ -21,7 +21,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mailmodule import ConfigError, PlainUserDB
@@ -102,7 +102,9 @@ class Ran:
 
 
 def cli(config: Path, *args: str, stdin: bytes = b"") -> Ran:
-    """`mailmodule *args -c config` in this process, standard input a pipe holding `stdin`."""
+    """`mailmodule *args -c config` in this process, standard input a pipe holding `stdin`.
+
+    `-c config` goes before a "--" in `args` (after which everything is an operand)."""
     out, err = io.StringIO(), io.StringIO()
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
@@ -111,7 +113,8 @@ def cli(config: Path, *args: str, stdin: bytes = b"") -> Ran:
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                code = main([*args, "-c", str(config)])
+                end = args.index("--") if "--" in args else len(args)
+                code = main([*args[:end], "-c", str(config), *args[end:]])
             except SystemExit as exc:  # argparse's usage errors
                 code = int(exc.code or 0)
     finally:
@@ -530,10 +533,11 @@ def _refused(result: Ran) -> bool:
 
 @_ROUND_TRIP
 @given(name=_NAMES)
+@example(name="-joe")  # an operand, not an option
 def test_any_imap_account_name_round_trips_or_is_refused(name: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         config = manage_config(Path(folder))
-        created = cli(config, "imap-acct", "create", name)
+        created = cli(config, "imap-acct", "create", "--", name)
         if created.code == 0:
             assert cli(config, "imap-acct", "list").out == name + "\n"
         else:
@@ -547,7 +551,7 @@ def test_any_user_name_gets_a_user_or_a_typed_refusal(name: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         directory = Path(folder)
         config = manage_config(directory)
-        created = cli(config, "creds", "create", name, stdin=b"pw")
+        created = cli(config, "creds", "create", "--", name, stdin=b"pw")
         if created.code == 0:
             assert cli(config, "creds", "list").out == name + "\n"
             assert verify_password("pw", stored_users(directory)[name])
@@ -569,16 +573,17 @@ def _config() -> Iterator[Path]:
     value=st.one_of(st.text(max_size=40), st.text(min_size=1000, max_size=2000)),
     through_stdin=st.booleans(),
 )
+@example(table="routes", key="-k", value="-:", through_stdin=False)  # not options
 def test_any_table_key_and_value_round_trip_or_are_refused(
     table: str, key: str, value: str, through_stdin: bool
 ) -> None:
     with _config() as config:
         if through_stdin:
             data = value.encode("utf-8", "surrogatepass")
-            written = cli(config, "table", "set", table, key, "--stdin", stdin=data + b"\n")
+            written = cli(config, "table", "set", "--stdin", "--", table, key, stdin=data + b"\n")
         else:
-            written = cli(config, "table", "set", table, key, value)
-        read = cli(config, "table", "get", table, key)
+            written = cli(config, "table", "set", "--", table, key, value)
+        read = cli(config, "table", "get", "--", table, key)
         if written.code == 0:
             assert read.out == value + "\n"
         else:
