@@ -179,12 +179,12 @@ def test_a_created_user_logs_in_to_a_running_server_and_a_removed_one_cannot(
         created = run(config, "creds", "create", "joe@example.org", stdin="s3cret\n")
         assert created.returncode == 0, created.stderr
         assert logs_in(port, "joe@example.org", "s3cret")
-        changed = run(config, "creds", "password", "joe@example.org", "--stdin", stdin="n3w\n")
-        assert changed.returncode == 0, changed.stderr
+        changed = cli(config, "creds", "password", "joe@example.org", "--stdin", stdin=b"n3w\n")
+        assert changed.code == 0, changed.err
         assert not logs_in(port, "joe@example.org", "s3cret")
         assert logs_in(port, "joe@example.org", "n3w")
-        removed = run(config, "creds", "remove", "joe@example.org", "--yes")
-        assert removed.returncode == 0, removed.stderr
+        removed = cli(config, "creds", "remove", "joe@example.org", "--yes")
+        assert removed.code == 0, removed.err
         assert not logs_in(port, "joe@example.org", "n3w")
 
 
