@@ -38,6 +38,7 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdata
 import dns.rdataclass
 import dns.rdataset
 import dns.rdatatype
@@ -187,6 +188,32 @@ class DNSServer:
             zone.replace_rdataset(name, soa)
         with self._lock:
             self._zones[name] = _Zone(zone, authenticated)
+
+    def add_record(
+        self, name: str, rdtype: str, rdata: str | dns.rdata.Rdata, *, ttl: int = 300
+    ) -> None:
+        """Add one record to the zone enclosing `name` (an absolute name; any octets but
+        "." and "\\" may appear in its labels). `rdata` is master file text ("10 mx.example.org.")
+        or a dnspython rdata (for TXT strings of any bytes).
+
+        Raises:
+            ZoneError: no zone encloses `name`, or `rdata` does not parse.
+        """
+        try:
+            owner = dns.name.from_text(name)
+            kind = dns.rdatatype.from_text(rdtype)
+            if isinstance(rdata, str):
+                rdata = dns.rdata.from_text(
+                    dns.rdataclass.IN, kind, rdata, origin=dns.name.root, relativize=False
+                )
+        except (dns.exception.DNSException, ValueError) as exc:
+            raise ZoneError(f"record {name!r} {rdtype}: {exc}") from exc
+        with self._lock:
+            zone = self._zone_of(owner)
+            if zone is None:
+                raise ZoneError(f"record {name!r}: no zone encloses it")
+            node = zone.zone.find_node(owner, create=True)
+            node.find_rdataset(dns.rdataclass.IN, kind, create=True).add(rdata, ttl)
 
     def remove_zone(self, origin: str) -> None:
         """Stop serving the zone of `origin` (names in it get REFUSED)."""
