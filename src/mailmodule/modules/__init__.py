@@ -22,6 +22,7 @@ from mailmodule.modules.modifiers import ReplaceAddress as ReplaceAddress
 from mailmodule.modules.pass_table import PassTable as PassTable
 from mailmodule.modules.pass_table import hash_password as hash_password
 from mailmodule.modules.pass_table import verify_password as verify_password
+from mailmodule.modules.spf import SPFCheck as SPFCheck
 from mailmodule.modules.storage import MaildirStorage as MaildirStorage
 from mailmodule.modules.tables import FileTable as FileTable
 from mailmodule.modules.tables import SQLTable as SQLTable
@@ -44,6 +45,7 @@ __all__ = [
     "MemoryBlobStore",
     "PassTable",
     "ReplaceAddress",
+    "SPFCheck",
     "SQLTable",
     "StaticTable",
     "hash_password",

@@ -12,6 +12,7 @@ from mailmodule.modules.imap_filters import CommandFilter
 from mailmodule.modules.maildir import MaildirTarget
 from mailmodule.modules.modifiers import ReplaceAddress
 from mailmodule.modules.pass_table import PassTable
+from mailmodule.modules.spf import SPFCheck
 from mailmodule.modules.storage import MaildirStorage
 from mailmodule.modules.tables import FileTable, SQLTable, StaticTable
 from mailmodule.modules.tls_loader import FileTLSLoader
@@ -31,6 +32,7 @@ REFERENCE_MODULES: Final[dict[str, ModuleFactory]] = {
     "check.command": CommandCheck,
     "check.authorize_sender": AuthorizeSender,
     "check.iprev": IPRevCheck,
+    "check.spf": SPFCheck,
     "imap.filter.command": CommandFilter,
     "modify.replace_rcpt": ReplaceAddress,
     "modify.replace_sender": ReplaceAddress,
