@@ -52,6 +52,7 @@ from mailmodule.config import ConfigMap
 from mailmodule.errors import ConfigError, MailModuleError
 
 __all__ = [
+    "INSTANCE_NAME",
     "MX",
     "TLSA",
     "Answer",

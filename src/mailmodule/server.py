@@ -49,6 +49,9 @@ The keys, strictly (any other key, or a value of another type, is refused):
 - `[pipeline]`: `checks`, `modifiers`, `sources`, `source_tables`, and either the
   shorthand `destinations`, `destination_tables`, `default` or a `[pipeline.default_source]`
   table, never both.
+- `[dns]`: the resolver every module shares (`mailmodule.dns.shared_resolver`), the
+  instance "dns": `nameservers` (IP addresses; default: /etc/resolv.conf), `port`,
+  `timeout` ("5s"), `attempts`, `cache_size`, `dnssec` (ask for the AD bit).
 - `[[endpoints]]`: `type`, `listen`, `pipeline`, and the endpoint module's settings. A
   `pipeline` table takes the keys of `[pipeline]` and serves that endpoint alone; an
   endpoint without one runs the top-level `[pipeline]` (shared by all such endpoints).
@@ -90,6 +93,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Literal, final
 
 from mailmodule.config import ConfigMap
+from mailmodule.dns import INSTANCE_NAME as DNS_INSTANCE
+from mailmodule.dns import Resolver
 from mailmodule.endpoint import SMTPEndpoint, register_endpoints
 from mailmodule.errors import ConfigError, MailModuleError, ModuleInitError, SMTPError
 from mailmodule.interfaces import Check, DeliveryTarget, Modifier, Table
@@ -177,7 +182,7 @@ class Server:
         self.pipeline = Pipeline(hostname=self.hostname)
         self.endpoints: list[SMTPEndpoint] = []
         self.bound: list[tuple[str, str, int]] = []
-        known = {"hostname", "modules", "pipeline", "endpoints"}
+        known = {"hostname", "modules", "pipeline", "endpoints", "dns"}
         for key in self._data:
             if key not in known:
                 raise self._error("unknown key", key=key)
@@ -231,6 +236,7 @@ class Server:
             ConfigError: anything in the configuration is wrong: names file, section, key.
         """
         modules = self._table(self._data.get("modules", {}), "", "modules")
+        self._dns(modules)
         for name, raw in modules.items():
             self._register_instance(name, self._table(raw, "modules", name))
         for name in modules:
@@ -240,6 +246,19 @@ class Server:
         )
         for i, raw in enumerate(self._list(self._data, "endpoints", "")):
             self.endpoints.append(self._endpoint(self._table(raw, f"endpoints[{i}]"), i))
+
+    def _dns(self, modules: Mapping[str, object]) -> None:
+        """The `[dns]` table: the resolver every module shares, the instance "dns"."""
+        if "dns" not in self._data:
+            return
+        table = self._table(self._data["dns"], "", "dns")
+        if DNS_INSTANCE in modules:
+            raise self._error(
+                f"the instance name {DNS_INSTANCE!r} is the [dns] table's resolver",
+                section=_sub("modules", DNS_INSTANCE),
+            )
+        self.registry.register_instance(Resolver(), ConfigMap(table, module="dns"))
+        self._init_instance(DNS_INSTANCE, section="dns")
 
     def _register_instance(self, name: str, table: dict[str, object]) -> None:
         section = _sub("modules", name)
@@ -259,19 +278,18 @@ class Server:
         except MailModuleError as exc:
             raise self._error(str(exc), section=section) from exc
 
-    def _init_instance(self, name: str) -> None:
+    def _init_instance(self, name: str, *, section: str | None = None) -> None:
         try:
             self.registry.get_instance(name)
         except ModuleInitError as exc:
             cause = exc.__cause__
             failed = exc.instance_name
+            where = section if failed == name and section else _sub("modules", failed)
             if isinstance(cause, ConfigError):
-                raise self._error(
-                    cause.message, section=_sub("modules", failed), key=cause.key
-                ) from exc
-            raise self._error(str(exc), section=_sub("modules", failed)) from exc
+                raise self._error(cause.message, section=where, key=cause.key) from exc
+            raise self._error(str(exc), section=where) from exc
         except MailModuleError as exc:
-            raise self._error(str(exc), section=_sub("modules", name)) from exc
+            raise self._error(str(exc), section=section or _sub("modules", name)) from exc
 
     # Pipeline parts
 
