@@ -8,10 +8,12 @@ from mailmodule.errors import DuplicateModuleError
 from mailmodule.interfaces import ModuleFactory
 from mailmodule.modules.blobstore import FSBlobStore, MemoryBlobStore
 from mailmodule.modules.checks import AuthorizeSender, CommandCheck, IPRevCheck
+from mailmodule.modules.dnsbl import DNSBLCheck
 from mailmodule.modules.imap_filters import CommandFilter
 from mailmodule.modules.maildir import MaildirTarget
 from mailmodule.modules.modifiers import ReplaceAddress
 from mailmodule.modules.pass_table import PassTable
+from mailmodule.modules.require_mx import RequireMXCheck
 from mailmodule.modules.spf import SPFCheck
 from mailmodule.modules.storage import MaildirStorage
 from mailmodule.modules.tables import FileTable, SQLTable, StaticTable
@@ -33,6 +35,8 @@ REFERENCE_MODULES: Final[dict[str, ModuleFactory]] = {
     "check.authorize_sender": AuthorizeSender,
     "check.iprev": IPRevCheck,
     "check.spf": SPFCheck,
+    "check.dnsbl": DNSBLCheck,
+    "check.require_mx_record": RequireMXCheck,
     "imap.filter.command": CommandFilter,
     "modify.replace_rcpt": ReplaceAddress,
     "modify.replace_sender": ReplaceAddress,
