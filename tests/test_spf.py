@@ -17,7 +17,7 @@ from mailmodule import ConnState, Header, MemoryBuffer, MsgMetadata, SMTPError
 from mailmodule.config import ConfigMap
 from mailmodule.dns import Resolver
 from mailmodule.errors import ConfigError, ModuleInitError
-from mailmodule.modules.spf import SPFCheck, check_host
+from mailmodule.modules.spf import Evaluator, SPFCheck, check_host
 from mailmodule.modules.spf._macro import SyntaxProblem, expand, parse_macro_string
 from mailmodule.pipeline import Destination, Pipeline
 from mailmodule.registry import Registry
@@ -337,3 +337,46 @@ def test_any_text_parses_or_is_a_syntax_problem(text: str) -> None:
         parse_macro_string(text, explanation=True)
     except SyntaxProblem:
         pass
+
+
+# Kept verdicts
+
+
+def evaluator_for(server: DNSServer) -> Evaluator:
+    return Evaluator(Resolver(nameservers=["127.0.0.1"], port=server.port, timeout=0.3))
+
+
+async def test_a_verdict_is_kept_while_its_answers_are_cached(zone: DNSServer) -> None:
+    evaluator = evaluator_for(zone)
+    ip = ipaddress.IPv4Address(GOOD)
+    first = await evaluator.check_host(ip, "example.org", "joe@example.org")
+    assert evaluator.cached(ip, "example.org", "joe@example.org") is first
+    zone.clear_queries()
+    assert await evaluator.check_host(ip, "example.org", "joe@example.org") is first
+    assert zone.queries == ()
+    assert evaluator.cached(ip, "example.org", "ann@example.org") is None  # another question
+
+
+async def test_a_verdict_resting_on_an_uncached_answer_is_not_kept(zone: DNSServer) -> None:
+    zone.add_zone('@ 0 TXT "v=spf1 -all"', origin="nottl.test")
+    evaluator = evaluator_for(zone)
+    ip = ipaddress.IPv4Address(GOOD)
+    assert (await evaluator.check_host(ip, "nottl.test", "a@nottl.test")).result == "fail"
+    assert evaluator.cached(ip, "nottl.test", "a@nottl.test") is None
+
+
+async def test_a_temperror_is_not_kept(zone: DNSServer) -> None:
+    zone.fail("example.org", "SERVFAIL", rdtype="TXT")
+    evaluator = evaluator_for(zone)
+    ip = ipaddress.IPv4Address(GOOD)
+    assert (await evaluator.check_host(ip, "example.org", "a@example.org")).result == "temperror"
+    assert evaluator.cached(ip, "example.org", "a@example.org") is None
+
+
+async def test_a_verdict_goes_when_the_cache_is_full(zone: DNSServer) -> None:
+    evaluator = Evaluator(evaluator_for(zone).resolver, cache_size=1)
+    one, two = ipaddress.IPv4Address(GOOD), ipaddress.IPv4Address(BAD)
+    await evaluator.check_host(one, "example.org", "a@example.org")
+    await evaluator.check_host(two, "example.org", "a@example.org")
+    assert evaluator.cached(one, "example.org", "a@example.org") is None
+    assert evaluator.cached(two, "example.org", "a@example.org") is not None

@@ -310,8 +310,7 @@ class Resolver:
 
     async def mx(self, name: str) -> Answer[MX]:
         """MX records, sorted by preference (equal ones in the order received)."""
-        answer = await self._lookup(name, "MX", _mx)
-        return attrs.evolve(answer, records=tuple(sorted(answer.records, key=_preference)))
+        return await self._lookup(name, "MX", _mx)
 
     async def ptr(self, address: IPAddress) -> Answer[str]:
         """PTR records of `address` (in-addr.arpa or ip6.arpa): names, lower-case, no
@@ -336,6 +335,16 @@ class Resolver:
         if dns.rdatatype.is_metatype(kind):
             raise DNSPermanentError("not a record type", name=name, rdtype=rdtype)
         return await self._lookup(name, dns.rdatatype.to_text(kind), _rdata)
+
+    def time_left(self, name: str, rdtype: str) -> float:
+        """Seconds until the cached answer for `name` (as `Answer.name` writes it) and
+        `rdtype` ("TXT") expires; 0 when none is cached. Asks no server.
+
+        For caches built on answers: what rests on an answer may live as long as this.
+        """
+        with self._lock:
+            entry = self._cache.get((name, rdtype))
+        return 0.0 if entry is None else max(0.0, entry[0] - time.monotonic())
 
     def clear_cache(self) -> None:
         """Forget every cached answer."""
@@ -424,6 +433,8 @@ class Resolver:
                 raise DNSPermanentError(
                     f"malformed record: {exc}", name=name, rdtype=rdtype
                 ) from exc
+            if rdtype == "MX":  # sorted once, before it is cached
+                records = tuple(sorted(records, key=_preference))
             result = Answer(
                 name=name,
                 records=records,
@@ -481,8 +492,8 @@ def _text(name: dns.name.Name) -> str:
     return name.to_text(omit_final_dot=True).lower()
 
 
-def _preference(record: MX) -> int:
-    return record.preference
+def _preference(record: object) -> int:
+    return record.preference if isinstance(record, MX) else 0
 
 
 def _txt(rdata: dns.rdata.Rdata) -> bytes:

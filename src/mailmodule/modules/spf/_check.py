@@ -20,7 +20,7 @@ from mailmodule.interfaces import AuthResult, AuthResultProperty, CheckResult
 from mailmodule.metadata import MsgMetadata
 from mailmodule.modules._actions import action_setting
 from mailmodule.modules._base import ModuleBase
-from mailmodule.modules.spf._eval import IPAddress, SPFResult, check_host
+from mailmodule.modules.spf._eval import Evaluator, IPAddress, SPFResult
 from mailmodule.pipeline import FailAction
 
 __all__ = ["SPFCheck"]
@@ -77,6 +77,7 @@ class SPFCheck(ModuleBase):
             a HELO "fail" decides, whatever MAIL FROM would give. Both results are
             reported.
 
+    Verdicts are kept while the DNS answers they rest on are cached (`Evaluator`).
     Messages without a client IP (made locally) are not checked. A MAIL FROM whose domain
     is not a valid IDN is refused with 550 5.1.7.
     """
@@ -90,6 +91,7 @@ class SPFCheck(ModuleBase):
     ) -> None:
         super().__init__(mod_name, inst_name, aliases, inline_args)
         self.resolver: Resolver | None = None
+        self.evaluator: Evaluator | None = None
         self.actions: dict[str, FailAction] = {
             result: FailAction(action=action) for result, action in _DEFAULTS.items()
         }
@@ -98,6 +100,7 @@ class SPFCheck(ModuleBase):
 
     def init(self, cfg: ConfigMap) -> None:
         self.resolver = shared_resolver(cfg)
+        self.evaluator = Evaluator(self.resolver)
         self.actions = {
             result: action_setting(cfg, _KEYS[result], _DEFAULTS[result]) for result in _DEFAULTS
         }
@@ -115,16 +118,18 @@ class SPFCheck(ModuleBase):
         Raises:
             AddressError: `mail_from`'s domain is not a valid IDN.
         """
-        resolver = self.resolver or default_resolver()
+        if self.evaluator is None:
+            self.evaluator = Evaluator(self.resolver or default_resolver())
+        evaluator = self.evaluator
         results: list[AuthResult] = []
         if self.check_helo or not mail_from:
-            verdict = await check_host(resolver, ip, helo, "", helo=helo)
+            verdict = await evaluator.check_host(ip, helo, "", helo=helo)
             results.append(_auth_result(verdict, helo=helo))
             if verdict.result == "fail" or not mail_from:
                 return results
         sender = _prepare(mail_from)
         domain = sender.rpartition("@")[2]
-        verdict = await check_host(resolver, ip, domain, sender, helo=helo)
+        verdict = await evaluator.check_host(ip, domain, sender, helo=helo)
         results.append(_auth_result(verdict, mailfrom=mail_from))
         return results
 

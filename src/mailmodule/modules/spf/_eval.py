@@ -14,8 +14,10 @@ of it is evaluated, so a syntax error anywhere is a permerror.
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import re
+import threading
 import time
 from collections.abc import Sequence
 from typing import Final, Literal, final
@@ -31,7 +33,7 @@ from mailmodule.modules.spf._macro import (
     parse_macro_string,
 )
 
-__all__ = ["SPFResult", "check_host"]
+__all__ = ["Evaluator", "SPFResult", "check_host"]
 
 Result = Literal["none", "neutral", "pass", "fail", "softfail", "temperror", "permerror"]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -108,6 +110,15 @@ class _Context:
     receiver: str
     lookups: int = 0
     voids: int = 0
+    #: How long the verdict may be reused: the least time left of the answers it rests
+    #: on; 0 when it rests on something else (a DNS error, the time).
+    expires_in: float = float("inf")
+
+    def rests_on(self, name: str, rdtype: str) -> None:
+        self.expires_in = min(self.expires_in, self.resolver.time_left(name, rdtype))
+
+    def not_reusable(self) -> None:
+        self.expires_in = 0.0
 
 
 async def check_host(
@@ -133,6 +144,14 @@ async def check_host(
     Never raises for bad data or DNS trouble: those are the "permerror" and "temperror"
     results.
     """
+    result, _ = await _evaluate(resolver, ip, domain, sender, helo, receiver)
+    return result
+
+
+async def _evaluate(
+    resolver: Resolver, ip: IPAddress, domain: str, sender: str, helo: str, receiver: str
+) -> tuple[SPFResult, float]:
+    """The verdict, and for how many seconds it may be reused."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     if not sender:
@@ -150,9 +169,78 @@ async def check_host(
         receiver=receiver,
     )
     try:
-        return await _check(context, domain, included=False)
+        return await _check(context, domain, included=False), context.expires_in
     except _Abort as abort:
-        return SPFResult(result=abort.result, reason=abort.reason)
+        # A temperror is not reused; a permerror rests on the answers as any verdict does.
+        reusable = context.expires_in if abort.result == "permerror" else 0.0
+        return SPFResult(result=abort.result, reason=abort.reason), reusable
+
+
+_Key = tuple[IPAddress, str, str, str, str]
+
+
+@final
+class Evaluator:
+    """`check_host` with its verdicts kept while the DNS answers they rest on are cached.
+
+    A verdict is kept (in a bounded LRU of `cache_size`) for the least time left of the
+    resolver's cached answers it used; never when it rests on a DNS error, on an answer
+    the resolver did not cache, or on the time (%{t}); never for a temperror. The key is
+    the whole question: client address, domain, sender, HELO name and receiver.
+
+    Callers may assume: safe to use from many tasks (one event loop or several).
+    """
+
+    def __init__(self, resolver: Resolver, *, cache_size: int = 10000) -> None:
+        self.resolver = resolver
+        self.cache_size = cache_size
+        self._lock = threading.Lock()
+        self._cache: collections.OrderedDict[_Key, tuple[float, SPFResult]]
+        self._cache = collections.OrderedDict()
+
+    def cached(
+        self,
+        ip: IPAddress,
+        domain: str,
+        sender: str,
+        *,
+        helo: str = "",
+        receiver: str = "unknown",
+    ) -> SPFResult | None:
+        """The kept verdict for this question, or None; never asks the DNS."""
+        key = (ip, domain, sender, helo, receiver)
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is None:
+                return None
+            if entry[0] <= time.monotonic():
+                del self._cache[key]
+                return None
+            self._cache.move_to_end(key)
+            return entry[1]
+
+    async def check_host(
+        self,
+        ip: IPAddress,
+        domain: str,
+        sender: str,
+        *,
+        helo: str = "",
+        receiver: str = "unknown",
+    ) -> SPFResult:
+        """As the module's `check_host`, answered from the kept verdicts when it can."""
+        found = self.cached(ip, domain, sender, helo=helo, receiver=receiver)
+        if found is not None:
+            return found
+        result, reusable = await _evaluate(self.resolver, ip, domain, sender, helo, receiver)
+        if 0 < reusable < float("inf") and self.cache_size > 0:
+            with self._lock:
+                key = (ip, domain, sender, helo, receiver)
+                self._cache[key] = (time.monotonic() + reusable, result)
+                self._cache.move_to_end(key)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return result
 
 
 def _domain_name(name: str) -> str | None:
@@ -197,6 +285,7 @@ async def _record(context: _Context, domain: str) -> _Record | None:
         answer = await context.resolver.txt(domain)
     except DNSError as exc:
         raise _Abort("temperror", f"looking up the SPF record of {domain}: {exc}") from exc
+    context.rests_on(answer.name, "TXT")
     found = [
         r
         for r in answer.records
@@ -355,6 +444,7 @@ async def _matches(context: _Context, mechanism: _Mechanism, domain: str) -> boo
             answer = await context.resolver.a(target)
         except DNSError as exc:
             raise _Abort("temperror", f"looking up {target}: {exc}") from exc
+        context.rests_on(answer.name, "A")
         _void(context, not answer.records)
         return bool(answer.records)
     # ptr
@@ -364,8 +454,12 @@ async def _matches(context: _Context, mechanism: _Mechanism, domain: str) -> boo
 
 async def _addresses(context: _Context, name: str) -> Sequence[IPAddress]:
     if isinstance(context.ip, ipaddress.IPv4Address):
-        return (await context.resolver.a(name)).records
-    return (await context.resolver.aaaa(name)).records
+        v4 = await context.resolver.a(name)
+        context.rests_on(v4.name, "A")
+        return v4.records
+    v6 = await context.resolver.aaaa(name)
+    context.rests_on(v6.name, "AAAA")
+    return v6.records
 
 
 async def _any_address(
@@ -387,6 +481,7 @@ async def _mx(context: _Context, name: str, mechanism: _Mechanism) -> bool:
         answer = await context.resolver.mx(name)
     except DNSError as exc:
         raise _Abort("temperror", f"looking up the MX of {name}: {exc}") from exc
+    context.rests_on(answer.name, "MX")
     _void(context, not answer.records)
     if len(answer.records) > _MX_LIMIT:
         raise _Abort("permerror", f"{name} has more than {_MX_LIMIT} MX records")
@@ -404,7 +499,9 @@ async def _validated_names(context: _Context, *, void_counts: bool) -> list[str]
     try:
         answer = await context.resolver.ptr(context.ip)
     except DNSError:
+        context.not_reusable()
         return []
+    context.rests_on(answer.name, "PTR")
     if void_counts:
         _void(context, not answer.records)
     validated = []
@@ -413,6 +510,7 @@ async def _validated_names(context: _Context, *, void_counts: bool) -> list[str]
             if context.ip in await _addresses(context, name):
                 validated.append(name)
         except DNSError:
+            context.not_reusable()
             continue
     return validated
 
@@ -425,7 +523,9 @@ async def _explanation(context: _Context, spec: MacroString, domain: str) -> str
     try:
         answer = await context.resolver.txt(target)
     except DNSError:
+        context.not_reusable()
         return None
+    context.rests_on(answer.name, "TXT")
     if len(answer.records) != 1:
         return None
     try:
@@ -459,6 +559,7 @@ async def _value(context: _Context, letter: str, domain: str) -> str:
     if letter == "r":
         return context.receiver
     if letter == "t":
+        context.not_reusable()
         return str(int(time.time()))
     # p: a validated name, preferring the domain itself, then its subdomains
     names = await _validated_names(context, void_counts=False)
