@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import pytest
 
 from mailmodule import ConnState, MsgMetadata, Resolved
@@ -101,3 +104,11 @@ async def test_iprev_is_a_temperror_when_the_dns_fails(reverse: DNSServer) -> No
     assert (await iprev(iprev_for(reverse), "192.0.2.1", "mail.example.org")).result == (
         "temperror"
     )
+
+
+def test_the_examples_of_docs_dns_md_configure_a_server() -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "dns.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```toml\n")[1:]]
+    for block in blocks:
+        Server(tomllib.loads(block), source="docs/dns.md").initialize()
+    assert len(blocks) == 2

@@ -94,6 +94,7 @@ class DNSServer:
         self._zones: dict[dns.name.Name, _Zone] = {}
         self._faults: dict[tuple[dns.name.Name, str | None], str] = {}
         self._queries: list[Query] = []
+        self._errors: list[str] = []
         self._udp: socketserver.UDPServer | None = None
         self._tcp: socketserver.TCPServer | None = None
         self._threads: list[threading.Thread] = []
@@ -239,6 +240,12 @@ class DNSServer:
         with self._lock:
             return tuple(self._queries)
 
+    @property
+    def errors(self) -> tuple[str, ...]:
+        """Why the server answered SERVFAIL on its own (zone data it could not send)."""
+        with self._lock:
+            return tuple(self._errors)
+
     def clear_queries(self) -> None:
         """Forget the questions received so far."""
         with self._lock:
@@ -276,8 +283,16 @@ class DNSServer:
                 response.set_rcode(dns.rcode.from_text(fault))
                 return response.to_wire()
             wants_ad = bool(query.flags & dns.flags.AD or query.ednsflags & dns.flags.DO)
-            self._fill(response, qname, qtype, question.rdclass, wants_ad)
-        return self._wire(response, query, tcp)
+            try:
+                self._fill(response, qname, qtype, question.rdclass, wants_ad)
+                return self._wire(response, query, tcp)
+            except (dns.exception.DNSException, ValueError) as exc:
+                # Zone data the server cannot answer with: SERVFAIL, as a real one would,
+                # and the reason in `errors` for the test to see (never a silent drop).
+                self._errors.append(f"{qname} {dns.rdatatype.to_text(qtype)}: {exc}")
+        failed = dns.message.make_response(query)
+        failed.set_rcode(dns.rcode.SERVFAIL)
+        return failed.to_wire()
 
     def _zone_of(self, name: dns.name.Name) -> _Zone | None:
         found: _Zone | None = None
