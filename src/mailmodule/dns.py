@@ -71,6 +71,10 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 INSTANCE_NAME: Final = "dns"
 _MAX_TTL: Final = 86400  # cache nothing longer than a day, whatever a server says
 _EDNS_PAYLOAD: Final = 1232
+# Memory bounds whatever the answers (TXT answers can reach 64 KiB): a larger answer is
+# not cached, and the least recently used go first past the total.
+_MAX_ANSWER_BYTES: Final = 16 * 1024
+_MAX_CACHE_BYTES: Final = 64 * 1024 * 1024
 # Replies that say the query itself is wrong, or that the server will never answer it.
 _PERMANENT_RCODES: Final = frozenset({"REFUSED", "FORMERR", "NOTIMP", "YXDOMAIN", "NOTAUTH"})
 
@@ -171,6 +175,8 @@ class Resolver:
         attempts: how many times each server is tried before giving up; a lookup takes
             at most `timeout * attempts * len(nameservers)` seconds.
         cache_size: answers kept (least recently used go first); 0 turns the cache off.
+            Whatever the size, an answer over 16 KiB is not kept, and the cache holds
+            at most about 64 MiB.
         dnssec: set the DO and AD bits, so that a validating server's AD bit shows in
             `Answer.authenticated`. Without it the AD bit is never requested.
 
@@ -196,8 +202,9 @@ class Resolver:
         dnssec: bool = False,
     ) -> None:
         self._lock = threading.Lock()
-        self._cache: collections.OrderedDict[_Key, tuple[float, Answer[object]]]
+        self._cache: collections.OrderedDict[_Key, tuple[float, Answer[object], int]]
         self._cache = collections.OrderedDict()
+        self._cached_bytes = 0
         self._inflight: dict[
             tuple[asyncio.AbstractEventLoop, _Key], asyncio.Task[Answer[object]]
         ] = {}
@@ -240,8 +247,7 @@ class Resolver:
             stub.use_edns(0, 0, _EDNS_PAYLOAD)
         self._stub = stub
         self.settings = settings
-        with self._lock:
-            self._cache.clear()
+        self.clear_cache()
 
     # Module
 
@@ -350,6 +356,7 @@ class Resolver:
         """Forget every cached answer."""
         with self._lock:
             self._cache.clear()
+            self._cached_bytes = 0
 
     # The cache and the lookups under way
 
@@ -370,6 +377,7 @@ class Resolver:
                 return None
             if entry[0] <= time.monotonic():
                 del self._cache[key]
+                self._cached_bytes -= entry[2]
                 return None
             self._cache.move_to_end(key)
             return entry[1]
@@ -377,13 +385,17 @@ class Resolver:
     def _store(self, key: _Key, answer: Answer[object]) -> None:
         size = self.settings.cache_size
         ttl = min(answer.ttl, _MAX_TTL)
-        if size <= 0 or ttl <= 0:
+        cost = _cost(answer)
+        if size <= 0 or ttl <= 0 or cost > _MAX_ANSWER_BYTES:
             return
         with self._lock:
-            self._cache[key] = (time.monotonic() + ttl, answer)
-            self._cache.move_to_end(key)
-            while len(self._cache) > size:
-                self._cache.popitem(last=False)
+            old = self._cache.pop(key, None)
+            if old is not None:
+                self._cached_bytes -= old[2]
+            self._cache[key] = (time.monotonic() + ttl, answer, cost)
+            self._cached_bytes += cost
+            while len(self._cache) > size or self._cached_bytes > _MAX_CACHE_BYTES:
+                self._cached_bytes -= self._cache.popitem(last=False)[1][2]
 
     async def _shared(
         self, key: _Key, start: Callable[[], Coroutine[object, object, Answer[object]]]
@@ -444,6 +456,18 @@ class Resolver:
             )
         self._store(key, result)
         return result
+
+
+def _cost(answer: Answer[object]) -> int:
+    """About the bytes an answer holds in the cache."""
+    return (
+        200
+        + len(answer.name)
+        + sum(
+            len(r) if isinstance(r, bytes | str) else len(getattr(r, "data", b"")) + 64
+            for r in answer.records
+        )
+    )
 
 
 def _absolute(name: str, rdtype: str) -> dns.name.Name:

@@ -169,7 +169,8 @@ def _auth_result(
         if mailfrom is not None
         else AuthResultProperty("smtp", "helo", helo)
     )
-    explanation = _printable(verdict.explanation)
+    # A comment may hold no parentheses or backslashes of its own (RFC 5322 ccontent).
+    explanation = "".join(c for c in _printable(verdict.explanation) if c not in "()\\")
     return AuthResult(
         method="spf",
         result=verdict.result,

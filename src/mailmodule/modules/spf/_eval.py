@@ -113,6 +113,8 @@ class _Context:
     #: How long the verdict may be reused: the least time left of the answers it rests
     #: on; 0 when it rests on something else (a DNS error, the time).
     expires_in: float = float("inf")
+    #: %{p} by domain, looked up once however often a record or explanation names it.
+    validated_name: dict[str, str] = attrs.field(factory=dict)
 
     def rests_on(self, name: str, rdtype: str) -> None:
         self.expires_in = min(self.expires_in, self.resolver.time_left(name, rdtype))
@@ -562,9 +564,12 @@ async def _value(context: _Context, letter: str, domain: str) -> str:
         context.not_reusable()
         return str(int(time.time()))
     # p: a validated name, preferring the domain itself, then its subdomains
-    names = await _validated_names(context, void_counts=False)
     domain = domain.lower()
+    known = context.validated_name.get(domain)
+    if known is not None:
+        return known
+    names = await _validated_names(context, void_counts=False)
     below = [n for n in names if n.endswith("." + domain)]
-    if domain in names:
-        return domain
-    return (below or names or ["unknown"])[0]
+    found = domain if domain in names else (below or names or ["unknown"])[0]
+    context.validated_name[domain] = found
+    return found
