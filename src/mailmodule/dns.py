@@ -27,7 +27,7 @@ import ipaddress
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Final, Generic, TypeVar, cast, final
+from typing import ClassVar, Final, Generic, TypeVar, cast, final
 
 import attrs
 import dns.asyncresolver
@@ -48,7 +48,7 @@ import dns.rdtypes.IN.AAAA
 import dns.resolver
 import dns.reversename
 
-from mailmodule.config import ConfigMap
+from mailmodule.config import ConfigMap, Setting
 from mailmodule.errors import ConfigError, MailModuleError
 
 __all__ = [
@@ -151,6 +151,18 @@ class TLSA:
 
 
 _Key = tuple[str, str]
+
+_NAMESERVERS: Final = Setting.string_list(
+    "nameservers", "the name servers' IP addresses", None, default_doc="/etc/resolv.conf's"
+)
+_PORT: Final = Setting.integer("port", "the name servers' port", 53, minimum=1)
+_TIMEOUT: Final = Setting.duration(
+    "timeout", "how long one query waits for one server", datetime.timedelta(seconds=5),
+    positive=True,
+)  # fmt: skip
+_ATTEMPTS: Final = Setting.integer("attempts", "tries per server", 2, minimum=1)
+_CACHE_SIZE: Final = Setting.integer("cache_size", "answers kept; 0: no cache", 10000, minimum=0)
+_DNSSEC: Final = Setting.boolean("dnssec", "set DO and AD, so the AD bit shows", False)
 
 
 @attrs.define
@@ -257,6 +269,8 @@ class Resolver:
     def instance_name(self) -> str:
         return INSTANCE_NAME
 
+    SETTINGS: ClassVar = (_NAMESERVERS, _PORT, _TIMEOUT, _ATTEMPTS, _CACHE_SIZE, _DNSSEC)
+
     def init(self, cfg: ConfigMap) -> None:
         """Take the settings of a `[dns]` table: `nameservers` (a list of IP addresses),
         `port`, `timeout` (a duration), `attempts`, `cache_size`, `dnssec` (a boolean).
@@ -264,7 +278,8 @@ class Resolver:
         Raises:
             ConfigError: a setting of the wrong type or out of range; names the key.
         """
-        servers = cfg.string_list("nameservers", None)
+        cfg.declare(self.SETTINGS)
+        servers = cfg.value(_NAMESERVERS)
         if servers is not None and not servers:
             raise ConfigError("expected at least one name server", module="dns", key="nameservers")
         port = cfg.integer("port", 53, minimum=1)

@@ -6,13 +6,13 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Final, final
+from typing import ClassVar, Final, final
 
 import attrs
 
 from mailmodule import address
 from mailmodule.buffer import Buffer
-from mailmodule.config import ConfigMap
+from mailmodule.config import ConfigMap, Setting
 from mailmodule.dns import (
     DNSPermanentError,
     DNSTemporaryError,
@@ -36,6 +36,20 @@ _LIST_KEYS: Final = frozenset(
 )
 _RULE_KEYS: Final = frozenset({"networks", "score", "message"})
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_LISTS: Final = Setting.raw(
+    "lists",
+    "the lists to ask: zone -> client_ipv4, client_ipv6, ehlo, mailfrom, score, responses, "
+    "response",
+    "table of zone = table",
+    {},
+    default_doc="none beyond the inline arguments (at least one list is required)",
+)
+_QUARANTINE_THRESHOLD: Final = Setting.integer(
+    "quarantine_threshold", "the score from which a message is quarantined", 1
+)
+_REJECT_THRESHOLD: Final = Setting.integer(
+    "reject_threshold", "the score from which a message is refused", 9999
+)
 
 
 @final
@@ -115,12 +129,15 @@ class DNSBLCheck(ModuleBase):
         self.reject_threshold = 9999
         self.resolver: Resolver | None = None
 
+    SETTINGS: ClassVar = (_LISTS, _QUARANTINE_THRESHOLD, _REJECT_THRESHOLD)
+
     def init(self, cfg: ConfigMap) -> None:
+        cfg.declare(self.SETTINGS)
         self.resolver = shared_resolver(cfg)
-        self.quarantine_threshold = cfg.integer("quarantine_threshold", 1)
-        self.reject_threshold = cfg.integer("reject_threshold", 9999)
+        self.quarantine_threshold = cfg.value(_QUARANTINE_THRESHOLD)
+        self.reject_threshold = cfg.value(_REJECT_THRESHOLD)
         lists = [DNSList(zone=_zone(cfg, zone)) for zone in self.inline_args]
-        raw = cfg.get("lists", {})
+        raw = cfg.value(_LISTS)
         if not isinstance(raw, Mapping):
             raise ConfigError(
                 "expected a table of zone -> settings", module=cfg.module, key="lists"

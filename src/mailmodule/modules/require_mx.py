@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final, final
+from typing import ClassVar, Final, final
 
 import idna
 
 from mailmodule import address
 from mailmodule.buffer import Buffer
-from mailmodule.config import ConfigMap
+from mailmodule.config import ConfigMap, Setting
 from mailmodule.dns import (
     DNSPermanentError,
     DNSTemporaryError,
@@ -52,7 +52,10 @@ class RequireMXCheck(ModuleBase):
         super().__init__(mod_name, inst_name, aliases, inline_args)
         self.resolver: Resolver | None = None
 
+    SETTINGS: ClassVar[tuple[Setting[object], ...]] = ()
+
     def init(self, cfg: ConfigMap) -> None:
+        cfg.declare(self.SETTINGS)
         self.resolver = shared_resolver(cfg)
 
     async def check_state_for_msg(self, msg_meta: MsgMetadata) -> _RequireMXState:

@@ -6,13 +6,13 @@ import asyncio
 import email.utils
 import logging
 from collections.abc import Sequence
-from typing import Final, Literal, final
+from typing import ClassVar, Final, Literal, final
 
 import idna
 
 from mailmodule import address
 from mailmodule.buffer import Buffer
-from mailmodule.config import ConfigMap
+from mailmodule.config import ConfigMap, Setting
 from mailmodule.dns import DNSError, Resolver, default_resolver, shared_resolver
 from mailmodule.errors import AddressError, SMTPError
 from mailmodule.header import Header
@@ -52,6 +52,26 @@ _REPLIES: Final = {
     "permerror": (550, (5, 7, 24), "SPF authentication failed with a permanent error"),
     "temperror": (451, (4, 7, 24), "SPF authentication failed with a temporary error"),
 }
+_ACTION_TYPE: Final = '"reject", "quarantine", "ignore" or "reject <code> <enhanced code> <text>"'
+_DOCS: Final = {
+    "none": "what an SPF result of none (no policy) does",
+    "neutral": "what an SPF result of neutral does",
+    "fail": "what an SPF fail does",
+    "softfail": "what an SPF softfail does",
+    "permerror": "what an SPF permerror (a broken policy) does",
+    "temperror": "what an SPF temperror (DNS trouble) does",
+}
+_ACTION_SETTINGS: Final = {
+    result: Setting.string(_KEYS[result], _DOCS[result], _DEFAULTS[result], type_doc=_ACTION_TYPE)
+    for result in _DEFAULTS
+}
+_ENFORCE_EARLY: Final = Setting.boolean(
+    "enforce_early", "act at MAIL FROM, not after the body (no DMARC override)", False
+)
+_CHECK_HELO: Final = Setting.boolean(
+    "check_helo", "evaluate the HELO identity too; a HELO fail decides", False
+)
+_DEBUG: Final = Setting.boolean("debug", "maddy's; logging levels are the server's here", False)
 _DMARC_WALK: Final = 8  # the most _dmarc names looked at, as DMARCbis's tree walk
 _EXPLANATION_MAX: Final = 200
 
@@ -98,15 +118,18 @@ class SPFCheck(ModuleBase):
         self.enforce_early = False
         self.check_helo = False
 
+    SETTINGS: ClassVar = (*_ACTION_SETTINGS.values(), _ENFORCE_EARLY, _CHECK_HELO, _DEBUG)
+
     def init(self, cfg: ConfigMap) -> None:
+        cfg.declare(self.SETTINGS)
         self.resolver = shared_resolver(cfg)
         self.evaluator = Evaluator(self.resolver)
         self.actions = {
             result: action_setting(cfg, _KEYS[result], _DEFAULTS[result]) for result in _DEFAULTS
         }
-        self.enforce_early = cfg.boolean("enforce_early", False)
-        self.check_helo = cfg.boolean("check_helo", False)
-        cfg.boolean("debug", False)  # maddy's; logging levels are the server's here
+        self.enforce_early = cfg.value(_ENFORCE_EARLY)
+        self.check_helo = cfg.value(_CHECK_HELO)
+        cfg.value(_DEBUG)
 
     async def check_state_for_msg(self, msg_meta: MsgMetadata) -> _SPFState:
         return _SPFState(self, msg_meta)
