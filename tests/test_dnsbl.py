@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from mailmodule import ConnState, MsgMetadata
 from mailmodule.dns import Resolver
 from mailmodule.errors import ConfigError, ModuleInitError
-from mailmodule.interfaces import CheckResult
+from mailmodule.interfaces import Check, CheckResult
 from mailmodule.modules import DNSBLCheck, RequireMXCheck
 from mailmodule.modules.dnsbl import reversed_name
+from mailmodule.testing import CheckSuite
 from mailmodule.testing.dnsserver import DNSServer
 from tests.modules_kit import build, new_registry
 
@@ -260,3 +261,15 @@ async def test_a_temporary_dns_failure_is_a_4xx(
 async def test_the_check_runs_at_mail_from(require_mx: RequireMXCheck) -> None:
     result = await sender_result(require_mx, "192.0.2.1", mail_from="joe@nullmx.example.org")
     assert reason_of(result) == (550, (5, 7, 27))
+
+
+class TestDNSBLConformance(CheckSuite):
+    @pytest.fixture
+    def check(self, lists: DNSServer) -> Check:
+        return dnsbl(lists, {"lists": {"bl.test": {}}})
+
+
+class TestRequireMXConformance(CheckSuite):
+    @pytest.fixture
+    def check(self, require_mx: RequireMXCheck) -> Check:
+        return require_mx

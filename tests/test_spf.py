@@ -17,10 +17,12 @@ from mailmodule import ConnState, Header, MemoryBuffer, MsgMetadata, SMTPError
 from mailmodule.config import ConfigMap
 from mailmodule.dns import Resolver
 from mailmodule.errors import ConfigError, ModuleInitError
+from mailmodule.interfaces import Check
 from mailmodule.modules.spf import Evaluator, SPFCheck, check_host
 from mailmodule.modules.spf._macro import SyntaxProblem, expand, parse_macro_string
 from mailmodule.pipeline import Destination, Pipeline
 from mailmodule.registry import Registry
+from mailmodule.testing import CheckSuite
 from mailmodule.testing.dnsserver import DNSServer
 from tests.modules_kit import build, new_registry
 from tests.pipeline_kit import MemoryTarget
@@ -380,3 +382,11 @@ async def test_a_verdict_goes_when_the_cache_is_full(zone: DNSServer) -> None:
     await evaluator.check_host(two, "example.org", "a@example.org")
     assert evaluator.cached(one, "example.org", "a@example.org") is None
     assert evaluator.cached(two, "example.org", "a@example.org") is not None
+
+
+class TestSPFCheckConformance(CheckSuite):
+    @pytest.fixture
+    def check(self, dns_server: DNSServer) -> Check:
+        dns_server.add_zone(ZONE, origin="example.org")
+        _, check = spf_pipeline(dns_server, MemoryTarget())
+        return check
