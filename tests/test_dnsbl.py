@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailmodule import ConnState, MsgMetadata
+from mailmodule import ConnState, MsgMetadata, SMTPError
 from mailmodule.dns import Resolver
 from mailmodule.errors import ConfigError, ModuleInitError
 from mailmodule.interfaces import Check, CheckResult
@@ -273,3 +273,19 @@ class TestRequireMXConformance(CheckSuite):
     @pytest.fixture
     def check(self, require_mx: RequireMXCheck) -> Check:
         return require_mx
+
+
+async def test_check_early_refuses_a_listed_client_when_it_connects(lists: DNSServer) -> None:
+    check = dnsbl(lists, {"lists": {"bl.test": {"score": 10}}, "reject_threshold": 10,
+                          "check_early": True})  # fmt: skip
+    with pytest.raises(SMTPError) as info:
+        await check.check_connection(ConnState(remote_addr="198.51.100.7:25"))
+    assert (info.value.code, info.value.enhanced_code) == (554, (5, 7, 0))
+    await check.check_connection(ConnState(remote_addr="198.51.100.77:25"))  # not listed
+
+
+async def test_without_check_early_a_connection_is_not_judged(lists: DNSServer) -> None:
+    check = dnsbl(lists, {"lists": {"bl.test": {"score": 10}}, "reject_threshold": 10})
+    lists.clear_queries()
+    await check.check_connection(ConnState(remote_addr="198.51.100.7:25"))
+    assert lists.queries == ()

@@ -23,7 +23,7 @@ from mailmodule.dns import (
 from mailmodule.errors import AddressError, ConfigError, SMTPError
 from mailmodule.header import Header
 from mailmodule.interfaces import CheckResult
-from mailmodule.metadata import MsgMetadata
+from mailmodule.metadata import ConnState, MsgMetadata
 from mailmodule.modules._base import ModuleBase
 
 __all__ = ["DNSBLCheck", "DNSList", "Listing", "ResponseRule", "reversed_name"]
@@ -49,6 +49,9 @@ _QUARANTINE_THRESHOLD: Final = Setting.integer(
 )
 _REJECT_THRESHOLD: Final = Setting.integer(
     "reject_threshold", "the score from which a message is refused", 9999
+)
+_CHECK_EARLY: Final = Setting.boolean(
+    "check_early", "refuse a client over reject_threshold when it connects", False
 )
 
 
@@ -108,6 +111,8 @@ class DNSBLCheck(ModuleBase):
         quarantine_threshold: the score from which a message is quarantined (default 1).
         reject_threshold: the score from which it is refused (default 9999), with 554
             5.7.0 and the rules' messages or "Client identity is listed in the used DNSBL".
+        check_early: also refuse, when it connects, a client whose address alone reaches
+            `reject_threshold` (default false; an EarlyCheck, as maddy's).
 
     A temporary DNS failure of any list refuses the message for now (451 4.7.0); a list
     that refuses queries (a permanent DNS error) is skipped with a warning. An EHLO
@@ -127,15 +132,17 @@ class DNSBLCheck(ModuleBase):
         self.lists: tuple[DNSList, ...] = ()
         self.quarantine_threshold = 1
         self.reject_threshold = 9999
+        self.check_early = False
         self.resolver: Resolver | None = None
 
-    SETTINGS: ClassVar = (_LISTS, _QUARANTINE_THRESHOLD, _REJECT_THRESHOLD)
+    SETTINGS: ClassVar = (_LISTS, _QUARANTINE_THRESHOLD, _REJECT_THRESHOLD, _CHECK_EARLY)
 
     def init(self, cfg: ConfigMap) -> None:
         cfg.declare(self.SETTINGS)
         self.resolver = shared_resolver(cfg)
         self.quarantine_threshold = cfg.value(_QUARANTINE_THRESHOLD)
         self.reject_threshold = cfg.value(_REJECT_THRESHOLD)
+        self.check_early = cfg.value(_CHECK_EARLY)
         lists = [DNSList(zone=_zone(cfg, zone)) for zone in self.inline_args]
         raw = cfg.value(_LISTS)
         if not isinstance(raw, Mapping):
@@ -150,6 +157,42 @@ class DNSBLCheck(ModuleBase):
 
     async def check_state_for_msg(self, msg_meta: MsgMetadata) -> _DNSBLState:
         return _DNSBLState(self, msg_meta)
+
+    async def check_connection(self, state: ConnState) -> None:
+        """With `check_early`, refuse a client whose address alone scores the reject
+        threshold, when it connects (EarlyCheck); the EHLO name and MAIL FROM domain are
+        not known yet and wait for the message.
+
+        Raises:
+            SMTPError: 554 5.7.0 for a listed client; 451 4.7.0 on DNS trouble.
+        """
+        if not self.check_early or state.remote_ip is None:
+            return
+        try:
+            found = await self.listings(state.remote_ip, "", "")
+        except DNSTemporaryError as exc:
+            raise _dns_trouble(exc) from exc
+        verdict = self.verdict(found)
+        if verdict.reject and verdict.reason is not None:
+            raise verdict.reason
+
+    def verdict(self, found: Sequence[Listing]) -> CheckResult:
+        """What the listings add up to: refused at `reject_threshold`, quarantined at
+        `quarantine_threshold`, else nothing."""
+        score = sum(listing.score for listing in found)
+        messages = [listing.message for listing in found if listing.message]
+        reason = SMTPError(
+            554,
+            (5, 7, 0),
+            "; ".join(messages) or _LISTED,
+            check_name=self.instance_name() or self.name(),
+            misc={"lists": [listing.zone for listing in found], "score": score},
+        )
+        if found and score >= self.reject_threshold:
+            return CheckResult(reject=True, reason=reason)
+        if found and score >= self.quarantine_threshold:
+            return CheckResult(quarantine=True)
+        return _NOTHING
 
     async def listings(
         self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, ehlo: str, mail_from: str
@@ -193,6 +236,10 @@ class DNSBLCheck(ModuleBase):
             str(a) for a in addresses
         )
         return Listing(dns_list.zone, identity, score, reason, message)
+
+
+def _dns_trouble(exc: DNSTemporaryError) -> SMTPError:
+    return SMTPError(451, (4, 7, 0), "DNS error during policy check", misc={"error": str(exc)})
 
 
 def _zone(cfg: ConfigMap, zone: str) -> str:
@@ -337,11 +384,7 @@ class _DNSBLState:
             found = await check.listings(conn.remote_ip, conn.hostname, mail_from)
         except DNSTemporaryError as exc:
             _log.warning("msg %s: check.dnsbl: %s", self._meta.id, exc)
-            reason = SMTPError(
-                451, (4, 7, 0), "DNS error during policy check", misc={"error": str(exc)}
-            )
-            return CheckResult(reject=True, reason=reason)
-        score = sum(listing.score for listing in found)
+            return CheckResult(reject=True, reason=_dns_trouble(exc))
         for listing in found:
             _log.info(
                 "msg %s: check.dnsbl: %s listed on %s (score %d): %s",
@@ -351,18 +394,7 @@ class _DNSBLState:
                 listing.score,
                 listing.reason,
             )
-        messages = [listing.message for listing in found if listing.message]
-        reason = SMTPError(
-            554,
-            (5, 7, 0),
-            "; ".join(messages) or _LISTED,
-            misc={"lists": [listing.zone for listing in found], "score": score},
-        )
-        if found and score >= check.reject_threshold:
-            return CheckResult(reject=True, reason=reason)
-        if found and score >= check.quarantine_threshold:
-            return CheckResult(quarantine=True)
-        return _NOTHING
+        return check.verdict(found)
 
     async def check_rcpt(self, rcpt_to: str) -> CheckResult:
         return _NOTHING
