@@ -140,9 +140,11 @@ class MX:
 
 
 @final
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class TLSA:
-    """A TLSA record (RFC 6698): certificate usage, selector, matching type, data."""
+    """A TLSA record (RFC 6698): certificate usage, selector, matching type, data, in the
+    record's own order (positional, as the agreed API writes `TLSA(usage, selector,
+    mtype, data)`)."""
 
     usage: int
     selector: int
