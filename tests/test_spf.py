@@ -390,3 +390,15 @@ class TestSPFCheckConformance(CheckSuite):
         dns_server.add_zone(ZONE, origin="example.org")
         _, check = spf_pipeline(dns_server, MemoryTarget())
         return check
+
+
+async def test_a_helo_fail_still_reports_the_mailfrom_result_for_dmarc(zone: DNSServer) -> None:
+    target = MemoryTarget()
+    pipeline, _ = spf_pipeline(zone, target, check_helo=True)  # fail quarantines
+    await send(pipeline, ip=GOOD, mail_from="joe@example.org", helo="badhelo.example.org")
+    results = auth_results(target)
+    assert "spf=fail" in results
+    assert "smtp.helo=badhelo.example.org" in results
+    assert "spf=pass" in results
+    assert "smtp.mailfrom=joe@example.org" in results
+    assert target.messages[0].meta.quarantine

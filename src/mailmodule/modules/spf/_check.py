@@ -93,9 +93,9 @@ class SPFCheck(ModuleBase):
             computed at MAIL FROM but acted on after the body: if the From domain
             publishes a DMARC policy other than p=none, the action is left to DMARC and
             only the result is reported.
-        check_helo: also evaluate the HELO identity first (RFC 7208 2.3; default false);
-            a HELO "fail" decides, whatever MAIL FROM would give. Both results are
-            reported.
+        check_helo: also evaluate the HELO identity (RFC 7208 2.3; default false); a
+            HELO "fail" decides, whatever MAIL FROM gives. Both results are reported
+            (DMARC reads the `smtp.mailfrom` one).
 
     Verdicts are kept while the DNS answers they rest on are cached (`Evaluator`).
     Messages without a client IP (made locally) are not checked. A MAIL FROM whose domain
@@ -136,7 +136,8 @@ class SPFCheck(ModuleBase):
 
     async def evaluate(self, ip: IPAddress, mail_from: str, helo: str) -> list[AuthResult]:
         """The SPF results of one client: HELO first when `check_helo` is set, then MAIL
-        FROM (the HELO identity itself for the null sender). A HELO "fail" ends it.
+        FROM (the HELO identity itself for the null sender). Both are always evaluated,
+        so DMARC finds the MAIL FROM result; a HELO "fail" still decides (`outcome`).
 
         Raises:
             AddressError: `mail_from`'s domain is not a valid IDN.
@@ -148,7 +149,7 @@ class SPFCheck(ModuleBase):
         if self.check_helo or not mail_from:
             verdict = await evaluator.check_host(ip, helo, "", helo=helo)
             results.append(_auth_result(verdict, helo=helo))
-            if verdict.result == "fail" or not mail_from:
+            if not mail_from:
                 return results
         sender = _prepare(mail_from)
         domain = sender.rpartition("@")[2]
