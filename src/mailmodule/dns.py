@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
+import functools
 import ipaddress
 import threading
 import time
@@ -380,8 +381,8 @@ class Resolver:
     async def _lookup(
         self, name: str, rdtype: str, convert: Callable[[dns.rdata.Rdata], T]
     ) -> Answer[T]:
-        qname = _absolute(name, rdtype)
-        key = (qname.to_text(omit_final_dot=True).lower(), rdtype)
+        qname, text = _names(name, rdtype)
+        key = (text, rdtype)
         cached = self._cached(key)
         if cached is None:
             cached = await self._shared(key, lambda: self._resolve(qname, key, convert))
@@ -485,6 +486,24 @@ def _cost(answer: Answer[object]) -> int:
             for r in answer.records
         )
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _converted(name: str) -> tuple[dns.name.Name, str] | str:
+    """`name` as an absolute DNS name and its key text, or why it is not a name (kept:
+    converting costs more than the cached lookup it leads to)."""
+    try:
+        qname = _absolute(name, "")
+    except DNSPermanentError as exc:
+        return exc.message
+    return qname, qname.to_text(omit_final_dot=True).lower()
+
+
+def _names(name: str, rdtype: str) -> tuple[dns.name.Name, str]:
+    found = _converted(name)
+    if isinstance(found, str):
+        raise DNSPermanentError(found, name=name, rdtype=rdtype)
+    return found
 
 
 def _absolute(name: str, rdtype: str) -> dns.name.Name:

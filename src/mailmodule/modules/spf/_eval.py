@@ -15,6 +15,7 @@ of it is evaluated, so a syntax error anywhere is a permerror.
 from __future__ import annotations
 
 import collections
+import functools
 import ipaddress
 import re
 import threading
@@ -307,6 +308,7 @@ async def _record(context: _Context, domain: str) -> _Record | None:
         raise _Abort("permerror", f"the SPF record of {domain}: {exc}") from exc
 
 
+@functools.lru_cache(maxsize=1024)  # a record is a frozen value; parsing costs most
 def _parse(text: str) -> _Record:
     mechanisms: list[_Mechanism] = []
     modifiers: dict[str, MacroString] = {}
