@@ -26,6 +26,7 @@ from mailmodule.modules.storage import MaildirStorage as MaildirStorage
 from mailmodule.modules.tables import FileTable as FileTable
 from mailmodule.modules.tables import SQLTable as SQLTable
 from mailmodule.modules.tables import StaticTable as StaticTable
+from mailmodule.modules.targets import SMTPTarget as SMTPTarget
 from mailmodule.modules.tls_loader import FileTLSLoader as FileTLSLoader
 
 register_reference_modules()
@@ -44,6 +45,7 @@ __all__ = [
     "MemoryBlobStore",
     "PassTable",
     "ReplaceAddress",
+    "SMTPTarget",
     "SQLTable",
     "StaticTable",
     "hash_password",

@@ -1,0 +1,402 @@
+"""target.smtp and target.lmtp against our own endpoint, over real loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from mailmodule import ConfigError, ConfigMap, Header, MemoryBuffer, MsgMetadata, SMTPError
+from mailmodule.endpoint import SMTPEndpoint
+from mailmodule.interfaces import PartialDelivery
+from mailmodule.metadata import MailOptions
+from mailmodule.modules import FileTLSLoader, SMTPTarget
+from mailmodule.modules.targets import Upstream
+from mailmodule.pipeline import Destination, Pipeline
+from tests.endpoint_kit import endpoint, self_signed
+from tests.modules_kit import build, new_registry
+from tests.pipeline_kit import MemoryTarget
+
+HEADER = Header([("From", "a@example.net"), ("Subject", "Hello")])
+BODY = b"Hi there.\r\n.dot line\r\n"
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.statuses: dict[str, Exception | None] = {}
+
+    def set_status(self, rcpt_to: str, err: Exception | None) -> None:
+        assert rcpt_to not in self.statuses
+        self.statuses[rcpt_to] = err
+
+
+def target(*upstreams: str, module: str = "target.smtp", **settings: object) -> SMTPTarget:
+    t = SMTPTarget(module, "out")
+    t.init(ConfigMap({"targets": list(upstreams), "hostname": "relay.test", **settings}))
+    return t
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def fake_upstream(handler: Handler) -> AsyncIterator[str]:
+    """A server that misbehaves as `handler` does (an injected fault); its URL."""
+    done: list[asyncio.Future[None]] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        finished = asyncio.get_running_loop().create_future()
+        done.append(finished)
+        try:
+            await handler(reader, writer)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            finished.set_result(None)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"tcp://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await asyncio.gather(*done)
+        await server.wait_closed()
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def running(ep: SMTPEndpoint) -> str:
+    ((host, port),) = await ep.start()
+    return f"tcp://{host}:{port}"
+
+
+async def send(t: SMTPTarget, rcpts: list[str], body: bytes = BODY) -> None:
+    delivery = await t.start(MsgMetadata(id="m1"), "a@example.net")
+    try:
+        for rcpt in rcpts:
+            await delivery.add_rcpt(rcpt)
+        await delivery.body(HEADER, MemoryBuffer(body))
+    except BaseException:
+        await delivery.abort()
+        raise
+    await delivery.commit()
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[tuple[MemoryTarget, str]]:
+    """Our SMTP endpoint, keeping what it receives in a MemoryTarget."""
+    memory = MemoryTarget()
+    ep = endpoint("smtp", Pipeline(default=Destination(targets=[memory])))
+    yield memory, await running(ep)
+    await ep.stop()
+
+
+async def test_a_message_is_relayed_with_its_envelope_and_body(
+    upstream: tuple[MemoryTarget, str],
+) -> None:
+    memory, url = upstream
+    t = target(url)
+    await send(t, ["joe@example.org", "ann@example.org"])
+    t.close()
+    (stored,) = memory.messages
+    assert stored.mail_from == "a@example.net"
+    assert stored.rcpts == ["joe@example.org", "ann@example.org"]
+    assert stored.body == BODY
+    header = Header.parse(stored.header)
+    assert header.get("Subject") == "Hello"
+    assert (header.get("Received") or "").startswith("from relay.test")
+
+
+async def test_the_upstreams_refusal_of_a_recipient_keeps_its_code(
+    upstream: tuple[MemoryTarget, str],
+) -> None:
+    memory, url = upstream
+    memory.refuse.add("bad@example.org")
+    t = target(url)
+    delivery = await t.start(MsgMetadata(id="m1"), "a@example.net")
+    with pytest.raises(SMTPError) as info:
+        await delivery.add_rcpt("bad@example.org")
+    assert info.value.code == 550
+    assert info.value.target_name == "target.smtp"
+    assert info.value.misc["remote_server"] == url
+    await delivery.add_rcpt("joe@example.org")
+    await delivery.add_rcpt("JOE@example.org")  # the same recipient: ignored
+    await delivery.body(HEADER, MemoryBuffer(BODY))
+    await delivery.commit()
+    t.close()
+    assert [m.rcpts for m in memory.messages] == [["joe@example.org"]]
+
+
+async def test_upstreams_are_tried_in_order_until_one_answers(
+    upstream: tuple[MemoryTarget, str],
+) -> None:
+    memory, url = upstream
+    t = target(f"tcp://127.0.0.1:{closed_port()}", url)
+    await send(t, ["joe@example.org"])
+    t.close()
+    assert len(memory.messages) == 1
+
+
+async def test_no_upstream_answering_is_a_temporary_failure() -> None:
+    t = target(f"tcp://127.0.0.1:{closed_port()}", f"tcp://127.0.0.1:{closed_port()}")
+    with pytest.raises(SMTPError) as info:
+        await t.start(MsgMetadata(id="m1"), "a@example.net")
+    assert (info.value.code, info.value.enhanced_code) == (451, (4, 4, 1))
+    assert info.value.is_temporary
+    assert isinstance(info.value.__cause__, OSError)
+
+
+async def test_messages_reuse_one_connection(upstream: tuple[MemoryTarget, str]) -> None:
+    memory, url = upstream
+    t = target(url)
+    for _ in range(3):
+        await send(t, ["joe@example.org"])
+    t.close()
+    peers = {m.meta.conn.remote_addr for m in memory.messages if m.meta.conn is not None}
+    assert len(memory.messages) == 3
+    assert len(peers) == 1
+
+
+async def test_an_aborted_message_leaves_nothing_and_the_next_one_goes_through(
+    upstream: tuple[MemoryTarget, str],
+) -> None:
+    memory, url = upstream
+    t = target(url)
+    delivery = await t.start(MsgMetadata(id="m1"), "a@example.net")
+    await delivery.add_rcpt("joe@example.org")
+    await delivery.abort()
+    await send(t, ["ann@example.org"])
+    t.close()
+    assert [m.rcpts for m in memory.messages] == [["ann@example.org"]]
+
+
+async def test_a_message_above_the_upstreams_size_is_refused_permanently() -> None:
+    memory = MemoryTarget()
+    ep = endpoint("smtp", Pipeline(default=Destination(targets=[memory])), max_message_size=100)
+    url = await running(ep)
+    t = target(url)
+    with pytest.raises(SMTPError) as declared:
+        await t.start(MsgMetadata(id="m1", smtp_opts=MailOptions(size=1000)), "a@example.net")
+    with pytest.raises(SMTPError) as actual:
+        await send(t, ["joe@example.org"], body=b"x" * 200)
+    t.close()
+    await ep.stop()
+    assert (declared.value.code, declared.value.enhanced_code) == (552, (5, 3, 4))
+    assert (actual.value.code, actual.value.enhanced_code) == (552, (5, 3, 4))
+    assert memory.messages == []
+
+
+async def test_a_garbled_upstream_is_a_temporary_protocol_error() -> None:
+    async def garbled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 hi\r\n")
+        await reader.readline()
+        writer.write(b"hello? this is no reply\r\n")
+        await writer.drain()
+        await reader.read()
+
+    async with fake_upstream(garbled) as url:
+        with pytest.raises(SMTPError) as info:
+            await target(url).start(MsgMetadata(id="m"), "a@example.net")
+    assert (info.value.code, info.value.enhanced_code) == (451, (4, 5, 0))
+
+
+async def test_an_upstream_that_stops_answering_times_out_as_a_temporary_failure() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 hi\r\n")
+        await reader.read()
+
+    async with fake_upstream(silent) as url:
+        t = target(url, connect_timeout="200ms")
+        with pytest.raises(SMTPError) as info:
+            await t.start(MsgMetadata(id="m"), "a@example.net")
+    assert (info.value.code, info.value.enhanced_code) == (451, (4, 4, 2))
+
+
+async def test_a_421_greeting_is_carried_back_as_temporary() -> None:
+    async def busy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"421 4.3.2 Too busy\r\n")
+        await writer.drain()
+
+    async with fake_upstream(busy) as url:
+        with pytest.raises(SMTPError) as info:
+            await target(url).start(MsgMetadata(id="m"), "a@example.net")
+    assert (info.value.code, info.value.enhanced_code, info.value.message) == (
+        421,
+        (4, 3, 2),
+        "Too busy",
+    )
+
+
+# TLS.
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    return self_signed(tmp_path_factory.mktemp("tls"), "localhost")
+
+
+async def tls_upstream(certificate: tuple[str, str], memory: MemoryTarget) -> SMTPEndpoint:
+    loader = FileTLSLoader("tls.loader.file", "certs")
+    loader.init(ConfigMap({"certs": [list(certificate)]}))
+    ep = endpoint("smtp", Pipeline(default=Destination(targets=[memory])))
+    ep.tls = loader
+    return ep
+
+
+async def with_tls_upstream(
+    certificate: tuple[str, str], run: Callable[[str, MemoryTarget], Awaitable[None]]
+) -> MemoryTarget:
+    memory = MemoryTarget()
+    ep = await tls_upstream(certificate, memory)
+    url = await running(ep)
+    try:
+        await run(url.replace("127.0.0.1", "localhost"), memory)
+    finally:
+        await ep.stop()
+    return memory
+
+
+async def test_starttls_is_used_with_the_certificate_checked(
+    certificate: tuple[str, str],
+) -> None:
+    async def run(url: str, memory: MemoryTarget) -> None:
+        t = target(url, tls_root_ca=certificate[0], require_tls=True)
+        await send(t, ["joe@example.org"])
+        t.close()
+
+    memory = await with_tls_upstream(certificate, run)
+    (stored,) = memory.messages
+    assert stored.meta.conn is not None
+    assert stored.meta.conn.tls is not None
+
+
+async def test_a_certificate_that_does_not_verify_fails_the_connection(
+    certificate: tuple[str, str],
+) -> None:
+    async def run(url: str, memory: MemoryTarget) -> None:
+        with pytest.raises(SMTPError) as info:
+            await target(url).start(MsgMetadata(id="m"), "a@example.net")
+        assert (info.value.code, info.value.enhanced_code) == (451, (4, 7, 5))
+
+    assert (await with_tls_upstream(certificate, run)).messages == []
+
+
+async def test_certificate_checks_can_be_turned_off(certificate: tuple[str, str]) -> None:
+    async def run(url: str, memory: MemoryTarget) -> None:
+        t = target(url, tls_verify=False)
+        await send(t, ["joe@example.org"])
+        t.close()
+
+    assert len((await with_tls_upstream(certificate, run)).messages) == 1
+
+
+async def test_require_tls_skips_an_upstream_without_it(
+    upstream: tuple[MemoryTarget, str],
+) -> None:
+    _memory, url = upstream
+    with pytest.raises(SMTPError) as info:
+        await target(url, require_tls=True).start(MsgMetadata(id="m"), "a@example.net")
+    assert (info.value.code, info.value.enhanced_code) == (451, (4, 7, 10))
+
+
+async def test_credentials_are_not_sent_without_tls(upstream: tuple[MemoryTarget, str]) -> None:
+    _memory, url = upstream
+    t = target(url, auth_username="joe", auth_password="secret", attempt_starttls=False)
+    with pytest.raises(SMTPError) as info:
+        await t.start(MsgMetadata(id="m"), "a@example.net")
+    assert (info.value.code, info.value.enhanced_code) == (451, (4, 7, 10))
+
+
+# LMTP.
+
+
+async def test_lmtp_reports_each_recipients_outcome_over_a_unix_socket(tmp_path: Path) -> None:
+    memory = MemoryTarget(partial=True)
+    memory.fail_in_body.add("ann@example.org")
+    path = tmp_path / "lmtp.sock"
+    ep = SMTPEndpoint("lmtp", [f"unix://{path}"])
+    ep.init(ConfigMap({"hostname": "mx.test"}))
+    ep.pipeline = Pipeline(default=Destination(targets=[memory]))
+    await ep.start()
+    t = target(f"unix://{path}", module="target.lmtp")
+    delivery = await t.start(MsgMetadata(id="m1"), "a@example.net")
+    for rcpt in ("joe@example.org", "ann@example.org", "bob@example.org"):
+        await delivery.add_rcpt(rcpt)
+    assert isinstance(delivery, PartialDelivery)
+    collector = Collector()
+    await delivery.body_non_atomic(collector, HEADER, MemoryBuffer(BODY))
+    await delivery.commit()
+    t.close()
+    await ep.stop()
+    assert set(collector.statuses) == {"joe@example.org", "ann@example.org", "bob@example.org"}
+    failed = collector.statuses["ann@example.org"]
+    assert isinstance(failed, SMTPError)
+    assert failed.target_name == "target.lmtp"
+    assert collector.statuses["joe@example.org"] is None
+    assert collector.statuses["bob@example.org"] is None
+    assert len(memory.messages) == 1
+
+
+async def test_an_smtp_delivery_is_not_partial(upstream: tuple[MemoryTarget, str]) -> None:
+    _memory, url = upstream
+    t = target(url)
+    delivery = await t.start(MsgMetadata(id="m1"), "a@example.net")
+    assert not isinstance(delivery, PartialDelivery)
+    await delivery.abort()
+    t.close()
+
+
+# Configuration.
+
+
+def test_the_targets_are_registered_under_maddys_names() -> None:
+    registry = new_registry()
+    t = build(registry, "target.lmtp", "out", {"targets": ["unix:///run/lmtp.sock"]})
+    assert isinstance(t, SMTPTarget)
+    assert t.lmtp
+    assert t.upstreams == (Upstream(text="unix:///run/lmtp.sock", path="/run/lmtp.sock"),)
+
+
+@pytest.mark.parametrize(
+    "text", ["127.0.0.1:25", "tcp://:25", "tcp://host", "tcp://host:0", "udp://h:1", "unix://x"]
+)
+def test_a_malformed_upstream_is_a_config_error_naming_targets(text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        target(text)
+    assert info.value.key == "targets"
+    assert info.value.module == "target.smtp"
+
+
+def test_no_upstream_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="at least one"):
+        SMTPTarget("target.smtp", "out").init(ConfigMap({}))
+
+
+def test_a_bad_password_setting_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError) as info:
+        target("tcp://127.0.0.1:25", auth_username="joe", auth_password=["hunter2"])
+    assert info.value.key == "auth_password"
+    assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["", "bad name", "a\r\nb"])
+def test_a_hostname_that_is_no_domain_is_refused(name: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        target("tcp://127.0.0.1:25", hostname=name)
+    assert info.value.key == "hostname"
+
+
+def test_an_idn_hostname_is_sent_as_a_labels() -> None:
+    t = target("tcp://127.0.0.1:25", hostname="bücher.example")
+    assert t.pool.settings.hostname == "xn--bcher-kva.example"
