@@ -14,7 +14,7 @@ from mailmodule import ConfigError, ConfigMap, Header, MemoryBuffer, MsgMetadata
 from mailmodule.endpoint import SMTPEndpoint
 from mailmodule.interfaces import PartialDelivery
 from mailmodule.metadata import MailOptions
-from mailmodule.modules import FileTLSLoader, SMTPTarget
+from mailmodule.modules import FileTLSLoader, PassTable, SMTPTarget
 from mailmodule.modules.targets import Upstream
 from mailmodule.pipeline import Destination, Pipeline
 from tests.endpoint_kit import endpoint, self_signed
@@ -400,3 +400,125 @@ def test_a_hostname_that_is_no_domain_is_refused(name: str) -> None:
 def test_an_idn_hostname_is_sent_as_a_labels() -> None:
     t = target("tcp://127.0.0.1:25", hostname="bücher.example")
     assert t.pool.settings.hostname == "xn--bcher-kva.example"
+
+
+async def test_auth_plain_logs_in_over_starttls(
+    certificate: tuple[str, str], tmp_path: Path
+) -> None:
+    registry = new_registry()
+    (tmp_path / "users").write_text("")
+    build(registry, "table.file", "users", {"file": str(tmp_path / "users")})
+    auth = build(registry, "auth.pass_table", "authdb", {"table": "&users"})
+    assert isinstance(auth, PassTable)
+    await asyncio.to_thread(auth.create_user, "joe@example.org", "s3cret")
+    memory = MemoryTarget()
+    ep = SMTPEndpoint("submission", ["127.0.0.1:0"])
+    ep.init(ConfigMap({"hostname": "mx.test", "auth": "&authdb"}, resolver=registry.get_instance))
+    ep.tls = (await tls_upstream(certificate, memory)).tls
+    ep.pipeline = Pipeline(default=Destination(targets=[memory]))
+    url = (await running(ep)).replace("127.0.0.1", "localhost")
+    login = {"tls_root_ca": certificate[0], "auth_username": "joe@example.org"}
+    wrong = target(url, **login, auth_password="guess")
+    t = target(url, **login, auth_password="s3cret")
+    try:
+        with pytest.raises(SMTPError) as refused:
+            await wrong.start(MsgMetadata(id="m0"), "joe@example.org")
+        await send(t, ["b@example.org"])
+        t.close()
+    finally:
+        await ep.stop()
+    assert (refused.value.code, refused.value.enhanced_code) == (535, (5, 7, 8))
+    (stored,) = memory.messages
+    assert stored.meta.conn is not None
+    assert stored.meta.conn.auth_user == "joe@example.org"
+
+
+async def tiny_server(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    *,
+    said: list[bytes],
+    ehlo: bytes = b"250 tiny\r\n",
+    ignore: bytes = b"-",
+    ignored: asyncio.Event | None = None,
+) -> None:
+    """Just enough of an SMTP server for a fault to inject: it never answers the
+    commands starting with `ignore` (and sets `ignored` when one came)."""
+    writer.write(b"220 tiny\r\n")
+    while line := await reader.readline():
+        said.append(line.split(b" ")[0].strip())
+        if line.startswith(ignore):
+            if ignored is not None:
+                ignored.set()
+            continue
+        if line.startswith(b"EHLO"):
+            writer.write(ehlo)
+        elif line.startswith(b"DATA"):
+            writer.write(b"354 go\r\n")
+            while await reader.readline() not in (b".\r\n", b""):
+                pass
+            writer.write(b"250 OK\r\n")
+        elif line.startswith(b"QUIT"):
+            writer.write(b"221 bye\r\n")
+        else:
+            writer.write(b"250 OK\r\n")
+        await writer.drain()
+
+
+async def test_a_cancelled_command_closes_its_session_instead_of_reusing_it() -> None:
+    sessions: list[list[bytes]] = []
+    stalled = asyncio.Event()
+
+    async def stalls_on_rcpt(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        said: list[bytes] = []
+        sessions.append(said)
+        ignore = b"RCPT" if len(sessions) == 1 else b"-"  # the first one never answers RCPT
+        await tiny_server(reader, writer, said=said, ignore=ignore, ignored=stalled)
+
+    async with fake_upstream(stalls_on_rcpt) as url:
+        t = target(url)
+        delivery = await t.start(MsgMetadata(id="m1"), "a@example.net")
+        task = asyncio.ensure_future(delivery.add_rcpt("joe@example.org"))
+        await stalled.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await delivery.abort()
+        await send(t, ["ann@example.org"])  # on a new session: the first is gone
+        t.close()
+    assert len(sessions) == 2
+    assert b"DATA" not in sessions[0]
+    assert b"DATA" in sessions[1]
+
+
+async def test_an_idle_session_the_server_dropped_is_replaced() -> None:
+    memory = MemoryTarget()
+    pipeline = Pipeline(default=Destination(targets=[memory]))
+    first = endpoint("smtp", pipeline)
+    url = await running(first)
+    t = target(url)
+    await send(t, ["joe@example.org"])
+    await first.stop()  # closes the session the pool keeps
+    second = SMTPEndpoint("smtp", [url])
+    second.init(ConfigMap({"hostname": "mx.test"}))
+    second.pipeline = pipeline
+    await second.start()
+    try:
+        await send(t, ["ann@example.org"])
+        t.close()
+    finally:
+        await second.stop()
+    assert [m.rcpts for m in memory.messages] == [["joe@example.org"], ["ann@example.org"]]
+
+
+async def test_a_server_refusing_ehlo_is_greeted_with_helo() -> None:
+    said: list[bytes] = []
+
+    async def old(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await tiny_server(reader, writer, said=said, ehlo=b"502 5.5.1 What is EHLO?\r\n")
+
+    async with fake_upstream(old) as url:
+        t = target(url)
+        await send(t, ["joe@example.org"])
+        t.close()
+    assert said[:5] == [b"EHLO", b"HELO", b"MAIL", b"RCPT", b"DATA"]
