@@ -522,3 +522,25 @@ async def test_a_server_refusing_ehlo_is_greeted_with_helo() -> None:
         await send(t, ["joe@example.org"])
         t.close()
     assert said[:5] == [b"EHLO", b"HELO", b"MAIL", b"RCPT", b"DATA"]
+
+
+async def test_a_body_that_cannot_be_read_fails_every_lmtp_recipient(tmp_path: Path) -> None:
+    memory = MemoryTarget(partial=True)
+    ep = endpoint("lmtp", Pipeline(default=Destination(targets=[memory])))
+    t = target(await running(ep), module="target.lmtp")
+    delivery = await t.start(MsgMetadata(id="m1"), "a@example.net")
+    await delivery.add_rcpt("joe@example.org")
+    await delivery.add_rcpt("ann@example.org")
+    gone = MemoryBuffer(BODY)
+    gone.remove()
+    assert isinstance(delivery, PartialDelivery)
+    collector = Collector()
+    await delivery.body_non_atomic(collector, HEADER, gone)
+    await delivery.abort()
+    t.close()
+    await ep.stop()
+    assert set(collector.statuses) == {"joe@example.org", "ann@example.org"}
+    for status in collector.statuses.values():
+        assert isinstance(status, SMTPError)
+        assert (status.code, status.enhanced_code) == (451, (4, 3, 0))
+    assert memory.messages == []

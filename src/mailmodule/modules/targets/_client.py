@@ -17,7 +17,7 @@ from typing import BinaryIO, Final, TypeVar, final
 import attrs
 
 from mailmodule.buffer import Buffer, MemoryBuffer
-from mailmodule.errors import SMTPError
+from mailmodule.errors import SMTPError, StorageError
 from mailmodule.header import Header
 from mailmodule.metadata import MailOptions, RcptOptions
 from mailmodule.modules.targets._upstream import Upstream
@@ -83,6 +83,19 @@ class ClientSettings:
     target_name: str | None = None
 
 
+def _failure(
+    settings: ClientSettings, upstream: Upstream, enhanced: tuple[int, int, int], text: str
+) -> SMTPError:
+    """A 451 for a session that could not be had or went wrong."""
+    return SMTPError(
+        451,
+        enhanced,
+        text,
+        target_name=settings.target_name,
+        misc={"remote_server": upstream.text},
+    )
+
+
 def _reply_error(reply: Reply, settings: ClientSettings, upstream: Upstream) -> SMTPError:
     """The upstream's refusal as ours: its code, enhanced code and text."""
     enhanced = reply.enhanced_code or (reply.code // 100, 0, 0)
@@ -137,14 +150,11 @@ class SMTPClient:
         try:
             async with asyncio.timeout(settings.connect_timeout):
                 reader, writer = await cls._open(upstream, settings)
-        except (OSError, TimeoutError) as exc:
-            raise SMTPError(
-                451,
-                (4, 4, 1),
-                f"Cannot connect to the upstream {upstream.text}",
-                target_name=settings.target_name,
-                misc={"remote_server": upstream.text},
-            ) from exc
+        except ssl.SSLError as exc:  # implicit TLS
+            raise _failure(settings, upstream, (4, 7, 5), "TLS with the upstream failed") from exc
+        except OSError as exc:  # TimeoutError is one
+            text = f"Cannot connect to the upstream {upstream.text}"
+            raise _failure(settings, upstream, (4, 4, 1), text) from exc
         client = cls(upstream, settings, reader, writer)
         try:
             async with client._deadline(settings.connect_timeout):
@@ -184,24 +194,23 @@ class SMTPClient:
             self._conn.tls_started()
             await self._hello()
         if self._settings.require_tls and not self._conn.tls:
-            raise self._error(451, (4, 7, 10), "TLS is required, but the upstream offers none")
+            raise self._fail((4, 7, 10), "TLS is required, but the upstream offers none")
         if self._settings.auth is not None:
             await self._auth(*self._settings.auth)
 
     async def _hello(self) -> None:
         reply = await self._command(self._conn.hello(self._settings.hostname), check=False)
-        if reply.code == 421 or reply.code // 100 == 2:
+        if reply.code // 100 != 5 or self._settings.lmtp:
             self._check(reply)
             return
-        if self._settings.lmtp:
-            raise self._refused(reply)
+        # A server that does not know EHLO (RFC 5321 section 3.2): HELO, no extensions.
         self._check(await self._command(self._conn.helo(self._settings.hostname), check=False))
 
     async def _auth(self, username: str, password: str) -> None:
         if not self._conn.tls and not self._settings.auth_without_tls:
-            raise self._error(451, (4, 7, 10), "Not sending credentials without TLS")
+            raise self._fail((4, 7, 10), "Not sending credentials without TLS")
         if "PLAIN" not in self._conn.extensions.auth:
-            raise self._error(451, (4, 7, 0), "The upstream does not offer AUTH PLAIN")
+            raise self._fail((4, 7, 0), "The upstream does not offer AUTH PLAIN")
         await self._command(self._conn.auth_plain(username, password))
 
     # What a delivery uses.
@@ -278,16 +287,20 @@ class SMTPClient:
         conn = self._conn
         expected = len(conn.recipients) if self._settings.lmtp else 1
         replies: list[BodyReply] = []
+        try:
+            stream = body.open()
+        except StorageError as exc:
+            raise self._fail((4, 3, 0), "Cannot read the message body") from exc
         async with self._deadline(self._settings.data_timeout):
-            await self._command(conn.data())
-            with self._io():
-                self._writer.write(conn.send_body(header.to_bytes()))
-                with body.open() as stream:
+            with stream:
+                await self._command(conn.data())
+                with self._io():
+                    self._writer.write(conn.send_body(header.to_bytes()))
                     while chunk := await self._read(body, stream):
                         self._writer.write(conn.send_body(chunk))
                         await self._writer.drain()
-                self._writer.write(conn.end_body())
-                await self._writer.drain()
+                    self._writer.write(conn.end_body())
+                    await self._writer.drain()
             for _ in range(expected):
                 replies.append(await self._await(BodyReply))
                 if got is not None:
@@ -359,14 +372,8 @@ class SMTPClient:
     def _refused(self, reply: Reply) -> SMTPError:
         return _reply_error(reply, self._settings, self._upstream)
 
-    def _error(self, code: int, enhanced: tuple[int, int, int], text: str) -> SMTPError:
-        return SMTPError(
-            code,
-            enhanced,
-            text,
-            target_name=self._settings.target_name,
-            misc={"remote_server": self._upstream.text},
-        )
+    def _fail(self, enhanced: tuple[int, int, int], text: str) -> SMTPError:
+        return _failure(self._settings, self._upstream, enhanced, text)
 
     async def _await(self, kind: type[_E]) -> _E:
         """The next event, which must be a `kind`; reads as much as it takes."""
@@ -376,7 +383,7 @@ class SMTPClient:
                 event = conn.next_event()
             except RemoteProtocolError as exc:
                 self.abort()
-                raise self._error(exc.code, exc.enhanced_code, exc.message) from exc
+                raise self._fail(exc.enhanced_code, exc.message) from exc
             if event is NEED_DATA:
                 with self._io():
                     data = await self._reader.read(_READ)
@@ -389,8 +396,8 @@ class SMTPClient:
                 closing = conn.closing_reply
                 if closing is not None:
                     raise self._refused(closing)
-                raise self._error(451, (4, 4, 2), "The upstream closed the connection")
-            raise self._error(451, (4, 5, 0), f"Unexpected {type(event).__name__}")
+                raise self._fail((4, 4, 2), "The upstream closed the connection")
+            raise self._fail((4, 5, 0), f"Unexpected {type(event).__name__}")
 
     @contextlib.asynccontextmanager
     async def _deadline(self, seconds: float) -> AsyncIterator[None]:
@@ -400,7 +407,7 @@ class SMTPClient:
                 yield
         except TimeoutError as exc:
             self.abort()
-            raise self._error(451, (4, 4, 2), "Timed out waiting for the upstream") from exc
+            raise self._fail((4, 4, 2), "Timed out waiting for the upstream") from exc
 
     @contextlib.contextmanager
     def _io(self) -> Iterator[None]:
@@ -409,7 +416,7 @@ class SMTPClient:
             yield
         except ssl.SSLError as exc:
             self.abort()
-            raise self._error(451, (4, 7, 5), "TLS with the upstream failed") from exc
+            raise self._fail((4, 7, 5), "TLS with the upstream failed") from exc
         except (OSError, EOFError) as exc:
             self.abort()
-            raise self._error(451, (4, 4, 2), "Network I/O error with the upstream") from exc
+            raise self._fail((4, 4, 2), "Network I/O error with the upstream") from exc
