@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from mailmodule.endpoint import SMTPEndpoint
 from mailmodule.interfaces import PartialDelivery
 from mailmodule.metadata import MailOptions
 from mailmodule.modules import FileTLSLoader, PassTable, SMTPTarget
-from mailmodule.modules.targets import Upstream
+from mailmodule.modules.targets import ClientSettings, SMTPClient, Upstream
 from mailmodule.pipeline import Destination, Pipeline
 from tests.endpoint_kit import endpoint, self_signed
 from tests.modules_kit import build, new_registry
@@ -446,7 +447,7 @@ async def tiny_server(
     commands starting with `ignore` (and sets `ignored` when one came)."""
     writer.write(b"220 tiny\r\n")
     while line := await reader.readline():
-        said.append(line.split(b" ")[0].strip())
+        said.append(line.rstrip(b"\r\n"))
         if line.startswith(ignore):
             if ignored is not None:
                 ignored.set()
@@ -521,7 +522,29 @@ async def test_a_server_refusing_ehlo_is_greeted_with_helo() -> None:
         t = target(url)
         await send(t, ["joe@example.org"])
         t.close()
-    assert said[:5] == [b"EHLO", b"HELO", b"MAIL", b"RCPT", b"DATA"]
+    assert [line.split(b" ")[0] for line in said[:5]] == [
+        b"EHLO",
+        b"HELO",
+        b"MAIL",
+        b"RCPT",
+        b"DATA",
+    ]
+
+
+async def test_the_clients_auth_identity_is_never_passed_on() -> None:
+    said: list[bytes] = []
+
+    async def offers_auth(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ehlo = b"250-tiny\r\n250-AUTH PLAIN\r\n250 SIZE 1000000\r\n"
+        await tiny_server(reader, writer, said=said, ehlo=ehlo)
+
+    async with fake_upstream(offers_auth) as url:
+        t = target(url)
+        opts = MailOptions(auth="boss@example.net", size=10)
+        delivery = await t.start(MsgMetadata(id="m", smtp_opts=opts), "a@example.net")
+        await delivery.abort()
+        t.close()
+    assert b"MAIL FROM:<a@example.net> SIZE=10" in said
 
 
 async def test_a_body_that_cannot_be_read_fails_every_lmtp_recipient(tmp_path: Path) -> None:
@@ -544,3 +567,42 @@ async def test_a_body_that_cannot_be_read_fails_every_lmtp_recipient(tmp_path: P
         assert isinstance(status, SMTPError)
         assert (status.code, status.enhanced_code) == (451, (4, 3, 0))
     assert memory.messages == []
+
+
+# The client shell on its own.
+
+
+@pytest.mark.parametrize("lmtp", [False, True])
+async def test_a_body_goes_in_bdat_chunks_where_chunking_is_asked_and_offered(
+    lmtp: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    memory = MemoryTarget(partial=lmtp)
+    ep = endpoint("lmtp" if lmtp else "smtp", Pipeline(default=Destination(targets=[memory])))
+    upstream = Upstream.parse(await running(ep))
+    settings = ClientSettings(lmtp=lmtp, chunking=True, chunk_size=1000)
+    body = b"".join(b"line %d\r\n.dot\r\n" % i for i in range(400))
+    caplog.set_level(logging.DEBUG, logger="mailmodule.endpoint")
+    client = await SMTPClient.connect(upstream, settings)
+    try:
+        await client.mail("a@example.net")
+        await client.rcpt("joe@example.org")
+        await client.rcpt("ann@example.org")
+        if lmtp:
+            assert [r.code for r in await client.data_lmtp(HEADER, MemoryBuffer(body))] == [
+                250,
+                250,
+            ]
+        else:
+            await client.data(HEADER, MemoryBuffer(body))
+    finally:
+        await client.aclose()
+        await ep.stop()
+    (stored,) = memory.messages
+    assert stored.body == body
+    chunk_ends = [r for r in caplog.records if "ChunkEnd" in r.getMessage()]
+    assert len(chunk_ends) >= len(body) // 1000 - 1  # each chunk but the last was answered
+
+
+def test_a_chunk_size_below_one_byte_is_refused() -> None:
+    with pytest.raises(ValueError, match="chunk_size"):
+        ClientSettings(chunk_size=0)

@@ -530,17 +530,25 @@ def test_the_server_closing_ends_the_session() -> None:
                 ]
             ),
         ),
-        max_size=12,
-    )
+        max_size=16,
+    ),
+    lmtp=st.booleans(),
 )
 def test_any_server_byte_stream_gives_events_or_a_remote_protocol_error(
-    stream: list[bytes],
+    stream: list[bytes], lmtp: bool
 ) -> None:
-    conn = ClientConnection()
+    """Whatever the server sends, a client going through a whole transaction (as far as
+    the replies let it) gets events, or a RemoteProtocolError that sticks."""
+    conn = ClientConnection(lmtp=lmtp)
     sent: list[Callable[[], bytes]] = [
         lambda: conn.hello("client.example.org"),
         lambda: conn.mail("a@example.org"),
         lambda: conn.rcpt("b@x.org"),
+        lambda: conn.rcpt("c@x.org"),
+        conn.data,
+        lambda: conn.send_body(b"x\n.\n") + conn.end_body(),
+        conn.rset,
+        conn.quit,
     ]
     error: RemoteProtocolError | None = None
     try:

@@ -65,9 +65,11 @@ class ClientSettings:
     STARTTLS where offered; `require_tls` refuses a session that ends up unencrypted.
     `tls` is the client context (certificate checks on by default; see `tls_context`).
     `auth` is a username and password for AUTH PLAIN, sent only over TLS unless
-    `auth_without_tls`. Timeouts in seconds: `connect_timeout` (connecting, the
-    greeting, EHLO, STARTTLS, AUTH), `command_timeout` (each later command),
-    `data_timeout` (a whole body and its replies). `target_name` is put in the errors.
+    `auth_without_tls`. `chunking` sends bodies with BDAT (in chunks of `chunk_size`
+    bytes) where the upstream offers CHUNKING, DATA otherwise. Timeouts in seconds:
+    `connect_timeout` (connecting, the greeting, EHLO, STARTTLS, AUTH),
+    `command_timeout` (each later command), `data_timeout` (a whole body and its
+    replies). `target_name` is put in the errors.
     """
 
     hostname: str = "localhost.localdomain"
@@ -80,6 +82,8 @@ class ClientSettings:
     connect_timeout: float = 60.0
     command_timeout: float = 300.0
     data_timeout: float = 600.0
+    chunking: bool = False
+    chunk_size: int = attrs.field(default=1 << 20, validator=attrs.validators.ge(1))
     target_name: str | None = None
 
 
@@ -293,19 +297,41 @@ class SMTPClient:
             raise self._fail((4, 3, 0), "Cannot read the message body") from exc
         async with self._deadline(self._settings.data_timeout):
             with stream:
-                await self._command(conn.data())
-                with self._io():
-                    self._writer.write(conn.send_body(header.to_bytes()))
-                    while chunk := await self._read(body, stream):
-                        self._writer.write(conn.send_body(chunk))
-                        await self._writer.drain()
-                    self._writer.write(conn.end_body())
-                    await self._writer.drain()
+                if self._settings.chunking and conn.extensions.chunking:
+                    await self._send_chunks(header, body, stream)
+                else:
+                    await self._send_dotted(header, body, stream)
             for _ in range(expected):
                 replies.append(await self._await(BodyReply))
                 if got is not None:
                     got.append(replies[-1].reply)
         return replies
+
+    async def _send_dotted(self, header: Header, body: Buffer, stream: BinaryIO) -> None:
+        conn = self._conn
+        await self._command(conn.data())
+        with self._io():
+            self._writer.write(conn.send_body(header.to_bytes()))
+            while chunk := await self._read(body, stream):
+                self._writer.write(conn.send_body(chunk))
+                await self._writer.drain()
+            self._writer.write(conn.end_body())
+            await self._writer.drain()
+
+    async def _send_chunks(self, header: Header, body: Buffer, stream: BinaryIO) -> None:
+        """BDAT chunks, each but the last answered before the next one goes."""
+        size = self._settings.chunk_size
+        pending = header.to_bytes()
+        while True:
+            while len(pending) < size and (more := await self._read(body, stream)):
+                pending += more
+            if len(pending) <= size:
+                break
+            chunk, pending = pending[:size], pending[size:]
+            await self._command(self._conn.bdat(chunk))
+        with self._io():
+            self._writer.write(self._conn.bdat(pending, last=True))
+            await self._writer.drain()
 
     @staticmethod
     async def _read(body: Buffer, stream: BinaryIO) -> bytes:

@@ -13,6 +13,8 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Final, final
 
+import attrs
+
 from mailmodule import address
 from mailmodule.buffer import Buffer
 from mailmodule.config import ConfigMap
@@ -56,10 +58,11 @@ class SMTPTarget(ModuleBase):
     message, which sends RSET first.
 
     What the upstream offers decides what is sent: SIZE, BODY=8BITMIME, SMTPUTF8, DSN
-    parameters only where offered. A message above the upstream's SIZE is refused 552
-    5.3.4; non-ASCII addresses to an upstream without SMTPUTF8 go as A-labels where the
-    local part is ASCII and are refused 550/553 5.6.7 otherwise; REQUIRETLS to an
-    upstream without it is refused 550 5.7.30.
+    parameters only where offered; AUTH= never (as maddy: it is our client's claim). A
+    message above the upstream's SIZE is refused 552 5.3.4; non-ASCII addresses to an
+    upstream without SMTPUTF8 go as A-labels where the local part is ASCII and are
+    refused 550/553 5.6.7 otherwise; REQUIRETLS to an upstream without it is refused 550
+    5.7.30.
 
     Errors are `SMTPError`s naming this target: the upstream's reply as it gave it (a
     552 to RCPT read as 452), 451 4.4.1 when no upstream could be reached (the last
@@ -158,7 +161,8 @@ class SMTPTarget(ModuleBase):
             limit = client.connection.extensions.size
             if limit and msg_meta.smtp_opts.size > limit:
                 raise _too_big(self.name())
-            await client.mail(mail_from, msg_meta.smtp_opts)
+            # AUTH= is what our client claimed, not what we vouch for: never passed on.
+            await client.mail(mail_from, attrs.evolve(msg_meta.smtp_opts, auth=None))
         except BaseException:
             await self.pool.release(client)
             raise
