@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from mailmodule.metadata import MailOptions
 from mailmodule.modules import FileTLSLoader, PassTable, SMTPTarget
 from mailmodule.modules.targets import ClientSettings, SMTPClient, Upstream
 from mailmodule.pipeline import Destination, Pipeline
+from mailmodule.server import Server
 from tests.endpoint_kit import endpoint, self_signed
 from tests.modules_kit import build, new_registry
 from tests.pipeline_kit import MemoryTarget
@@ -606,3 +608,39 @@ async def test_a_body_goes_in_bdat_chunks_where_chunking_is_asked_and_offered(
 def test_a_chunk_size_below_one_byte_is_refused() -> None:
     with pytest.raises(ValueError, match="chunk_size"):
         ClientSettings(chunk_size=0)
+
+
+async def test_a_server_from_toml_relays_through_target_lmtp(tmp_path: Path) -> None:
+    """A TOML-built pipeline with target.lmtp in it, as an operator writes it: the
+    pipeline's own per-recipient delivery reaches the LMTP upstream's verdicts."""
+    memory = MemoryTarget(partial=True)
+    memory.fail_in_body.add("ann@example.org")
+    path = tmp_path / "lmtp.sock"
+    ep = SMTPEndpoint("lmtp", [f"unix://{path}"])
+    ep.init(ConfigMap({"hostname": "mx.test"}))
+    ep.pipeline = Pipeline(default=Destination(targets=[memory]))
+    await ep.start()
+    text = f"""
+[modules.dovecot]
+module = "target.lmtp"
+targets = ["unix://{path.as_posix()}"]
+hostname = "relay.test"
+
+[pipeline]
+default = {{ targets = ["&dovecot"] }}
+"""
+    server = Server(tomllib.loads(text), source="t.toml")
+    server.initialize()
+    try:
+        statuses = Collector()
+        async with await server.pipeline.start(MsgMetadata(id="m1"), "a@example.net") as d:
+            await d.add_rcpt("joe@example.org")
+            await d.add_rcpt("ann@example.org")
+            await d.body_non_atomic(statuses, HEADER, MemoryBuffer(BODY))
+            await d.commit()
+    finally:
+        server.registry.close_all()
+        await ep.stop()
+    assert statuses.statuses["joe@example.org"] is None
+    assert isinstance(statuses.statuses["ann@example.org"], SMTPError)
+    assert len(memory.messages) == 1
