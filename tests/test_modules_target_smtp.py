@@ -14,12 +14,13 @@ import pytest
 
 from mailmodule import ConfigError, ConfigMap, Header, MemoryBuffer, MsgMetadata, SMTPError
 from mailmodule.endpoint import SMTPEndpoint
-from mailmodule.interfaces import PartialDelivery
+from mailmodule.interfaces import DeliveryTarget, PartialDelivery
 from mailmodule.metadata import MailOptions
 from mailmodule.modules import FileTLSLoader, PassTable, SMTPTarget
 from mailmodule.modules.targets import ClientSettings, SMTPClient, Upstream
 from mailmodule.pipeline import Destination, Pipeline
 from mailmodule.server import Server
+from mailmodule.testing import DeliveryTargetSuite
 from tests.endpoint_kit import endpoint, self_signed
 from tests.modules_kit import build, new_registry
 from tests.pipeline_kit import MemoryTarget
@@ -644,3 +645,39 @@ default = {{ targets = ["&dovecot"] }}
     assert statuses.statuses["joe@example.org"] is None
     assert isinstance(statuses.statuses["ann@example.org"], SMTPError)
     assert len(memory.messages) == 1
+
+
+class TestTargetLMTPConforms(DeliveryTargetSuite):
+    """The DeliveryTarget contract, with our LMTP endpoint and a MemoryTarget as the
+    upstream's store."""
+
+    @pytest.fixture
+    async def target(self, tmp_path: Path) -> AsyncIterator[DeliveryTarget]:
+        self.memory = MemoryTarget(partial=True)
+        ep = endpoint("lmtp", Pipeline(default=Destination(targets=[self.memory])))
+        t = target(await running(ep), module="target.lmtp")
+        yield t
+        t.close()
+        await ep.stop()
+
+    def delivered(self, target: DeliveryTarget) -> int:
+        return len(self.memory.messages)
+
+    # A relay cannot be atomic (RFC 5321 has no two-phase commit; maddy's target.smtp
+    # says as much): the two tests of visibility before commit become what holds instead.
+
+    async def test_nothing_is_visible_before_commit(self, target: DeliveryTarget) -> None:
+        """Instead: the message is the upstream's once body returned, before commit."""
+        delivery = await target.start(self._meta(), "sender@example.org")
+        await delivery.add_rcpt(self.recipients[0])
+        await delivery.body(HEADER, MemoryBuffer(BODY))
+        assert self.delivered(target) == 1
+        await delivery.commit()
+        assert self.delivered(target) == 1
+
+    async def test_abort_leaves_nothing(self, target: DeliveryTarget) -> None:
+        """Instead: abort before the body sends nothing; after it, takes nothing back."""
+        delivery = await target.start(self._meta(), "sender@example.org")
+        await delivery.add_rcpt(self.recipients[0])
+        await delivery.abort()
+        assert self.delivered(target) == 0

@@ -69,6 +69,11 @@ class SMTPTarget(ModuleBase):
     failure is the cause), 451 4.4.2 for a connection that broke or timed out, 451
     4.7.x for TLS that failed or was required. `target.lmtp` deliveries implement
     `PartialDelivery`: the upstream's reply for each recipient is its status.
+
+    Not atomic, as no SMTP relay can be (RFC 5321 has no two-phase commit): the message
+    is the upstream's once it answered the body, so it is visible there before `commit`
+    and `abort` cannot take it back; what `commit` adds is that the session goes back to
+    the pool. `commit` after a failed body raises 503 5.5.1.
     """
 
     def __init__(
@@ -188,6 +193,7 @@ class _SMTPDelivery:
         self._client: SMTPClient | None = client
         self._seen: set[str] = set()
         self.accepted: list[str] = []  # as given to add_rcpt, in the upstream's order
+        self._failed: SMTPError | None = None  # what body raised; commit refuses then
 
     def _session(self) -> SMTPClient:
         if self._client is None:
@@ -212,10 +218,21 @@ class _SMTPDelivery:
         return client
 
     async def body(self, header: Header, body: Buffer) -> None:
-        await self._check_size(header, body).data(header, body)
+        try:
+            await self._check_size(header, body).data(header, body)
+        except SMTPError as exc:
+            self._failed = exc
+            raise
 
     async def commit(self) -> None:
         await self._release()
+        if self._failed is not None:
+            raise SMTPError(
+                503,
+                (5, 5, 1),
+                "Bad sequence of commands: the body failed",
+                target_name=self._target.name(),
+            ) from self._failed
 
     async def abort(self) -> None:
         await self._release()  # the pool's RSET drops the transaction before the next one
@@ -254,6 +271,7 @@ class _LMTPDelivery(_SMTPDelivery):
     async def body(self, header: Header, body: Buffer) -> None:
         for status in await self._outcomes(header, body):
             if status is not None:
+                self._failed = status
                 raise status
 
     async def body_non_atomic(self, c: StatusCollector, header: Header, body: Buffer) -> None:
