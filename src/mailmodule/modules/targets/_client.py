@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import BinaryIO, Final, TypeVar, final
@@ -63,7 +64,8 @@ class ClientSettings:
 
     `hostname` is said in EHLO/LHLO (ASCII). `lmtp` speaks LMTP. `starttls` asks for
     STARTTLS where offered; `require_tls` refuses a session that ends up unencrypted.
-    `tls` is the client context (certificate checks on by default; see `tls_context`).
+    `tls` is the client context (None: `tls_context()`, certificates checked against
+    the system's CAs, made once per process when first needed).
     `auth` is a username and password for AUTH PLAIN, sent only over TLS unless
     `auth_without_tls`. `chunking` sends bodies with BDAT (in chunks of `chunk_size`
     bytes) where the upstream offers CHUNKING, DATA otherwise. Timeouts in seconds:
@@ -76,7 +78,7 @@ class ClientSettings:
     lmtp: bool = False
     starttls: bool = True
     require_tls: bool = False
-    tls: ssl.SSLContext = attrs.field(factory=tls_context, eq=False)
+    tls: ssl.SSLContext | None = attrs.field(default=None, eq=False)
     auth: tuple[str, str] | None = attrs.field(default=None, repr=False)
     auth_without_tls: bool = False
     connect_timeout: float = 60.0
@@ -85,6 +87,15 @@ class ClientSettings:
     chunking: bool = False
     chunk_size: int = attrs.field(default=1 << 20, validator=attrs.validators.ge(1))
     target_name: str | None = None
+
+
+@functools.cache
+def _default_context() -> ssl.SSLContext:
+    return tls_context()
+
+
+def _context(settings: ClientSettings) -> ssl.SSLContext:
+    return settings.tls if settings.tls is not None else _default_context()
 
 
 def _failure(
@@ -172,7 +183,7 @@ class SMTPClient:
     async def _open(
         upstream: Upstream, settings: ClientSettings
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        tls = settings.tls if upstream.tls else None
+        tls = _context(settings) if upstream.tls else None
         if upstream.path:
             return await asyncio.open_unix_connection(upstream.path, limit=_READ)
         return await asyncio.open_connection(
@@ -193,7 +204,7 @@ class SMTPClient:
             await self._command(self._conn.starttls())
             with self._io():
                 await self._writer.start_tls(
-                    self._settings.tls, server_hostname=self._upstream.server_name
+                    _context(self._settings), server_hostname=self._upstream.server_name
                 )
             self._conn.tls_started()
             await self._hello()

@@ -107,8 +107,11 @@ class SMTPTarget(ModuleBase):
                 "expected a domain name or an address literal", module=module, key="hostname"
             )
         ca_file = cfg.string("tls_root_ca", "") or None
+        verify = cfg.boolean("tls_verify", True)
         try:
-            tls = tls_context(verify=cfg.boolean("tls_verify", True), ca_file=ca_file)
+            tls = (
+                None if verify and ca_file is None else tls_context(verify=verify, ca_file=ca_file)
+            )
         except OSError as exc:  # ssl.SSLError is one
             raise ConfigError(
                 f"cannot load CA certificates from {ca_file!r}: {exc}",
