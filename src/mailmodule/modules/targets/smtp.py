@@ -65,10 +65,12 @@ class SMTPTarget(ModuleBase):
     5.7.30.
 
     Errors are `SMTPError`s naming this target: the upstream's reply as it gave it (a
-    552 to RCPT read as 452), 451 4.4.1 when no upstream could be reached (the last
-    failure is the cause), 451 4.4.2 for a connection that broke or timed out, 451
-    4.7.x for TLS that failed or was required. `target.lmtp` deliveries implement
-    `PartialDelivery`: the upstream's reply for each recipient is its status.
+    552 to RCPT read as 452); when no upstream could be had, the last one's failure:
+    451 4.4.1 (no connection), 451 4.7.5 (TLS failed), 451 4.7.10 (TLS required and not
+    offered), or its refusal of the greeting, EHLO or AUTH; 451 4.4.2 for a connection
+    that broke or timed out, 451 4.5.0 for an upstream that broke the protocol.
+    `target.lmtp` deliveries implement `PartialDelivery`: the upstream's reply for each
+    recipient is its status.
 
     Not atomic, as no SMTP relay can be (RFC 5321 has no two-phase commit): the message
     is the upstream's once it answered the body, so it is visible there before `commit`
