@@ -9,6 +9,7 @@ import socket
 import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -647,15 +648,17 @@ default = {{ targets = ["&dovecot"] }}
     assert len(memory.messages) == 1
 
 
-class TestTargetLMTPConforms(DeliveryTargetSuite):
-    """The DeliveryTarget contract, with our LMTP endpoint and a MemoryTarget as the
+class RelayConformance(DeliveryTargetSuite):
+    """The DeliveryTarget contract, with our endpoint of `kind` and a MemoryTarget as the
     upstream's store."""
+
+    kind: ClassVar[str] = "smtp"
 
     @pytest.fixture
     async def target(self, tmp_path: Path) -> AsyncIterator[DeliveryTarget]:
         self.memory = MemoryTarget(partial=True)
-        ep = endpoint("lmtp", Pipeline(default=Destination(targets=[self.memory])))
-        t = target(await running(ep), module="target.lmtp")
+        ep = endpoint(self.kind, Pipeline(default=Destination(targets=[self.memory])))
+        t = target(await running(ep), module=f"target.{self.kind}")
         yield t
         t.close()
         await ep.stop()
@@ -681,3 +684,11 @@ class TestTargetLMTPConforms(DeliveryTargetSuite):
         await delivery.add_rcpt(self.recipients[0])
         await delivery.abort()
         assert self.delivered(target) == 0
+
+
+class TestTargetSMTPConforms(RelayConformance):
+    kind = "smtp"
+
+
+class TestTargetLMTPConforms(RelayConformance):
+    kind = "lmtp"
