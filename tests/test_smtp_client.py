@@ -6,13 +6,15 @@ from __future__ import annotations
 import doctest
 from collections.abc import Callable
 
+import attrs
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import mailmodule.smtp._client
 import mailmodule.smtp._client_body
 import mailmodule.smtp._client_extensions
+from mailmodule import address
 from mailmodule.errors import SMTPError
 from mailmodule.metadata import MailOptions, RcptOptions
 from mailmodule.smtp import (
@@ -41,8 +43,10 @@ from mailmodule.smtp import (
     StartData,
     Verb,
     dot_stuff,
+    xtext_encode,
 )
 from mailmodule.smtp._data import normalize_line_endings
+from mailmodule.testing import strategies
 
 OK = Reply(code=250, enhanced_code=(2, 0, 0), lines="OK")
 NO_SUCH_USER = Reply(code=550, enhanced_code=(5, 1, 1), lines="No such user")
@@ -60,6 +64,7 @@ class Wire:
         self.refused = refused
         self.body = bytearray()
         self.bodies: list[bytes] = []
+        self.server_rcpt_options: list[RcptOptions] = []
         self.client.receive_data(self.server.send(Reply(code=220, lines="mx.example.org")))
         assert isinstance(self.client.next_event(), Greeting)
 
@@ -88,8 +93,10 @@ class Wire:
             return b""
         if isinstance(event, ChunkStart):
             return b""
-        if isinstance(event, RcptTo) and event.recipient in self.refused:
-            return self.server.send(NO_SUCH_USER)
+        if isinstance(event, RcptTo):
+            if event.recipient in self.refused:
+                return self.server.send(NO_SUCH_USER)
+            self.server_rcpt_options.append(event.options)
         if isinstance(event, StartData):
             return self.server.send(Reply(code=354, lines="Go ahead"))
         if isinstance(event, DataEnd):
@@ -593,3 +600,60 @@ def test_a_dot_encoder_holds_a_cr_until_it_knows_what_follows() -> None:
     assert enc.feed(b"a\r") == b"a"
     assert enc.feed(b".b") == b"\r\n..b"
     assert enc.end() == b"\r\n.\r\n"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sender=strategies.addresses.filter(lambda a: "@" in a),
+    rcpt=strategies.addresses,
+    options=strategies.mail_options,
+    rcpt_options=strategies.rcpt_options,
+)
+def test_what_the_client_sends_our_server_reads_back_as_the_same_values(
+    sender: str, rcpt: str, options: MailOptions, rcpt_options: RcptOptions
+) -> None:
+    # Neither REQUIRETLS nor AUTH is offered here, nor BINARYMIME; a non-ASCII recipient
+    # needs SMTPUTF8 from MAIL on.
+    options = attrs.evolve(
+        options,
+        require_tls=False,
+        auth=None,
+        body="" if options.body == "BINARYMIME" else options.body,
+        utf8=options.utf8 or not rcpt.isascii(),
+    )
+    assume(len(xtext_encode(options.envelope_id)) <= 100)  # RFC 3461's limit, the server's
+    wire = Wire(ServerConfig(dsn=True))
+    wire.greet()
+    (mail,) = wire.send(wire.client.mail(sender, options))
+    assert isinstance(mail, CommandReply)
+    assert mail.reply.code == 250, mail.reply
+    got = wire.server.mail_from
+    assert got is not None
+    assert got.sender == address.clean_domain(sender)
+    assert got.options == attrs.evolve(options, utf8=options.utf8 or not sender.isascii())
+    (reply,) = wire.send(wire.client.rcpt(rcpt, rcpt_options))
+    assert isinstance(reply, CommandReply)
+    assert reply.reply.code == 250, reply.reply
+    orcpt = rcpt_options.original_recipient
+    kind = (rcpt_options.original_recipient_type or "rfc822") if orcpt else ""
+    expected = attrs.evolve(rcpt_options, original_recipient_type=kind)
+    assert wire.server_rcpt_options == [expected]
+
+
+def test_binarymime_needs_the_servers_offer_and_bdat() -> None:
+    with pytest.raises(SMTPError) as info:
+        greeted().mail("a@example.org", MailOptions(body="BINARYMIME"))
+    assert (info.value.code, info.value.enhanced_code) == (554, (5, 6, 3))
+    conn = greeted(b"250-mx\r\n250-CHUNKING\r\n250-BINARYMIME\r\n250 8BITMIME\r\n")
+    assert conn.mail("a@example.org", MailOptions(body="BINARYMIME")) == (
+        b"MAIL FROM:<a@example.org> BODY=BINARYMIME\r\n"
+    )
+    conn.receive_data(b"250 OK\r\n")
+    drain(conn)
+    conn.rcpt("b@example.org")
+    conn.receive_data(b"250 OK\r\n")
+    drain(conn)
+    assert conn.binary
+    with pytest.raises(ProtocolError, match="BDAT"):
+        conn.data()
+    assert conn.bdat(b"\0\1", last=True) == b"BDAT 2 LAST\r\n\0\1"

@@ -118,9 +118,9 @@ class ClientConnection:
 
     Raises:
         ProtocolError: from a command method when the command is not legal now (its
-            state, or it must wait for replies, or the server does not offer it), or a
-            value is malformed by the application's fault (a hello name); nothing is
-            changed then.
+            state, or it must wait for replies, or the server does not offer it, or DATA
+            in a BINARYMIME transaction), or a value is malformed by the application's
+            fault (a hello name); nothing is changed then.
         SMTPError: from `mail` and `rcpt` when an address cannot be sent: malformed (501
             5.1.7 / 5.1.3), non-ASCII without SMTPUTF8 and no ASCII form (550 / 553
             5.6.7, as maddy), REQUIRETLS not offered (550 5.7.30).
@@ -128,6 +128,7 @@ class ClientConnection:
     """
 
     __slots__ = (
+        "_binary",
         "_broken",
         "_buf",
         "_chunks",
@@ -171,6 +172,7 @@ class ClientConnection:
         self._extensions = Extensions()
         self._recipients: list[str] = []
         self._utf8 = False
+        self._binary = False
         self._reply_code = ""
         self._reply_lines: list[str] = []
         self._dots = DotEncoder()
@@ -205,6 +207,11 @@ class ClientConnection:
         """The recipients the server accepted in the transaction under way, in order, as
         sent (A-labels where converted)."""
         return tuple(self._recipients)
+
+    @property
+    def binary(self) -> bool:
+        """Whether the transaction under way is BODY=BINARYMIME: its body goes by BDAT only."""
+        return self._binary
 
     @property
     def pending(self) -> int:
@@ -331,13 +338,18 @@ class ClientConnection:
 
         Raises:
             ProtocolError: not legal now.
-            SMTPError: the sender cannot be sent (see the class).
+            SMTPError: the sender cannot be sent (see the class); 554 5.6.3 for
+                BODY=BINARYMIME to a server without BINARYMIME.
         """
         self._check(Verb.MAIL)
         opts = options or MailOptions()
         ext = self._extensions
         if opts.require_tls and not ext.requiretls:
             raise SMTPError(550, (5, 7, 30), "REQUIRETLS is not supported by the server")
+        binary = opts.body == "BINARYMIME"
+        if binary and not ext.binarymime:
+            # Through DATA its bytes would not arrive as they are: no conversion here.
+            raise SMTPError(554, (5, 6, 3), "BINARYMIME is not supported by the server")
         utf8 = (opts.utf8 or not sender.isascii()) and ext.smtputf8
         if sender:
             sender = _checked_address(sender, sender=True)
@@ -348,7 +360,7 @@ class ClientConnection:
             sender,
             MailOptions(
                 size=opts.size if ext.size is not None else 0,
-                body=opts.body if ext.eightbitmime else "",
+                body=opts.body if ext.eightbitmime or binary else "",
                 utf8=utf8,
                 require_tls=opts.require_tls,
                 return_=opts.return_ if dsn else "",
@@ -359,6 +371,7 @@ class ClientConnection:
         self._send(Verb.MAIL)
         self._recipients = []
         self._utf8 = utf8
+        self._binary = binary
         return _line(line)
 
     @staticmethod
@@ -407,6 +420,8 @@ class ClientConnection:
         self._check(Verb.DATA)
         if not self._recipients:
             raise ProtocolError("DATA without an accepted recipient")
+        if self._binary:
+            raise ProtocolError("a BODY=BINARYMIME transaction sends its body by BDAT")
         self._send(Verb.DATA)
         self._dots = DotEncoder()
         return _line("DATA")

@@ -28,9 +28,10 @@ def _words(values: Iterable[str]) -> frozenset[str]:
 class Extensions:
     """The SMTP service extensions of one session (RFC 5321 section 4.1.1.1).
 
-    `size` is the SIZE limit in bytes: None when SIZE is not offered, 0 when offered
-    without a limit. `auth` holds the SASL mechanisms upper-cased. `names` holds every
-    keyword offered, upper-cased, known or not. A HELO session has no extensions.
+    `binarymime` needs CHUNKING too (RFC 3030). `size` is the SIZE limit in bytes:
+    None when SIZE is not offered, 0 when offered without a limit. `auth` holds the
+    SASL mechanisms upper-cased. `names` holds every keyword offered, upper-cased,
+    known or not. A HELO session has no extensions.
     """
 
     pipelining: bool = False
@@ -41,6 +42,7 @@ class Extensions:
     auth: frozenset[str] = attrs.field(default=frozenset(), converter=_words)
     dsn: bool = False
     chunking: bool = False
+    binarymime: bool = False
     enhanced_status_codes: bool = False
     requiretls: bool = False
     names: frozenset[str] = attrs.field(default=frozenset(), converter=_words)
@@ -75,6 +77,7 @@ class Extensions:
             auth=frozenset(auth),
             dsn="DSN" in names,
             chunking="CHUNKING" in names,
+            binarymime="BINARYMIME" in names and "CHUNKING" in names,
             enhanced_status_codes="ENHANCEDSTATUSCODES" in names,
             requiretls="REQUIRETLS" in names,
             names=frozenset(names),

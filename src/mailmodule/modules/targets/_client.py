@@ -308,7 +308,7 @@ class SMTPClient:
             raise self._fail((4, 3, 0), "Cannot read the message body") from exc
         async with self._deadline(self._settings.data_timeout):
             with stream:
-                if self._settings.chunking and conn.extensions.chunking:
+                if conn.binary or (self._settings.chunking and conn.extensions.chunking):
                     await self._send_chunks(header, body, stream)
                 else:
                     await self._send_dotted(header, body, stream)
