@@ -1,44 +1,50 @@
 """target.smtp relaying 2 KiB messages over one kept loopback session, against smtplib
-sending the same messages over one kept session, to the same upstream (an aiosmtpd sink
-in a thread of its own). Ours sends an RSET before each reuse of its pooled session, which
-smtplib does not: one round trip more per message."""
+sending the same messages over one kept session, to the same upstream: an aiosmtpd sink
+in a process of its own. Both clients run in this process's main thread, interleaved.
+Ours sends an RSET before each reuse of its pooled session (pipelined with MAIL where the
+upstream offers PIPELINING, which aiosmtpd does not), which smtplib does not."""
 
 from __future__ import annotations
 
 import asyncio
 import smtplib
-import socket
-import threading
+import subprocess
+import sys
 
 from _bench import compare
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope
 
 from mailmodule import ConfigMap, Header, MemoryBuffer, MsgMetadata
 from mailmodule.modules import SMTPTarget
 
-BODY = b"x" * 70 + b"\r\n"
-BODY = BODY * (2048 // len(BODY))
+BODY = (b"x" * 70 + b"\r\n") * (2048 // 72)
 HEADER = Header([("From", "a@example.net"), ("Subject", "bench")])
 MESSAGE = HEADER.to_bytes() + BODY
 
 
-class Sink:
-    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
-        return "250 OK"
+async def sink() -> None:
+    """The upstream: accepts every message, prints its port, runs until stdin closes."""
+    from aiosmtpd.smtp import SMTP
+
+    class Sink:
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            return "250 OK"
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(Sink(), hostname="sink"), "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await loop.run_in_executor(None, sys.stdin.read)
+    server.close()
 
 
 def main() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    upstream = Controller(Sink(), hostname="127.0.0.1", port=port)
-    upstream.start()
+    upstream = subprocess.Popen(
+        [sys.executable, __file__, "--sink"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert upstream.stdout is not None
+    port = int(upstream.stdout.readline())
+    loop = asyncio.new_event_loop()
     target = SMTPTarget("target.smtp", "bench")
     target.init(ConfigMap({"targets": [f"tcp://127.0.0.1:{port}"], "hostname": "relay.test"}))
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
 
     async def relay() -> None:
         delivery = await target.start(MsgMetadata(id="b"), "a@example.net")
@@ -46,19 +52,12 @@ def main() -> None:
         await delivery.body(HEADER, MemoryBuffer(BODY))
         await delivery.commit()
 
-    def ours() -> None:
-        asyncio.run_coroutine_threadsafe(relay(), loop).result()
-
     client = smtplib.SMTP("127.0.0.1", port, local_hostname="relay.test")
-
-    def baseline() -> None:
-        client.sendmail("a@example.net", ["b@example.org"], MESSAGE)
-
     try:
         compare(
             "target.smtp relay, 2 KiB messages over a kept session",
-            ours,
-            baseline,
+            lambda: loop.run_until_complete(relay()),
+            lambda: client.sendmail("a@example.net", ["b@example.org"], MESSAGE),
             baseline_name="smtplib.SMTP.sendmail over a kept session",
             number=100,
             rounds=7,
@@ -67,11 +66,14 @@ def main() -> None:
         )
     finally:
         client.quit()
-        loop.call_soon_threadsafe(target.close)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join()
-        upstream.stop()
+        target.close()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+        upstream.communicate(b"")
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--sink"]:
+        asyncio.run(sink())
+    else:
+        main()
