@@ -18,6 +18,7 @@ from mailmodule.modules.require_mx import RequireMXCheck
 from mailmodule.modules.spf import SPFCheck
 from mailmodule.modules.storage import MaildirStorage
 from mailmodule.modules.tables import FileTable, SQLTable, StaticTable
+from mailmodule.modules.targets import SMTPTarget
 from mailmodule.modules.tls_loader import FileTLSLoader
 from mailmodule.registry import Registry, default_registry
 
@@ -32,6 +33,8 @@ REFERENCE_MODULES: Final[dict[str, ModuleFactory]] = {
     "storage.blob.s3": S3BlobStore,
     "storage.maildir": MaildirStorage,
     "target.maildir": MaildirTarget,
+    "target.smtp": SMTPTarget,
+    "target.lmtp": SMTPTarget,
     "auth.pass_table": PassTable,
     "check.command": CommandCheck,
     "check.authorize_sender": AuthorizeSender,
