@@ -53,6 +53,9 @@ The keys, strictly (any other key, or a value of another type, is refused):
 - `[pipeline]`: `checks`, `modifiers`, `sources`, `source_tables`, and either the
   shorthand `destinations`, `destination_tables`, `default` or a `[pipeline.default_source]`
   table, never both.
+- `[dns]`: the resolver every module shares (`mailmodule.dns.shared_resolver`), the
+  instance "dns": `nameservers` (IP addresses; default: /etc/resolv.conf), `port`,
+  `timeout` ("5s"), `attempts`, `cache_size`, `dnssec` (ask for the AD bit).
 - `[[endpoints]]`: `type`, `listen`, `pipeline`, and the endpoint module's settings. A
   `pipeline` table takes the keys of `[pipeline]` and serves that endpoint alone; an
   endpoint without one runs the top-level `[pipeline]` (shared by all such endpoints).
@@ -103,6 +106,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Literal, final
 
 from mailmodule.config import ConfigMap
+from mailmodule.dns import INSTANCE_NAME as DNS_INSTANCE
+from mailmodule.dns import Resolver
 from mailmodule.endpoint import Generation, OpenMetricsEndpoint, SMTPEndpoint, register_endpoints
 from mailmodule.errors import ConfigError, MailModuleError, ModuleInitError, SMTPError
 from mailmodule.interfaces import Check, DeliveryTarget, Modifier, Module, Table
@@ -202,7 +207,7 @@ class Server:
         self._generation = Generation()
         self._retiring: set[asyncio.Task[None]] = set()
         self._reloading = asyncio.Lock()  # reloads apply in the order they were asked
-        known = {"hostname", "modules", "pipeline", "endpoints"}
+        known = {"hostname", "modules", "pipeline", "endpoints", "dns"}
         for key in self._data:
             if key not in known:
                 raise self._error("unknown key", key=key)
@@ -296,6 +301,8 @@ class Server:
         """
         modules = self._table(self._data.get("modules", {}), "", "modules")
         kinds: dict[str, str] = {}
+        if self._dns(modules):
+            kinds[DNS_INSTANCE] = "dns"
         for name, raw in modules.items():
             kinds[name] = self._register_instance(name, self._table(raw, "modules", name))
         return kinds
@@ -315,11 +322,31 @@ class Server:
             failed = exc.instance_name
             if isinstance(cause, ConfigError):
                 raise self._error(
-                    cause.message, section=_sub("modules", failed), key=cause.key
+                    cause.message, section=self._instance_section(failed), key=cause.key
                 ) from exc
-            raise self._error(str(exc), section=_sub("modules", failed)) from exc
+            raise self._error(str(exc), section=self._instance_section(failed)) from exc
         except MailModuleError as exc:
-            raise self._error(str(exc), section=_sub("modules", name)) from exc
+            raise self._error(str(exc), section=self._instance_section(name)) from exc
+
+    def _instance_section(self, name: str) -> str:
+        """Where the instance `name` is configured: `[dns]` for the resolver."""
+        if name == DNS_INSTANCE and "dns" in self._data:
+            return "dns"
+        return _sub("modules", name)
+
+    def _dns(self, modules: Mapping[str, object]) -> bool:
+        """Register the `[dns]` table's resolver, the one every module shares, as the
+        instance "dns"; whether there is such a table."""
+        if "dns" not in self._data:
+            return False
+        table = self._table(self._data["dns"], "", "dns")
+        if DNS_INSTANCE in modules:
+            raise self._error(
+                f"the instance name {DNS_INSTANCE!r} is the [dns] table's resolver",
+                section=_sub("modules", DNS_INSTANCE),
+            )
+        self.registry.register_instance(Resolver(), ConfigMap(table, module="dns"))
+        return True
 
     def _register_instance(self, name: str, table: dict[str, object]) -> str:
         section = _sub("modules", name)

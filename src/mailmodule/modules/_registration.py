@@ -9,13 +9,17 @@ from mailmodule.interfaces import ModuleFactory
 from mailmodule.modules.blob_s3 import S3BlobStore
 from mailmodule.modules.blobstore import FSBlobStore, MemoryBlobStore
 from mailmodule.modules.checks import AuthorizeSender, CommandCheck, IPRevCheck
+from mailmodule.modules.dnsbl import DNSBLCheck
 from mailmodule.modules.imap_filters import CommandFilter
 from mailmodule.modules.maildir import MaildirTarget
 from mailmodule.modules.modifiers import ReplaceAddress
 from mailmodule.modules.pass_table import PassTable
 from mailmodule.modules.queue import QueueTarget
+from mailmodule.modules.require_mx import RequireMXCheck
+from mailmodule.modules.spf import SPFCheck
 from mailmodule.modules.storage import MaildirStorage
 from mailmodule.modules.tables import FileTable, SQLTable, StaticTable
+from mailmodule.modules.targets import SMTPTarget
 from mailmodule.modules.tls_loader import FileTLSLoader
 from mailmodule.registry import Registry, default_registry
 
@@ -31,10 +35,15 @@ REFERENCE_MODULES: Final[dict[str, ModuleFactory]] = {
     "storage.maildir": MaildirStorage,
     "target.maildir": MaildirTarget,
     "target.queue": QueueTarget,
+    "target.smtp": SMTPTarget,
+    "target.lmtp": SMTPTarget,
     "auth.pass_table": PassTable,
     "check.command": CommandCheck,
     "check.authorize_sender": AuthorizeSender,
     "check.iprev": IPRevCheck,
+    "check.spf": SPFCheck,
+    "check.dnsbl": DNSBLCheck,
+    "check.require_mx_record": RequireMXCheck,
     "imap.filter.command": CommandFilter,
     "modify.replace_rcpt": ReplaceAddress,
     "modify.replace_sender": ReplaceAddress,
