@@ -16,6 +16,8 @@ from mailmodule.modules.blobstore import MemoryBlobStore as MemoryBlobStore
 from mailmodule.modules.checks import AuthorizeSender as AuthorizeSender
 from mailmodule.modules.checks import CommandCheck as CommandCheck
 from mailmodule.modules.checks import IPRevCheck as IPRevCheck
+from mailmodule.modules.dkim import DKIMCheck as DKIMCheck
+from mailmodule.modules.dkim import DKIMSigner as DKIMSigner
 from mailmodule.modules.imap_filters import CommandFilter as CommandFilter
 from mailmodule.modules.maildir import MaildirTarget as MaildirTarget
 from mailmodule.modules.modifiers import ReplaceAddress as ReplaceAddress
@@ -35,6 +37,8 @@ __all__ = [
     "AuthorizeSender",
     "CommandCheck",
     "CommandFilter",
+    "DKIMCheck",
+    "DKIMSigner",
     "FSBlobStore",
     "FileTLSLoader",
     "FileTable",

@@ -8,6 +8,7 @@ from mailmodule.errors import DuplicateModuleError
 from mailmodule.interfaces import ModuleFactory
 from mailmodule.modules.blobstore import FSBlobStore, MemoryBlobStore
 from mailmodule.modules.checks import AuthorizeSender, CommandCheck, IPRevCheck
+from mailmodule.modules.dkim import DKIMCheck, DKIMSigner
 from mailmodule.modules.imap_filters import CommandFilter
 from mailmodule.modules.maildir import MaildirTarget
 from mailmodule.modules.modifiers import ReplaceAddress
@@ -31,9 +32,11 @@ REFERENCE_MODULES: Final[dict[str, ModuleFactory]] = {
     "check.command": CommandCheck,
     "check.authorize_sender": AuthorizeSender,
     "check.iprev": IPRevCheck,
+    "check.dkim": DKIMCheck,
     "imap.filter.command": CommandFilter,
     "modify.replace_rcpt": ReplaceAddress,
     "modify.replace_sender": ReplaceAddress,
+    "modify.dkim": DKIMSigner,
     "tls.loader.file": FileTLSLoader,
 }
 
