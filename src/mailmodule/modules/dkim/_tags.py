@@ -12,7 +12,15 @@ import attrs
 
 from mailmodule.modules.dkim._canon import Canon
 
-__all__ = ["ALGORITHMS", "Invalid", "KeyRecord", "Signature", "parse_key", "parse_signature"]
+__all__ = [
+    "ALGORITHMS",
+    "SELECTOR",
+    "Invalid",
+    "KeyRecord",
+    "Signature",
+    "parse_key",
+    "parse_signature",
+]
 
 #: The algorithms verified and signed: RFC 8301 forbids rsa-sha1, as go-msgauth (maddy).
 ALGORITHMS: Final = frozenset({"rsa-sha256", "ed25519-sha256"})
@@ -20,7 +28,7 @@ _TAG_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _FWS: Final = re.compile(r"[ \t\r\n]+")
 _DIGITS: Final = re.compile(r"[0-9]{1,12}")  # RFC 6376: at most 12 digits for t= and x=
 _LENGTH: Final = re.compile(r"[0-9]{1,76}")
-_SELECTOR: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9_-]+)*")
+SELECTOR: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9_-]+)*")
 _DOMAIN: Final = re.compile(r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9-]+")
 _CANONS: Final = ("simple", "relaxed")
 
@@ -122,7 +130,7 @@ def parse_signature(value: bytes) -> Signature:
     if not _DOMAIN.fullmatch(domain) or "." not in domain:
         raise Invalid("permerror", f"malformed domain d={domain[:60]}")
     selector = tags["s"].lower()
-    if not _SELECTOR.fullmatch(selector):
+    if not SELECTOR.fullmatch(selector):
         raise Invalid("permerror", f"malformed selector s={selector[:60]}")
     signed = tuple(f.lower() for f in _colon_list(tags["h"]))
     if "from" not in signed:

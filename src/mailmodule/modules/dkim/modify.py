@@ -23,6 +23,7 @@ from mailmodule.modules._base import ModuleBase
 from mailmodule.modules.dkim import _canon, _crypto
 from mailmodule.modules.dkim._canon import Canon
 from mailmodule.modules.dkim._crypto import PrivateKey
+from mailmodule.modules.dkim._tags import SELECTOR
 from mailmodule.modules.dkim.keys import KEY_TYPES, KeyType, load_or_generate
 
 __all__ = ["OVERSIGN_FIELDS", "SIGN_FIELDS", "DKIMSigner"]
@@ -123,9 +124,13 @@ class DKIMSigner(ModuleBase):
                 "sign_subdomains takes a single domain", module=cfg.module, key="domains"
             )
         self.domains, self.selector = [], selector
+        if not SELECTOR.fullmatch(selector):
+            raise ConfigError(f"not a selector: {selector!r}", module=cfg.module, key="selector")
         for domain in domains:
-            try:
+            try:  # also keeps "/" and ".." out of key_path
                 key_domain = address.domain_for_lookup(domain)
+                if not address.is_valid_domain(key_domain):
+                    raise AddressError("invalid domain", address=domain)
             except AddressError as exc:
                 raise ConfigError(
                     f"not a domain: {domain!r}", module=cfg.module, key="domains"
