@@ -80,6 +80,7 @@ from mailmodule.interfaces import PartialDelivery as PartialDelivery
 from mailmodule.interfaces import PlainAuth as PlainAuth
 from mailmodule.interfaces import PlainUserDB as PlainUserDB
 from mailmodule.interfaces import ReadCloser as ReadCloser
+from mailmodule.interfaces import ResultsCheck as ResultsCheck
 from mailmodule.interfaces import StatusCollector as StatusCollector
 from mailmodule.interfaces import Storage as Storage
 from mailmodule.interfaces import Table as Table
@@ -192,6 +193,7 @@ __all__ = [
     "Registry",
     "RegistryError",
     "Resolved",
+    "ResultsCheck",
     "SMTPError",
     "ShutdownError",
     "StatusCollector",
