@@ -18,6 +18,7 @@ from mailmodule.modules.checks import CommandCheck as CommandCheck
 from mailmodule.modules.checks import IPRevCheck as IPRevCheck
 from mailmodule.modules.dkim import DKIMCheck as DKIMCheck
 from mailmodule.modules.dkim import DKIMSigner as DKIMSigner
+from mailmodule.modules.dmarc import DMARC as DMARC
 from mailmodule.modules.imap_filters import CommandFilter as CommandFilter
 from mailmodule.modules.maildir import MaildirTarget as MaildirTarget
 from mailmodule.modules.modifiers import ReplaceAddress as ReplaceAddress
@@ -39,6 +40,7 @@ __all__ = [
     "CommandFilter",
     "DKIMCheck",
     "DKIMSigner",
+    "DMARC",
     "FSBlobStore",
     "FileTLSLoader",
     "FileTable",
