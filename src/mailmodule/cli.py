@@ -135,6 +135,10 @@ def _parser() -> argparse.ArgumentParser:
     meta_sub = meta.add_subparsers(dest="meta_command", required=True, metavar="ACTION")
     show = meta_sub.add_parser("show", parents=[common], help="pretty-print a .meta file")
     show.add_argument("file", help="the .meta file")
+    # `dkim keygen` (issue 17): the parser and the command live in _dkim_cli.
+    from mailmodule import _dkim_cli
+
+    _dkim_cli.add_parser(sub, common)
     return parser
 
 
@@ -192,6 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _exit_code(
             lambda: asyncio.run(_deliver(args.config, args.sender, args.rcpts, data, sys.stdout))
         )
+    if args.command == "dkim":
+        from mailmodule import _dkim_cli
+
+        return _exit_code(lambda: _dkim_cli.run(args, sys.stdout))
     return _exit_code(lambda: _meta_show(args.file, sys.stdout))
 
 
