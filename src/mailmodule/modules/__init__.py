@@ -34,13 +34,13 @@ from mailmodule.modules.tls_loader import FileTLSLoader as FileTLSLoader
 register_reference_modules()
 
 __all__ = [
+    "DMARC",
     "REFERENCE_MODULES",
     "AuthorizeSender",
     "CommandCheck",
     "CommandFilter",
     "DKIMCheck",
     "DKIMSigner",
-    "DMARC",
     "FSBlobStore",
     "FileTLSLoader",
     "FileTable",

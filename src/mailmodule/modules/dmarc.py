@@ -29,7 +29,13 @@ from mailmodule.interfaces import AuthResult, AuthResultProperty, CheckResult
 from mailmodule.metadata import MsgMetadata
 from mailmodule.modules._base import ModuleBase
 
-__all__ = ["DMARC", "DMARCRecord", "organizational_domain", "parse_record"]
+__all__ = [
+    "DMARC",
+    "DMARCRecord",
+    "aligned",
+    "evaluate",
+    "organizational_domain",
+]
 
 _log = logging.getLogger("mailmodule.modules.dmarc")
 Policy = Literal["none", "quarantine", "reject"]
@@ -65,7 +71,7 @@ class _BadRecord(Exception):
     """Raised inside this module for a record that does not parse; never leaves it."""
 
 
-def parse_record(text: str) -> DMARCRecord:
+def _parse_record(text: str) -> DMARCRecord:
     """A `v=DMARC1; p=...` record.
 
     Raises:
@@ -210,7 +216,7 @@ class DMARC(ModuleBase):
         if len(records) != 1:  # none, or several: no policy (RFC 7489 6.6.3)
             return _Found(None, domain)
         try:
-            return _Found(parse_record(records[0]), domain)
+            return _Found(_parse_record(records[0]), domain)
         except _BadRecord as exc:
             return _Found(None, domain, "permerror", f"malformed policy record: {exc}")
 

@@ -13,7 +13,15 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from mailmodule.errors import ConfigError
 from mailmodule.modules.dkim._crypto import PrivateKey
 
-__all__ = ["KEY_TYPES", "KeyType", "dns_record", "generate_key", "load_key", "load_or_generate"]
+__all__ = [
+    "KEY_TYPES",
+    "KeyType",
+    "dns_record",
+    "generate_key",
+    "load_key",
+    "load_or_generate",
+    "write_key",
+]
 
 KeyType = Literal["rsa2048", "rsa4096", "ed25519"]
 KEY_TYPES: Final[tuple[KeyType, ...]] = ("rsa2048", "rsa4096", "ed25519")
