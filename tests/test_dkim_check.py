@@ -219,6 +219,14 @@ async def test_an_rsa_key_under_1024_bits_is_a_permerror(dns_server: DNSServer) 
     assert got == ("permerror", "the RSA key has 512 bits, under 1024")
 
 
+async def test_an_rsa_key_over_8192_bits_is_refused_before_any_work(
+    dns_server: DNSServer,
+) -> None:
+    big = (DATA / "rsa9000.b64").read_text().strip()
+    got = await key_result(dns_server, f"v=DKIM1; p={big}", signed(message(), rsa_key()))
+    assert got == ("permerror", "the RSA key has 9000 bits, over 8192")
+
+
 async def test_a_key_of_another_type_is_a_permerror(dns_server: DNSServer) -> None:
     got = await key_result(dns_server, dns_record(ed_key()), signed(message(), rsa_key()))
     assert got == ("permerror", "a ed25519 key cannot verify an rsa signature")

@@ -15,7 +15,14 @@ from mailmodule import (
     MsgMetadata,
 )
 from mailmodule.config import ConfigMap
-from mailmodule.modules.dmarc import DMARC, DMARCRecord, aligned, evaluate, organizational_domain
+from mailmodule.modules.dmarc import (
+    DMARC,
+    DMARCRecord,
+    _from_domain,
+    aligned,
+    evaluate,
+    organizational_domain,
+)
 from mailmodule.pipeline import Destination, Pipeline, parse_authentication_results
 from mailmodule.testing.dnsserver import DNSServer
 from tests.dkim_kit import (
@@ -257,3 +264,9 @@ async def test_a_pipeline_with_check_dkim_and_dmarc_writes_one_field_with_both(
     assert results[0].get("header", "s") == "sel"
     assert len(results[0].get("header", "b") or "") == 8
     assert results[2].get("header", "from") == "example.org"
+
+
+@given(st.text(max_size=80).filter(lambda t: "\r" not in t and "\n" not in t and "\0" not in t))
+def test_any_from_value_gives_a_domain_or_none_and_never_raises(value: str) -> None:
+    found = _from_domain(Header([("From", value)]))
+    assert found is None or "@" not in found

@@ -21,10 +21,20 @@ from mailmodule.modules.dkim import _canon
 from mailmodule.modules.dkim._canon import Canon
 from mailmodule.modules.dkim._tags import Invalid, KeyRecord, Signature
 
-__all__ = ["MIN_RSA_BITS", "PrivateKey", "body_hash", "sign", "signed_data", "verify"]
+__all__ = [
+    "MAX_RSA_BITS",
+    "MIN_RSA_BITS",
+    "PrivateKey",
+    "body_hash",
+    "sign",
+    "signed_data",
+    "verify",
+]
 
 #: RSA keys shorter than this do not verify (RFC 8301, go-msgauth and so maddy).
 MIN_RSA_BITS: Final = 1024
+#: Nor longer ones: a sender's key must not cost us seconds of CPU per message.
+MAX_RSA_BITS: Final = 8192
 #: How far in the future t= may be before a signature is refused: clocks differ.
 CLOCK_SKEW: Final = 15 * 60
 _B_VALUE: Final = re.compile(rb"((?:^|;)[ \t\r\n]*b[ \t\r\n]*=)[^;]*")
@@ -95,6 +105,8 @@ def _public_key(sig: Signature, key: KeyRecord) -> rsa.RSAPublicKey | ed25519.Ed
         raise Invalid("permerror", "the key record's p= is not an RSA key")
     if public.key_size < MIN_RSA_BITS:
         raise Invalid("permerror", f"the RSA key has {public.key_size} bits, under 1024")
+    if public.key_size > MAX_RSA_BITS:
+        raise Invalid("permerror", f"the RSA key has {public.key_size} bits, over 8192")
     return public
 
 
