@@ -13,15 +13,37 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import final
+from typing import ClassVar, Final, final
 
-from mailmodule.config import ConfigMap, describe_value, redact_dsn
+from mailmodule.config import ConfigMap, Setting, describe_value, redact_dsn
 from mailmodule.errors import ConfigError, DataError, StorageError
 from mailmodule.modules._base import ModuleBase
 
 __all__ = ["FileTable", "SQLTable", "StaticTable", "parse_table_file"]
 
 _log = logging.getLogger("mailmodule.modules.tables")
+
+_ENTRIES: Final = Setting.raw(
+    "entries", "the table's contents", "table of key = value or [values]", {}
+)
+_FILE: Final = Setting.string(
+    "file",
+    "the key: value file (missing: an empty table)",
+    None,
+    default_doc="required (in code: the first inline argument)",
+)
+_RELOAD_INTERVAL: Final = Setting.duration(
+    "reload_interval", "how often the file is checked for changes", datetime.timedelta(seconds=5)
+)
+_DRIVER: Final = Setting.string("driver", "the database driver", "sqlite3", type_doc='"sqlite3"')
+_DSN: Final = Setting.string("dsn", "the database (for sqlite3, its file)")
+_LOOKUP: Final = Setting.string("lookup", "the query of a key (:key), giving the value first")
+_LIST: Final = Setting.string("list", "the query of all keys (for MutableTable)", None)
+_SET: Final = Setting.string("set", "the statement storing :value at :key (MutableTable)", None)
+_DEL: Final = Setting.string("del", "the statement deleting :key (MutableTable)", None)
+_INIT: Final = Setting.raw(
+    "init", "statements run once at start", "SQL statement or list of statements", []
+)
 
 
 @final
@@ -42,8 +64,11 @@ class StaticTable(ModuleBase):
         super().__init__(mod_name, inst_name, aliases, inline_args)
         self._entries: dict[str, list[str]] = {}
 
+    SETTINGS: ClassVar = (_ENTRIES,)
+
     def init(self, cfg: ConfigMap) -> None:
-        entries = cfg.get("entries", {})
+        cfg.declare(self.SETTINGS)
+        entries = cfg.value(_ENTRIES)
         if not isinstance(entries, Mapping):
             raise ConfigError(
                 "expected a mapping of key to value", module=cfg.module, key="entries"
@@ -168,9 +193,11 @@ class FileTable(ModuleBase):
         self._checked = 0.0
         self._lock = threading.Lock()
 
+    SETTINGS: ClassVar = (_FILE, _RELOAD_INTERVAL)
+
     def init(self, cfg: ConfigMap) -> None:
-        default = self.inline_args[0] if self.inline_args else None
-        path = cfg.string("file", default)
+        cfg.declare(self.SETTINGS)
+        path = cfg.value(_FILE, self.inline_default())
         if not path:
             raise ConfigError("required key is missing", module=cfg.module, key="file")
         # A missing file is an empty table, but one in a missing directory can never be
@@ -181,9 +208,7 @@ class FileTable(ModuleBase):
                 f"directory {folder!r} does not exist", module=cfg.module, key="file", file=path
             )
         self.path = path
-        self._interval = cfg.duration(
-            "reload_interval", datetime.timedelta(seconds=5)
-        ).total_seconds()
+        self._interval = cfg.value(_RELOAD_INTERVAL).total_seconds()
         try:
             self._reload(force=True)
         except (OSError, DataError) as exc:
@@ -313,21 +338,24 @@ class SQLTable(ModuleBase):
         self._lock = threading.Lock()
         self._queries: dict[str, str] = {}
 
+    SETTINGS: ClassVar = (_DRIVER, _DSN, _LOOKUP, _LIST, _SET, _DEL, _INIT)
+
     def init(self, cfg: ConfigMap) -> None:
-        driver = cfg.string("driver", "sqlite3")
+        cfg.declare(self.SETTINGS)
+        driver = cfg.value(_DRIVER)
         if driver != "sqlite3":
             raise ConfigError(
                 f"unsupported driver {driver!r} (sqlite3 is built in)",
                 module=cfg.module,
                 key="driver",
             )
-        dsn = cfg.string("dsn")
-        self._queries = {"lookup": cfg.string("lookup")}
-        for name in ("list", "set", "del"):
-            query = cfg.string(name, None)
+        dsn = cfg.value(_DSN)
+        self._queries = {"lookup": cfg.value(_LOOKUP)}
+        for setting in (_LIST, _SET, _DEL):
+            query = cfg.value(setting)
             if query is not None:
-                self._queries[name] = query
-        raw_init = cfg.get("init", [])
+                self._queries[setting.name] = query
+        raw_init = cfg.value(_INIT)
         statements = [raw_init] if isinstance(raw_init, str) else raw_init
         if not isinstance(statements, list) or not all(isinstance(s, str) for s in statements):
             raise ConfigError("expected SQL statements", module=cfg.module, key="init")
