@@ -6,12 +6,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from typing import Final, final
+from typing import ClassVar, Final, final
 
 import attrs
 
 from mailmodule.buffer import Buffer
-from mailmodule.config import ConfigMap
+from mailmodule.config import ConfigMap, Setting
 from mailmodule.dns import Resolver, shared_resolver
 from mailmodule.errors import ConfigError, SMTPError
 from mailmodule.header import Header
@@ -35,13 +35,35 @@ _BROKEN: Final = SMTPError(550, (5, 7, 20), "No passing DKIM signatures")
 _TEMPORARY: Final = SMTPError(451, (4, 7, 20), "Temporary error during DKIM verification")
 
 
-def fail_action_setting(cfg: ConfigMap, key: str, default: str = "ignore") -> FailAction:
+_REQUIRED_FIELDS: Final = Setting.string_list(
+    "required_fields", "fields a signature must cover to pass", ["From", "Subject"]
+)
+_FAIL_OPEN: Final = Setting.boolean(
+    "fail_open", "on a temporary DNS error, go on with dkim=temperror instead of refusing", False
+)
+_ACTION_TYPE: Final = 'string: "reject", "quarantine" or "ignore"'
+_NO_SIG_ACTION: Final = Setting.string(
+    "no_sig_action",
+    "what to do with a message without a signature",
+    "ignore",
+    type_doc=_ACTION_TYPE,
+)
+_BROKEN_SIG_ACTION: Final = Setting.string(
+    "broken_sig_action",
+    "what to do with a message none of whose signatures passes",
+    "ignore",
+    type_doc=_ACTION_TYPE,
+)
+
+
+def fail_action_setting(cfg: ConfigMap, setting: Setting[str]) -> FailAction:
     """A FailAction setting written as "reject", "quarantine" or "ignore".
 
     Raises:
-        ConfigError: any other value, naming `key`.
+        ConfigError: any other value, naming the setting.
     """
-    value = cfg.string(key, default)
+    key = setting.name
+    value = cfg.value(setting)
     if value == "reject":
         return FailAction(action="reject")
     if value == "quarantine":
@@ -79,6 +101,8 @@ class DKIMCheck(ModuleBase):
     `resolver` was set before `init`.
     """
 
+    SETTINGS: ClassVar = (_REQUIRED_FIELDS, _FAIL_OPEN, _NO_SIG_ACTION, _BROKEN_SIG_ACTION)
+
     def __init__(
         self,
         mod_name: str = "check.dkim",
@@ -94,13 +118,13 @@ class DKIMCheck(ModuleBase):
         self.broken_sig_action = FailAction(action="ignore")
 
     def init(self, cfg: ConfigMap) -> None:
+        cfg.declare(self.SETTINGS)
         if self.inline_args:
             raise ConfigError("check.dkim takes no inline arguments", module=cfg.module)
-        required = cfg.string_list("required_fields", ["From", "Subject"])
-        self.required_fields = frozenset(f.lower() for f in required)
-        self.fail_open = cfg.boolean("fail_open", False)
-        self.no_sig_action = fail_action_setting(cfg, "no_sig_action")
-        self.broken_sig_action = fail_action_setting(cfg, "broken_sig_action")
+        self.required_fields = frozenset(f.lower() for f in cfg.value(_REQUIRED_FIELDS))
+        self.fail_open = cfg.value(_FAIL_OPEN)
+        self.no_sig_action = fail_action_setting(cfg, _NO_SIG_ACTION)
+        self.broken_sig_action = fail_action_setting(cfg, _BROKEN_SIG_ACTION)
         if self.resolver is None:
             self.resolver = shared_resolver(cfg)
 

@@ -8,14 +8,14 @@ import email.utils
 import logging
 import time
 from collections.abc import Sequence
-from typing import Final, final
+from typing import ClassVar, Final, final
 
 import attrs
 import idna
 
 from mailmodule import address
 from mailmodule.buffer import Buffer
-from mailmodule.config import ConfigMap
+from mailmodule.config import ConfigMap, Setting
 from mailmodule.errors import AddressError, ConfigError
 from mailmodule.header import Header, HeaderField
 from mailmodule.metadata import MsgMetadata
@@ -44,6 +44,42 @@ SIGN_FIELDS: Final = (
     "Resent-Cc",
 )  # fmt: skip
 _CANONS: Final = ("relaxed", "simple")
+_DOMAINS: Final = Setting.string_list(
+    "domains", "the domains to sign for", default_doc="required (or the inline arguments)"
+)
+_SELECTOR: Final = Setting.string(
+    "selector", "the selector (s=)", default_doc="required (or the last inline argument)"
+)
+_KEY_PATH: Final = Setting.string(
+    "key_path",
+    "the key file per domain; a missing one is generated, with its TXT record beside it",
+    "dkim_keys/{domain}_{selector}.key",
+)
+_NEWKEY_ALGO: Final = Setting.string(
+    "newkey_algo", "the type of a generated key", "rsa2048", type_doc="rsa2048, rsa4096 or ed25519"
+)
+_OVERSIGN: Final = Setting.string_list(
+    "oversign_fields", "fields signed once more than they occur", list(OVERSIGN_FIELDS)
+)
+_SIGN: Final = Setting.string_list(
+    "sign_fields", "fields signed as often as they occur", list(SIGN_FIELDS)
+)
+_HEADER_CANON: Final = Setting.string(
+    "header_canon", "header canonicalization", "relaxed", type_doc="relaxed or simple"
+)
+_BODY_CANON: Final = Setting.string(
+    "body_canon", "body canonicalization", "relaxed", type_doc="relaxed or simple"
+)
+_SIG_EXPIRY: Final = Setting.duration(
+    "sig_expiry", "x= this long after signing; 0 for none", datetime.timedelta(days=5)
+)
+_HASH: Final = Setting.string("hash", "the hash algorithm", "sha256", type_doc="sha256 only")
+_MULTIPLE_FROM: Final = Setting.boolean(
+    "allow_multiple_from", "sign messages with several From fields", False
+)
+_SUBDOMAINS: Final = Setting.boolean(
+    "sign_subdomains", "sign a subdomain's sender with the one domain's key", False
+)
 
 
 @final
@@ -71,6 +107,21 @@ class DKIMSigner(ModuleBase):
         sign_subdomains: see above; only with a single domain.
     """
 
+    SETTINGS: ClassVar = (
+        _DOMAINS,
+        _SELECTOR,
+        _KEY_PATH,
+        _NEWKEY_ALGO,
+        _OVERSIGN,
+        _SIGN,
+        _HEADER_CANON,
+        _BODY_CANON,
+        _SIG_EXPIRY,
+        _HASH,
+        _MULTIPLE_FROM,
+        _SUBDOMAINS,
+    )
+
     def __init__(
         self,
         mod_name: str = "modify.dkim",
@@ -90,6 +141,7 @@ class DKIMSigner(ModuleBase):
         self.sign_subdomains = False
 
     def init(self, cfg: ConfigMap) -> None:
+        cfg.declare(self.SETTINGS)
         domains: list[str] = []
         selector = ""
         if self.inline_args:
@@ -97,28 +149,28 @@ class DKIMSigner(ModuleBase):
                 raise ConfigError("expected DOMAIN... SELECTOR", module=cfg.module)
             domains = list(self.inline_args[:-1])
             selector = self.inline_args[-1]
-        domains = cfg.string_list("domains", domains)
-        selector = cfg.string("selector", selector)
+        domains = cfg.value(_DOMAINS, domains)
+        selector = cfg.value(_SELECTOR, selector)
         if not domains:
             raise ConfigError("at least one domain is needed", module=cfg.module, key="domains")
         if not selector:
             raise ConfigError("required key is missing", module=cfg.module, key="selector")
-        template = cfg.string("key_path", "dkim_keys/{domain}_{selector}.key")
-        algo = cfg.string("newkey_algo", "rsa2048")
+        template = cfg.value(_KEY_PATH)
+        algo = cfg.value(_NEWKEY_ALGO)
         if algo not in KEY_TYPES:
             raise ConfigError(
                 f"expected one of {', '.join(KEY_TYPES)}, got {algo!r}",
                 module=cfg.module,
                 key="newkey_algo",
             )
-        self.oversign = tuple(cfg.string_list("oversign_fields", list(OVERSIGN_FIELDS)))
-        self.sign = tuple(cfg.string_list("sign_fields", list(SIGN_FIELDS)))
-        self.canon = (_canon_setting(cfg, "header_canon"), _canon_setting(cfg, "body_canon"))
-        self.expiry = cfg.duration("sig_expiry", datetime.timedelta(days=5))
-        if cfg.string("hash", "sha256") != "sha256":
+        self.oversign = tuple(cfg.value(_OVERSIGN))
+        self.sign = tuple(cfg.value(_SIGN))
+        self.canon = (_canon_setting(cfg, _HEADER_CANON), _canon_setting(cfg, _BODY_CANON))
+        self.expiry = cfg.value(_SIG_EXPIRY)
+        if cfg.value(_HASH) != "sha256":
             raise ConfigError("only sha256 is allowed (RFC 8301)", module=cfg.module, key="hash")
-        self.multiple_from_ok = cfg.boolean("allow_multiple_from", False)
-        self.sign_subdomains = cfg.boolean("sign_subdomains", False)
+        self.multiple_from_ok = cfg.value(_MULTIPLE_FROM)
+        self.sign_subdomains = cfg.value(_SUBDOMAINS)
         if self.sign_subdomains and len(domains) > 1:
             raise ConfigError(
                 "sign_subdomains takes a single domain", module=cfg.module, key="domains"
@@ -193,8 +245,9 @@ def _key_type(value: str) -> KeyType:
     raise ValueError(value)
 
 
-def _canon_setting(cfg: ConfigMap, key: str) -> Canon:
-    value = cfg.string(key, "relaxed")
+def _canon_setting(cfg: ConfigMap, setting: Setting[str]) -> Canon:
+    key = setting.name
+    value = cfg.value(setting)
     if value == "relaxed":
         return "relaxed"
     if value == "simple":
