@@ -89,6 +89,16 @@ async def test_an_aligned_spf_pass_passes(rejecting: DNSServer) -> None:
     assert verdict(result) == ("pass", "example.org")
 
 
+async def test_the_mail_from_result_counts_rather_than_a_helo_result(rejecting: DNSServer) -> None:
+    helo = AuthResult(
+        method="spf", result="pass", properties=[AuthResultProperty("smtp", "helo", "example.org")]
+    )
+    results = [dkim("none", ""), helo, spf("fail", "x@example.org")]
+    assert verdict(await judge(rejecting, results))[0] == "fail"
+    null_sender = [dkim("none", ""), helo]
+    assert verdict(await judge(rejecting, null_sender))[0] == "pass"
+
+
 async def test_a_failure_under_p_reject_refuses_with_550_5_7_1(rejecting: DNSServer) -> None:
     result = await judge(rejecting, FAILING)
     assert verdict(result) == ("fail", "example.org")

@@ -273,18 +273,23 @@ def evaluate(
     """The DMARC result (pass, fail, none, temperror) and its reason, from the SPF and DKIM
     results, as maddy's EvaluateAlignment."""
     dkim_present = dkim_aligned = dkim_temp = False
-    spf_result = ""
-    spf_aligned = False
     for res in results:
         if res.method == "dkim":
             dkim_present = True
             if aligned(from_domain, _domain_of(res.get("header", "d")), record.adkim):
                 dkim_aligned = dkim_aligned or res.result == "pass"
                 dkim_temp = dkim_temp or res.result == "temperror"
-        elif res.method == "spf":
-            spf_result = res.result
-            domain = _domain_of(res.get("smtp", "mailfrom")) or _domain_of(res.get("smtp", "helo"))
-            spf_aligned = aligned(from_domain, domain, record.aspf) and res.result == "pass"
+    # SPF authenticates the MAIL FROM domain; the HELO name only for the null sender
+    # (RFC 7489 3.1.2), when check.spf reported no smtp.mailfrom.
+    spf = [r for r in results if r.method == "spf"]
+    chosen = next((r for r in spf if r.get("smtp", "mailfrom")), spf[0] if spf else None)
+    spf_result = chosen.result if chosen is not None else ""
+    spf_aligned = False
+    if chosen is not None and chosen.result == "pass":
+        domain = _domain_of(chosen.get("smtp", "mailfrom")) or _domain_of(
+            chosen.get("smtp", "helo")
+        )
+        spf_aligned = aligned(from_domain, domain, record.aspf)
     if not dkim_present or not spf_result:
         return "none", "not enough information (SPF and DKIM checks are needed)"
     if dkim_temp and not dkim_aligned and not spf_aligned:
