@@ -10,8 +10,10 @@ import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from mailmodule.buffer import FileBuffer
 from mailmodule.config import ConfigMap
 from mailmodule.errors import ConfigError
+from mailmodule.metadata import MsgMetadata
 from mailmodule.modules.dkim import DKIMCheck
 from mailmodule.modules.dkim.keys import dns_record
 from mailmodule.testing.dnsserver import DNSServer
@@ -23,6 +25,7 @@ from tests.dkim_kit import (
     message,
     only,
     outcomes,
+    parse,
     publish,
     rsa_key,
     run_check,
@@ -364,3 +367,16 @@ async def test_a_message_with_bare_lf_line_endings_verifies_as_sent_with_crlf(
 ) -> None:
     data = signed(message(), rsa_key()).replace(b"\r\n", b"\n")
     assert only(await run_check(dkim_check(keys), data)).result == "pass"
+
+
+async def test_a_body_that_cannot_be_read_fails_for_now(keys: DNSServer, tmp_path: Path) -> None:
+    header, body = parse(signed(message(), rsa_key()))
+    gone = tmp_path / "body"
+    gone.write_bytes(body)
+    buffer = FileBuffer(gone)
+    gone.unlink()
+    state = await dkim_check(keys).check_state_for_msg(MsgMetadata(id="m1"))
+    result = await state.check_body(header, buffer)
+    assert result.reject
+    assert result.reason is not None
+    assert result.reason.code == 451

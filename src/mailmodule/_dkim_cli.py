@@ -1,7 +1,6 @@
 """`mailmodule dkim keygen`: a new DKIM key and the TXT record that publishes it.
 
-Kept apart from cli.py, which builds its parser for every command: this module imports
-nothing heavy until the command runs.
+cli.py builds the parser; this module, imported only when the command runs, does the work.
 """
 
 from __future__ import annotations
@@ -12,34 +11,9 @@ from typing import TYPE_CHECKING, Final, TextIO
 if TYPE_CHECKING:
     from mailmodule.modules.dkim.keys import KeyType
 
-__all__ = ["add_parser", "run", "zone_record"]
+__all__ = ["run", "zone_record"]
 
 _TYPES: Final[dict[str, KeyType]] = {"rsa": "rsa2048", "rsa4096": "rsa4096", "ed25519": "ed25519"}
-
-
-def add_parser(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
-) -> None:
-    """Add `dkim keygen` to the command line's subcommands."""
-    dkim = sub.add_parser("dkim", parents=[common], help="DKIM keys (modify.dkim)")
-    dkim_sub = dkim.add_subparsers(dest="dkim_command", required=True, metavar="ACTION")
-    keygen = dkim_sub.add_parser(
-        "keygen",
-        parents=[common],
-        help="write a new private key to OUT and print its DNS TXT record",
-        description="Write a new DKIM private key (PKCS #8 PEM, mode 0600) to OUT, its TXT "
-        "record beside it (.dns for .key), and print the record as a zone file line. "
-        "An existing OUT is never overwritten.",
-    )
-    keygen.add_argument("--domain", required=True, help="the signing domain (d=)")
-    keygen.add_argument("--selector", required=True, help="the selector (s=)")
-    keygen.add_argument(
-        "--type",
-        choices=sorted(_TYPES),
-        default="rsa",
-        help="rsa (2048 bits, default), rsa4096 or ed25519",
-    )
-    keygen.add_argument("out", metavar="OUT", help="the private key file to create")
 
 
 def zone_record(selector: str, domain: str, value: str) -> str:

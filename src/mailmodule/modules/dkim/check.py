@@ -13,7 +13,7 @@ import attrs
 from mailmodule.buffer import Buffer
 from mailmodule.config import ConfigMap, Setting
 from mailmodule.dns import Resolver, shared_resolver
-from mailmodule.errors import ConfigError, SMTPError
+from mailmodule.errors import ConfigError, SMTPError, StorageError
 from mailmodule.header import Header
 from mailmodule.interfaces import AuthResult, AuthResultProperty, CheckResult
 from mailmodule.metadata import MsgMetadata
@@ -33,6 +33,7 @@ MAX_SIGNATURES: Final = 10
 _NO_SIG: Final = SMTPError(550, (5, 7, 20), "No DKIM signatures")
 _BROKEN: Final = SMTPError(550, (5, 7, 20), "No passing DKIM signatures")
 _TEMPORARY: Final = SMTPError(451, (4, 7, 20), "Temporary error during DKIM verification")
+_IO_ERROR: Final = SMTPError(451, (4, 3, 0), "Internal I/O error during DKIM verification")
 
 
 _REQUIRED_FIELDS: Final = Setting.string_list(
@@ -135,7 +136,7 @@ class DKIMCheck(ModuleBase):
         """One result per signature of the message (at most 10), top signature first.
 
         Raises:
-            MailModuleError: the body cannot be read.
+            StorageError, OSError: the body cannot be read.
         """
         if self.resolver is None:
             raise RuntimeError("check.dkim: init() was not called and no resolver is set")
@@ -249,7 +250,11 @@ class _DKIMState:
                 reason=_NO_SIG, auth_result=[AuthResult(method="dkim", result="none")]
             )
             return _act(check.no_sig_action, none, check.name())
-        results = await check.verify(header, body)
+        try:
+            results = await check.verify(header, body)
+        except (OSError, StorageError) as exc:
+            _log.error("msg %s: check.dkim: cannot read the body: %s", self._msg_id, exc)
+            return CheckResult(reject=True, reason=_IO_ERROR)
         outcomes = {r.result for r in results}
         if "temperror" in outcomes and "pass" not in outcomes and not check.fail_open:
             _log.info("msg %s: check.dkim: temporary error, refused for now", self._msg_id)
