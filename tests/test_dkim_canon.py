@@ -131,3 +131,16 @@ def test_body_canonicalization_matches_rfc_6376_examples(
 ) -> None:
     assert _canon.body(body, "simple") == simple
     assert _canon.body(body, "relaxed") == relaxed
+
+
+@given(st.sampled_from([b"From", b"To", b"Subject", b"Date"]), WORDS, CANONS)
+def test_a_changed_signed_field_fails_and_an_added_unsigned_one_passes(
+    name: bytes, word: str, canon: Canon
+) -> None:
+    message = sign(b"Hi.\r\n", header_canon=canon)
+    start = message.index(b"\r\n" + name + b":") + 2
+    end = message.index(b"\r\n", start)
+    changed = message[:end] + b" " + word.encode() + message[end:]
+    assert verifies(changed) == "fail"
+    added = message.replace(b"\r\n\r\n", b"\r\nX-Spam-Score: " + word.encode() + b"\r\n\r\n", 1)
+    assert verifies(added) == "pass"
