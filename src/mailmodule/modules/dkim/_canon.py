@@ -51,6 +51,7 @@ def body(data: bytes, canon: Canon) -> bytes:
         while b"  " in data:
             data = data.replace(b"  ", b" ")
         data = data.replace(b" \r\n", b"\r\n")
-        data = _without_trailing_lines(data).removesuffix(b" ")  # the last line's end
+        # The last line's white space first: it may leave empty lines at the end.
+        data = _without_trailing_lines(data.removesuffix(b" "))
         return data + b"\r\n" if data else b""
     return _without_trailing_lines(data) + b"\r\n"
