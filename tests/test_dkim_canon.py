@@ -162,3 +162,17 @@ def relaxed_by_the_rfc(data: bytes) -> bytes:
 def test_relaxed_body_canonicalization_matches_the_rfc_line_by_line(parts: list[bytes]) -> None:
     data = b"".join(parts)
     assert _canon.body(data, "relaxed") == relaxed_by_the_rfc(data)
+
+
+@given(st.lists(st.sampled_from([b"a", b" ", b"\t", b"\r\n", b"b c", b"\r"]), max_size=40))
+def test_simple_body_canonicalization_matches_the_rfc_line_by_line(parts: list[bytes]) -> None:
+    """RFC 6376 3.4.3: empty lines at the end go, a last line gets its CRLF, nothing is
+    one CRLF."""
+    data = b"".join(parts)
+    *complete, rest = data.split(b"\r\n")
+    if rest:
+        complete.append(rest)
+    while complete and complete[-1] == b"":
+        complete.pop()
+    expected = b"".join(line + b"\r\n" for line in complete) or b"\r\n"
+    assert _canon.body(data, "simple") == expected
