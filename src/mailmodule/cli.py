@@ -165,6 +165,26 @@ def _parser() -> argparse.ArgumentParser:
     meta_sub = meta.add_subparsers(dest="meta_command", required=True, metavar="ACTION")
     show = meta_sub.add_parser("show", parents=[common], help="pretty-print a .meta file")
     show.add_argument("file", help="the .meta file")
+    # `dkim keygen` (issue 17); the command itself is in _dkim_cli.
+    dkim = sub.add_parser("dkim", parents=[common], help="DKIM keys (modify.dkim)")
+    dkim_sub = dkim.add_subparsers(dest="dkim_command", required=True, metavar="ACTION")
+    keygen = dkim_sub.add_parser(
+        "keygen",
+        parents=[common],
+        help="write a new private key to OUT and print its DNS TXT record",
+        description="Write a new DKIM private key (PKCS #8 PEM, mode 0600) to OUT, its TXT "
+        "record beside it (.dns for .key), and print the record as a zone file line. "
+        "An existing OUT is never overwritten.",
+    )
+    keygen.add_argument("--domain", required=True, help="the signing domain (d=)")
+    keygen.add_argument("--selector", required=True, help="the selector (s=)")
+    keygen.add_argument(
+        "--type",
+        choices=["ed25519", "rsa", "rsa4096"],
+        default="rsa",
+        help="rsa (2048 bits, default), rsa4096 or ed25519",
+    )
+    keygen.add_argument("out", metavar="OUT", help="the private key file to create")
     _add_manage_commands(sub, common, config_help)
     return parser
 
@@ -352,6 +372,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _exit_code(
             lambda: asyncio.run(_deliver(args.config, args.sender, args.rcpts, data, sys.stdout))
         )
+    if args.command == "dkim":
+        from mailmodule import _dkim_cli
+
+        return _exit_code(lambda: _dkim_cli.run(args, sys.stdout))
     if args.command in _MANAGE_ACTIONS:
         return _manage(parser, args)
     return _exit_code(lambda: _meta_show(args.file, sys.stdout))
