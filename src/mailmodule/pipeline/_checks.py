@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextvars
 import logging
 import types
-from collections.abc import Awaitable, Generator, Sequence
-from operator import itemgetter
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
+from operator import itemgetter, methodcaller
 from typing import Final, Literal, cast, final
 
 import attrs
@@ -170,7 +170,8 @@ def _raised(state: CheckState, stage: _Stage, exc: Exception, msg_id: str) -> Ch
 _MADE: Final = object()
 _RAISED: Final = object()
 _ODD: Final = object()
-_Request = tuple[str, tuple[object, ...]]  # (stage, its arguments)
+# A stage's call on a state, `methodcaller(stage, *args)`; a coroutine, from a good state.
+_Request = Callable[[CheckState], "_Steps"]
 _CoroutineType: Final[type] = types.CoroutineType
 
 
@@ -199,7 +200,7 @@ def _stepper(
     check: Check, meta: MsgMetadata, box: list[object]
 ) -> Generator[object, _Request, None]:
     """One check's life for one message as one generator: makes its state (on `next`),
-    then runs each stage it is sent as `(stage, args)`.
+    then runs each stage it is sent as a call on the state, `methodcaller(stage, *args)`.
 
     Each step ends at a yield of its outcome: a CheckResult as it is; `_MADE`, `_RAISED` or
     `_ODD` with the state, the exception or the value in `box[0]`. Anything else it yields
@@ -209,7 +210,7 @@ def _stepper(
     """
     call: _Steps
     try:
-        state = yield from _awaitable(check.check_state_for_msg(meta))
+        state = cast("CheckState", (yield from _awaitable(check.check_state_for_msg(meta))))
     except Exception as exc:
         box[0] = exc
         yield _RAISED
@@ -218,7 +219,7 @@ def _stepper(
     request: _Request = yield _MADE
     while True:
         try:
-            call = getattr(state, request[0])(*request[1])
+            call = request(state)
             if type(call) is not _CoroutineType:
                 call = _awaitable(call)
             result = yield from call
@@ -281,7 +282,6 @@ def _start_stage(
     no list."""
     said: _Said | None = None
     waiting: _Waiting | None = None
-    i = 0
     try:
         for run in runs:
             try:
@@ -289,16 +289,16 @@ def _start_stage(
             except StopIteration:  # an earlier step was interrupted: the stepper is gone
                 r = _interrupted(run)
             if type(r) is CheckResult:
-                if not r.quiet:
-                    said = said or []
-                    said.append((i, run.spec, r))
+                if r.quiet:
+                    continue
+                said = said or []
+                said.append((runs.index(run), run.spec, r))
             elif r is _ODD or r is _RAISED:
                 said = said or []
-                said.append((i, run.spec, run.outcome(r, stage, msg_id)))
+                said.append((runs.index(run), run.spec, run.outcome(r, stage, msg_id)))
             else:
                 waiting = waiting or []
-                waiting.append((i, run, r))
-            i += 1
+                waiting.append((runs.index(run), run, r))
     except BaseException:
         for _, run, _ in waiting or ():
             run.steps.close()
@@ -467,12 +467,36 @@ class CheckRunner:
         else:
             runs = await self._make_states(specs, stage)
             self._stages[id(specs)] = (specs, runs)
-        said, waiting = _start_stage(runs, stage, (stage, args), self._meta.id)
+        said, waiting = _start_stage(runs, stage, methodcaller(stage, *args), self._meta.id)
         if waiting is not None:
             said = said or []
             await _finish_stage(said, waiting, stage, self._meta.id)
         if said:
             self._merge(said)
+
+    def begin_stage(
+        self, specs: Sequence[CheckSpec], stage: _Stage, args: tuple[object, ...]
+    ) -> Coroutine[object, None, None] | None:
+        """`stage` without an await where it can end at once, as it does when the states of
+        `specs` exist and answer at once: None when it ended (what they said merged), else
+        what to await for the rest.
+
+        Raises:
+            SMTPError: the first rejection, as `stage`, when the stage ended at once.
+        """
+        cached = self._stages.get(id(specs))
+        if cached is None or cached[0] is not specs:
+            return self.stage(specs, stage, args)
+        said, waiting = _start_stage(cached[1], stage, methodcaller(stage, *args), self._meta.id)
+        if waiting is not None:
+            return self._finish_stage(said or [], waiting, stage)
+        if said:
+            self._merge(said)
+        return None
+
+    async def _finish_stage(self, said: _Said, waiting: _Waiting, stage: _Stage) -> None:
+        await _finish_stage(said, waiting, stage, self._meta.id)
+        self._merge(said)
 
     def _merge(self, said: _Said) -> None:
         """Apply results in stage order; the first rejection (after fail actions) is raised."""
@@ -496,14 +520,21 @@ class CheckRunner:
             raise fresh(reject)
 
     async def open(self, specs: Sequence[CheckSpec], mail_from: str) -> None:
-        """The connection stage of `specs`, then their sender stage.
+        """The connection stage of `specs`, then their sender stage, then `opened`.
 
         Raises:
             SMTPError: the first rejection, as `stage`.
         """
         await self.stage(specs, "check_connection", ())
         self._conn_done = True
-        await self.stage(specs, "check_sender", (mail_from,))
+        if rest := self.begin_stage(specs, "check_sender", (mail_from,)):
+            await rest
+        self._sender = mail_from
+
+    def opened(self, mail_from: str) -> None:
+        """The message passed its connection and sender stages (`open`, or no checks):
+        states joining later see them replayed."""
+        self._conn_done = True
         self._sender = mail_from
 
     def passed(self, rcpt_to: str) -> None:

@@ -44,7 +44,7 @@ from mailmodule.pipeline._eager import to_completion
 from mailmodule.pipeline._errors import as_smtp, fresh, own_failure
 from mailmodule.pipeline._modifiers import ModifierRunner
 from mailmodule.pipeline._routes import Destination, Source
-from mailmodule.pipeline._state import DeliveryState, Step, advance
+from mailmodule.pipeline._state import AFTER, DeliveryState, Step, advance
 
 if TYPE_CHECKING:
     from mailmodule.pipeline._pipeline import Pipeline
@@ -100,6 +100,11 @@ _ADDING: Final = DeliveryState.ADDING
 _IN_BODY: Final = DeliveryState.IN_BODY
 _COMMITTED: Final = DeliveryState.COMMITTED
 _ABORTED: Final = DeliveryState.ABORTED
+_AFTER_ADD_RCPT: Final = AFTER[_ADD_RCPT]
+_AFTER_RCPT_DONE: Final = AFTER[_RCPT_DONE]
+_AFTER_BODY: Final = AFTER[_BODY]
+_AFTER_BODY_OK: Final = AFTER[_BODY_OK]
+_AFTER_COMMIT: Final = AFTER[_COMMIT]
 
 
 @final
@@ -214,13 +219,6 @@ def _needed(holders: list[_Rcpt]) -> bool:
     return any(h.status is _ACCEPTED for h in holders)
 
 
-def _rcpt_key(rcpt_to: str) -> str:
-    try:
-        return address.for_lookup(rcpt_to)
-    except AddressError as exc:
-        raise SMTPError(501, (5, 1, 3), f"Invalid recipient address: {exc.message}") from exc
-
-
 @final
 class PipelineDelivery:
     """One message in a Pipeline. Implements `Delivery` and `PartialDelivery`.
@@ -313,7 +311,10 @@ class PipelineDelivery:
         once by `Pipeline.start`."""
         p = self._p
         checks = p.checks
-        await self._runner.open(checks, self._mail_from)
+        if checks:
+            await self._runner.open(checks, self._mail_from)
+        else:
+            self._runner.opened(self._mail_from)
         states = await self._mods.states(p.modifiers) if p.modifiers else []
         sender = await ModifierRunner.rewrite_sender(states, self._mail_from)
         source = await p.source_for(sender) if p.routes_senders else p.default_source
@@ -332,22 +333,31 @@ class PipelineDelivery:
             _log.debug("msg %s: started, sender %r", self._meta.id, sender)
 
     async def add_rcpt(self, rcpt_to: str) -> None:
-        self._state = advance(self._state, _ADD_RCPT)
+        self._state = _AFTER_ADD_RCPT.get(self._state) or advance(self._state, _ADD_RCPT)
         rcpt: _Rcpt | None = None
         try:
-            key = _rcpt_key(rcpt_to)
+            try:
+                key = address.for_lookup(rcpt_to)
+            except AddressError as exc:
+                raise SMTPError(
+                    501, (5, 1, 3), f"Invalid recipient address: {exc.message}"
+                ) from exc
             known = self._rcpts.get(key)
             if known is not None and known.status is _ACCEPTED:
-                self._state = advance(self._state, _RCPT_DONE)
+                self._state = _AFTER_RCPT_DONE.get(self._state) or advance(self._state, _RCPT_DONE)
                 return  # given twice: once is enough
             rcpt = self._rcpts[key] = _Rcpt(rcpt_to)  # a refused one given again starts over
             runner = self._runner
-            if self._p.checks:
-                await runner.stage(self._p.checks, "check_rcpt", (rcpt_to,))
+            checks = self._p.checks
+            if checks and (rest := runner.begin_stage(checks, "check_rcpt", (rcpt_to,))):
+                await rest
             source = self._source
             if source.checks:
                 await runner.stage(source.checks, "check_rcpt", (rcpt_to,))
-            addrs = rcpt.addresses = await ModifierRunner.rewrite_rcpt(self._source_mods, rcpt_to)
+            mods = self._source_mods
+            addrs = rcpt.addresses = (
+                await ModifierRunner.rewrite_rcpt(mods, rcpt_to) if mods else [rcpt_to]
+            )
             # Route and check every address the recipient becomes before any target sees
             # one: a refused alias member refuses the recipient, not half of it.
             plan: list[tuple[_DestRun, list[str]]] = []
@@ -366,16 +376,26 @@ class PipelineDelivery:
                     plan.append((drun, await ModifierRunner.rewrite_rcpt(drun.mods, addr)))
                 else:
                     plan.append((drun, [addr]))
+            held = rcpt.held
             for drun, finals in plan:
                 for addr in finals:
                     for run in drun.runs:
                         holders = run.holders.get(addr)
                         if holders is None:
-                            await self._first_rcpt(run, drun, addr)
+                            # The target's first address: start its delivery first.
+                            try:
+                                delivery = run.delivery
+                                if delivery is None:
+                                    delivery = run.delivery = await run.target.start(
+                                        self._meta, drun.sender
+                                    )
+                                await delivery.add_rcpt(addr)
+                            except Exception as exc:
+                                raise as_smtp(exc, target=run.name) from exc
                             run.holders[addr] = [rcpt]
                         else:
                             holders.append(rcpt)
-                        rcpt.held.append((run, addr))
+                        held.append((run, addr))
         except asyncio.CancelledError:
             if rcpt is not None:
                 self._refuse(rcpt, SMTPError(451, (4, 4, 5), "Cancelled"))
@@ -396,21 +416,11 @@ class PipelineDelivery:
         originals = self._meta.original_rcpts
         if originals is None:
             originals = self._meta.original_rcpts = {}
-        for _, addr in rcpt.held:
+        for _, addr in held:
             originals[addr] = rcpt_to
-        self._state = advance(self._state, _RCPT_DONE)
+        self._state = _AFTER_RCPT_DONE.get(self._state) or advance(self._state, _RCPT_DONE)
         if self._debug:
             _log.debug("msg %s: recipient %r accepted as %r", self._meta.id, rcpt_to, addrs)
-
-    async def _first_rcpt(self, run: _TargetRun, drun: _DestRun, addr: str) -> None:
-        """Give a target an address it does not have yet, starting its delivery first."""
-        delivery = run.delivery
-        try:
-            if delivery is None:
-                delivery = run.delivery = await run.target.start(self._meta, drun.sender)
-            await delivery.add_rcpt(addr)
-        except Exception as exc:
-            raise as_smtp(exc, target=run.name) from exc
 
     def _refuse(self, rcpt: _Rcpt, err: SMTPError) -> None:
         rcpt.status = _REFUSED
