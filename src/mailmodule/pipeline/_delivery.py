@@ -361,12 +361,15 @@ class PipelineDelivery:
             # Route and check every address the recipient becomes before any target sees
             # one: a refused alias member refuses the recipient, not half of it.
             plan: list[tuple[_DestRun, list[str]]] = []
+            static = source.static_route
             for addr in addrs:
-                addr_key = key if addr == rcpt_to else _build.route_key(addr)
-                if source.tables:
+                if static is not None:
+                    dest = static
+                elif source.tables:
+                    addr_key = key if addr == rcpt_to else _build.route_key(addr)
                     dest = await source.route(addr, key=addr_key)
                 else:
-                    dest = source.route_by_rules(addr_key)
+                    dest = source.route_by_rules(key if addr == rcpt_to else _build.route_key(addr))
                 if dest.reject is not None:
                     raise fresh(dest.reject)
                 drun = self._dests.get(id(dest)) or await self._dest_run(dest)
@@ -435,7 +438,7 @@ class PipelineDelivery:
         except BaseException:
             self._body_failed()
             raise
-        self._state = advance(self._state, _BODY_OK)
+        self._state = _AFTER_BODY_OK.get(self._state) or advance(self._state, _BODY_OK)
 
     async def body_non_atomic(self, c: StatusCollector, header: Header, body: Buffer) -> None:
         self._expect_body()
@@ -457,12 +460,14 @@ class PipelineDelivery:
         self._state = advance(self._state, _BODY_OK if accepted else _BODY_FAILED)
 
     def _expect_body(self) -> None:
-        state = advance(self._state, _BODY)
-        if not any(r.status is _ACCEPTED for r in self._rcpts.values()):
-            raise DeliveryStateError(
-                self._state.value, _BODY.value, "a body without accepted recipients"
-            )
-        self._state = state
+        state = _AFTER_BODY.get(self._state) or advance(self._state, _BODY)
+        for r in self._rcpts.values():
+            if r.status is _ACCEPTED:
+                self._state = state
+                return
+        raise DeliveryStateError(
+            self._state.value, _BODY.value, "a body without accepted recipients"
+        )
 
     def _body_failed(self) -> None:
         if self._state is _IN_BODY:
@@ -470,7 +475,7 @@ class PipelineDelivery:
 
     async def _deliver_body(self, header: Header, body: Buffer, *, partial: bool) -> None:
         try:
-            await self._prepare(header.copy(), body)
+            await self._prepare(header.copy(), body)  # (each header to give)
             # Nested pipelines with our authserv-id keep the field we added (by identity).
             own = self._own_fields
             token = _OWN_FIELDS.set(_OWN_FIELDS.get() + own) if own else None
@@ -496,11 +501,13 @@ class PipelineDelivery:
         specs: Sequence[CheckSpec] = self._p.checks  # the same tuple: its states are cached
         extra = [*self._source.checks]
         for drun in self._dests.values():
-            extra.extend(drun.dest.checks)
+            if drun.dest.checks:
+                extra.extend(drun.dest.checks)
         if extra:
             specs = [*specs]
             specs.extend(s for s in dict.fromkeys(extra) if s not in specs)
-        await self._runner.stage(specs, "check_body", (header, body))
+        if specs and (rest := self._runner.begin_stage(specs, "check_body", (header, body))):
+            await rest
         hostname = self._p.hostname
         remove_forged_authentication_results(header, hostname, keep=_OWN_FIELDS.get())
         for field in reversed(self._runner.header_fields):
@@ -591,7 +598,7 @@ class PipelineDelivery:
     # Commit and abort
 
     async def commit(self) -> None:
-        self._state = advance(self._state, _COMMIT)
+        self._state = _AFTER_COMMIT.get(self._state) or advance(self._state, _COMMIT)
         await to_completion(self._commit_all())
 
     async def _commit_all(self) -> None:
@@ -633,7 +640,8 @@ class PipelineDelivery:
             for other in failures[1:]:
                 first.add_note(f"also failed: target {other.target_name!r}: {other}")
             raise first
-        _log.debug("msg %s: delivered to %d recipient(s)", self._meta.id, delivered)
+        if self._debug:
+            _log.debug("msg %s: delivered to %d recipient(s)", self._meta.id, delivered)
 
     async def abort(self) -> None:
         if self._state in (_COMMITTED, _ABORTED):
@@ -666,7 +674,8 @@ class PipelineDelivery:
         for rcpt in self._rcpts.values():
             if rcpt.status in (_ACCEPTED, _FAILED):
                 rcpt.status = _ABORTED_RCPT
-        _log.debug("msg %s: aborted", self._meta.id)
+        if self._debug:
+            _log.debug("msg %s: aborted", self._meta.id)
         return failures
 
     async def _abort_one(self, name: str, delivery: Delivery) -> SMTPError | None:
