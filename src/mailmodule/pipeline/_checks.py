@@ -171,7 +171,7 @@ _MADE: Final = object()
 _RAISED: Final = object()
 _ODD: Final = object()
 # A stage's call on a state, `methodcaller(stage, *args)`; a coroutine, from a good state.
-_Request = Callable[[CheckState], "_Steps"]
+_Request = Callable[[object], "_Steps"]
 _CoroutineType: Final[type] = types.CoroutineType
 
 
@@ -210,7 +210,7 @@ def _stepper(
     """
     call: _Steps
     try:
-        state = cast("CheckState", (yield from _awaitable(check.check_state_for_msg(meta))))
+        state = yield from _awaitable(check.check_state_for_msg(meta))
     except Exception as exc:
         box[0] = exc
         yield _RAISED
@@ -252,6 +252,11 @@ class _Run:
         self.box: list[object] = [None]
         self.steps = _stepper(spec.check, meta, self.box)
         self.send = self.steps.send
+
+    def made(self) -> CheckState:
+        """The state the stepper made (it yielded `_MADE`)."""
+        state, self.box[0] = self.box[0], None
+        return cast("CheckState", state)
 
     def outcome(self, yielded: object, stage: _Stage, msg_id: str) -> CheckResult:
         """The result of a step that ended on `yielded` (not a CheckResult)."""
@@ -371,28 +376,33 @@ class CheckRunner:
         self.auth_results: list[AuthResult] = []
 
     async def _make_states(self, specs: Sequence[CheckSpec], stage: _Stage) -> list[_Run]:
-        new = [s for s in specs if id(s) not in self._runs]
+        runs = self._runs
+        new = [s for s in specs if id(s) not in runs]
         if new:
-            failures = await self._new_states(new)
+            failures, waiting = self._start_states(new)
+            if waiting:
+                await self._finish_states(failures, waiting)
             if failures:
                 self._merge(failures)  # a check that could not start fails by its action
             if stage != "check_connection" and (self._conn_done or self._sender is not None):
-                await self._replay([s for s in new if id(s) in self._runs], stage)
+                await self._replay([s for s in new if id(s) in runs], stage)
         # A state shared by several specs (the same check twice) is called once.
         seen: set[int] = set()
         out: list[_Run] = []
         for spec in specs:
-            run = self._runs.get(id(spec))
+            run = runs.get(id(spec))
             if run is not None and id(run.state) not in seen:
                 seen.add(id(run.state))
                 out.append(run)
         return out
 
-    async def _new_states(self, specs: list[CheckSpec]) -> _Said:
-        """Make a state for each spec, concurrently and eagerly as `_start_stage` does, each
-        in a fresh context; the failures, for `_merge`. A state is recorded the moment it
-        exists, so that it is closed even when its siblings fail or the stage is cancelled."""
+    def _start_states(self, specs: list[CheckSpec]) -> tuple[_Said, _Waiting]:
+        """Make a state for each spec eagerly, as `_start_stage` steps, each in a fresh
+        context: the failures, for `_merge`, and those still being made, for
+        `_finish_states`. A state is recorded the moment it exists, so that it is closed
+        even when its siblings fail or the stage is cancelled."""
         meta = self._meta
+        runs = self._runs
         failures: _Said = []
         waiting: _Waiting = []
         try:
@@ -400,7 +410,8 @@ class CheckRunner:
                 run = _Run(spec, meta)
                 made = run.ctx.run(next, run.steps)
                 if made is _MADE:
-                    self._made(run)
+                    run.state = run.made()
+                    runs[id(spec)] = run
                 elif made is _RAISED:
                     failures.append((i, spec, self._start_failure(run, made)))
                 else:
@@ -409,28 +420,25 @@ class CheckRunner:
             for _, run, _ in waiting:
                 run.steps.close()
             raise
-        if waiting:
-            late = await _eager.gather(
-                [self._finish_state(run, y) for _, run, y in waiting],
-                [run.ctx for _, run, _ in waiting],
-            )
-            failures.extend(
-                (i, run.spec, r) for (i, run, _), r in zip(waiting, late, strict=True) if r
-            )
-            failures.sort(key=itemgetter(0))  # configured order
-        return failures
+        return failures, waiting
+
+    async def _finish_states(self, failures: _Said, waiting: _Waiting) -> None:
+        """Make the states `_start_states` left waiting, concurrently; their failures join
+        `failures`, in configured order."""
+        late = await _eager.gather(
+            [self._finish_state(run, y) for _, run, y in waiting],
+            [run.ctx for _, run, _ in waiting],
+        )
+        failures.extend((i, run.spec, r) for (i, run, _), r in zip(waiting, late, strict=True) if r)
+        failures.sort(key=itemgetter(0))
 
     async def _finish_state(self, run: _Run, yielded: object) -> CheckResult | None:
         made = await _eager.resume(run.steps, yielded, _is_outcome)
         if made is _MADE:
-            self._made(run)
+            run.state = run.made()
+            self._runs[id(run.spec)] = run
             return None
         return self._start_failure(run, made)
-
-    def _made(self, run: _Run) -> None:
-        state, run.box[0] = run.box[0], None
-        run.state = cast("CheckState", state)
-        self._runs[id(run.spec)] = run
 
     def _start_failure(self, run: _Run, outcome: object) -> CheckResult:
         exc, run.box[0] = run.box[0], None
