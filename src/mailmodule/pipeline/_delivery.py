@@ -355,9 +355,18 @@ class PipelineDelivery:
             if source.checks:
                 await runner.stage(source.checks, "check_rcpt", (rcpt_to,))
             mods = self._source_mods
-            addrs = rcpt.addresses = (
-                await ModifierRunner.rewrite_rcpt(mods, rcpt_to) if mods else [rcpt_to]
-            )
+            if len(mods) == 1:  # the common case, without a layer of calls
+                try:
+                    new = await mods[0].rewrite_rcpt(rcpt_to)
+                except Exception as exc:
+                    raise as_smtp(exc, what="a recipient modifier") from exc
+                addrs: list[str] = []
+                ModifierRunner.add_rcpts(addrs, rcpt_to, new)
+            elif mods:
+                addrs = await ModifierRunner.rewrite_rcpt(mods, rcpt_to)
+            else:
+                addrs = [rcpt_to]
+            rcpt.addresses = addrs
             # Route and check every address the recipient becomes before any target sees
             # one: a refused alias member refuses the recipient, not half of it.
             plan: list[tuple[_DestRun, list[str]]] = []
