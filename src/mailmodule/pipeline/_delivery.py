@@ -360,8 +360,11 @@ class PipelineDelivery:
                     new = await mods[0].rewrite_rcpt(rcpt_to)
                 except Exception as exc:
                     raise as_smtp(exc, what="a recipient modifier") from exc
-                addrs: list[str] = []
-                ModifierRunner.add_rcpts(addrs, rcpt_to, new)
+                if type(new) is list and len(new) == 1 and type(new[0]) is str and new[0]:
+                    addrs = [new[0]]
+                else:
+                    addrs = []
+                    ModifierRunner.add_rcpts(addrs, rcpt_to, new)
             elif mods:
                 addrs = await ModifierRunner.rewrite_rcpt(mods, rcpt_to)
             else:
@@ -424,7 +427,8 @@ class PipelineDelivery:
                 raise
             raise err from exc
         rcpt.status = _ACCEPTED
-        runner.passed(rcpt_to)
+        if source.late_checks:
+            runner.passed(rcpt_to)
         originals = self._meta.original_rcpts
         if originals is None:
             originals = self._meta.original_rcpts = {}
