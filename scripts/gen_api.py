@@ -16,11 +16,14 @@ PACKAGES = [
     "mailmodule",
     "mailmodule.address",
     "mailmodule.buffer",
+    "mailmodule.dns",
     "mailmodule.pipeline",
     "mailmodule.modules",
     "mailmodule.endpoint",
+    "mailmodule.metrics",
     "mailmodule.server",
     "mailmodule.testing",
+    "mailmodule.testing.dnsserver",
 ]
 ADDRESS = re.compile(r" object at 0x[0-9a-f]+>")
 QUALIFIER = re.compile(r"\b(?:mailmodule(?:\.[a-z_]+)*\.|collections\.abc\.|typing\.)(?=[A-Z])")

@@ -71,6 +71,16 @@ def test_the_installed_plugin_is_found_through_its_entry_point(installed: dict[s
     assert result.stdout.split() == ["True", "OutboxTarget"], result.stderr
 
 
+def test_describe_says_a_plugin_without_declarations_has_its_settings_undeclared(
+    installed: dict[str, str],
+) -> None:
+    result = run(
+        [sys.executable, "-m", "mailmodule", "modules", "--describe", "check.shout"], env=installed
+    )
+    assert result.returncode == 0, result.stderr
+    assert "settings not declared" in result.stdout
+
+
 def test_the_plugins_own_tests_pass_the_conformance_suites(installed: dict[str, str]) -> None:
     result = run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(PLUGIN / "tests")],

@@ -79,7 +79,7 @@ async def test_a_server_from_toml_delivers_through_its_pipeline(tmp_path: Path) 
     [
         (('module = "table.static"', 'module = "table.statik"'), "modules.aliases", "module"),
         (('table = "&aliases"', 'table = "&nothing"'), "modules.rewrite", "table"),
-        (('root = "', 'rot = "'), "modules.local", "root"),
+        (('root = "', 'rot = "'), "modules.local", "rot"),  # did you mean 'root'?
         (('modifiers = ["&rewrite"]', 'modifiers = ["&local"]'), "pipeline", "modifiers"),
         (('reject = "550 5.1.2 No relaying"', 'reject = "no"'), "pipeline.default", "reject"),
         (('listen = ["127.0.0.1:0"]', 'listen = ["nowhere"]'), "endpoints[0]", None),

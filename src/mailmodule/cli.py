@@ -1,7 +1,8 @@
 """The `mailmodule` command line.
 
     mailmodule modules                  registered modules by prefix, plugins included
-    mailmodule serve -c mail.toml       run the server until SIGTERM or SIGINT
+    mailmodule modules --describe NAME  a module's (or endpoint's) settings
+    mailmodule serve -c mail.toml       run the server until SIGTERM or SIGINT; SIGHUP reloads
     mailmodule serve -c FILE --workers N    N processes accepting on the same sockets
     mailmodule -q serve -c FILE         log warnings and errors only, no line per message
     mailmodule serve --log-level debug --log-format json    one JSON object per log line
@@ -9,7 +10,8 @@
     mailmodule deliver -c FILE --from A --to B [--to C] < message
     mailmodule meta show FILE           a maddy queue .meta file, pretty-printed
 
--c defaults to $MAILMODULE_CONFIG, else /etc/mailmodule/mailmodule.toml. The logging
+-c defaults to $MAILMODULE_CONFIG, else /etc/mailmodule/mailmodule.toml; its format is
+in docs/configuration.md. The logging
 options (-v, -q, --log-level, --log-format) may come before or after the command.
 
 Exit codes, for scripts: 0 success; 1 a recipient or the message was refused; 2 usage
@@ -25,12 +27,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Final, TextIO
 
+TYPE_CHECKING = False  # as in mailmodule/__init__.py: typing is not imported for --help
 if TYPE_CHECKING:
     import logging
     import socket
+    from collections.abc import Callable, Sequence
+    from typing import Final, TextIO
 
     from mailmodule.errors import SMTPError
     from mailmodule.server import Server
@@ -94,7 +97,15 @@ def _logging_options(*, suppress: bool) -> argparse.ArgumentParser:
 def _parser() -> argparse.ArgumentParser:
     config = os.environ.get("MAILMODULE_CONFIG") or _DEFAULT_CONFIG
     config_help = (
-        f"the TOML configuration file (default: $MAILMODULE_CONFIG, else {_DEFAULT_CONFIG})"
+        "the TOML file describing the server: module instances ([modules.NAME]), the "
+        "pipeline ([pipeline]: checks, modifiers, sources, destinations, targets) and the "
+        "listeners ([[endpoints]]); `mailmodule modules --describe NAME` lists a module's "
+        f"settings, docs/configuration.md the whole format (default: $MAILMODULE_CONFIG, "
+        f"else {_DEFAULT_CONFIG})"
+    )
+    config_epilog = (
+        "The configuration format, every table and key, with a complete example: "
+        "docs/configuration.md in mailmodule's source."
     )
     common = _logging_options(suppress=True)
     parser = argparse.ArgumentParser(
@@ -109,11 +120,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser(
+    modules = sub.add_parser(
         "modules", parents=[common], help="list registered modules by prefix, plugins included"
     )
-    serve = sub.add_parser("serve", parents=[common], help="run the server until SIGTERM or SIGINT")
-    serve.add_argument("-c", "--config", default=config, help=config_help)
+    modules.add_argument(
+        "--describe",
+        metavar="NAME",
+        help="show the settings of module or endpoint NAME: type, default and meaning",
+    )
+    serve = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="run the server until SIGTERM or SIGINT",
+        description="Run the server the configuration describes until SIGTERM or SIGINT.",
+        epilog=config_epilog,
+    )
+    serve.add_argument("-c", "--config", default=config, metavar="FILE", help=config_help)
     serve.add_argument(
         "--workers",
         type=_positive,
@@ -122,13 +144,21 @@ def _parser() -> argparse.ArgumentParser:
         help="worker processes sharing the listening sockets (default 1: this process)",
     )
     check = sub.add_parser(
-        "check-config", parents=[common], help="initialize everything, start nothing"
+        "check-config",
+        parents=[common],
+        help="initialize everything, start nothing",
+        description=(
+            "Check the configuration: build and initialize every module, the pipeline and "
+            "the endpoints, listen on nothing. Exit 0 when it is valid, 78 with the file, "
+            "section and key of the first error."
+        ),
+        epilog=config_epilog,
     )
-    check.add_argument("-c", "--config", default=config, help=config_help)
+    check.add_argument("-c", "--config", default=config, metavar="FILE", help=config_help)
     deliver = sub.add_parser(
         "deliver", parents=[common], help="one message from standard input through the pipeline"
     )
-    deliver.add_argument("-c", "--config", default=config, help=config_help)
+    deliver.add_argument("-c", "--config", default=config, metavar="FILE", help=config_help)
     deliver.add_argument("--from", dest="sender", required=True, help="the envelope sender")
     deliver.add_argument("--to", dest="rcpts", action="append", required=True, help="a recipient")
     meta = sub.add_parser("meta", parents=[common], help="maddy queue metadata")
@@ -180,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import asyncio
 
     if args.command == "modules":
+        if args.describe is not None:
+            return _exit_code(lambda: _describe(args.describe, sys.stdout))
         return _exit_code(lambda: _modules(sys.stdout))
     if args.command == "serve":
         if args.workers == 1:
@@ -284,6 +316,37 @@ def _modules(out: TextIO) -> int:
     return 0
 
 
+def _describe(name: str, out: TextIO) -> int:
+    """`modules --describe NAME`: the summary and declared settings of a module or an
+    endpoint, from the same declarations that check a configuration."""
+    import mailmodule.endpoint
+    import mailmodule.modules  # noqa: F401  # registers the reference modules
+    from mailmodule.config import declared_settings, factory_summary
+    from mailmodule.errors import UnknownModuleError
+    from mailmodule.registry import default_registry
+
+    factory: object
+    try:
+        factory = default_registry.get(name)
+        kind = "module"
+    except UnknownModuleError as exc:
+        try:
+            factory = default_registry.get_endpoint(name)
+            kind = "endpoint"
+        except UnknownModuleError:
+            _say(f"mailmodule: {exc}", sys.stderr)
+            return EX_USAGE
+    print(f"{name} ({kind}): {factory_summary(factory)}", file=out)
+    settings = declared_settings(factory)
+    if settings is None:
+        print("  settings not declared (a plugin without SETTINGS)", file=out)
+    elif not settings:
+        print("  no settings", file=out)
+    for setting in settings or ():
+        print(f"  {setting.describe()}", file=out)
+    return 0
+
+
 def _load(path: str, *, no_run: bool = False) -> Server:
     from mailmodule.server import Server
 
@@ -305,26 +368,32 @@ def _check_config(path: str) -> int:
 
 
 async def _serve(server: Server, sockets: list[list[socket.socket]] | None = None) -> int:
-    """Serve until SIGTERM or SIGINT, then stop gracefully.
+    """Serve until SIGTERM or SIGINT, then stop gracefully; reload on SIGHUP.
 
     With `sockets` (a worker of `--workers N`), serve on those and leave announcing the
-    addresses to the parent; SIGTERM and SIGINT may arrive blocked, and are unblocked
-    once handled here.
+    addresses to the parent; SIGTERM, SIGINT and SIGHUP may arrive blocked, and are
+    unblocked once handled here.
     """
     import asyncio
     import signal
 
-    stopping = asyncio.Event()
+    signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    handled = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+    for sig in handled:
+        loop.add_signal_handler(sig, signals.put_nowait, sig)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, handled)
     try:
         bound = await server.start(sockets)
         if sockets is None:
             for name, host, port in bound:
                 _say(f"{name} listening on {host}:{port}")
-        await stopping.wait()
+        while (await signals.get()) is signal.SIGHUP:
+            refused = await server.reload()
+            if refused is None:
+                _say(f"reloaded {server.source}")
+            else:
+                _say(f"reload refused, still serving the running configuration: {refused}")
         _say("shutting down: finishing messages under way (a second signal ends them now)")
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, server.hurry)

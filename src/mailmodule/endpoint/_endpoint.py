@@ -1,26 +1,29 @@
 """The endpoint modules "smtp", "submission", "submissions" and "lmtp": settings,
-listening sockets, and a graceful stop."""
+listening sockets, a reload of the settings, and a graceful stop."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import functools
 import logging
 import os
 import socket
 from collections.abc import Sequence
-from typing import Final, final
+from typing import ClassVar, Final, final
 
 from mailmodule.config import ConfigMap
+from mailmodule.endpoint import _settings as _s
+from mailmodule.endpoint._generation import Generation
 from mailmodule.endpoint._limits import SessionCount
 from mailmodule.endpoint._listen import ListenAddress, bind_socket, socket_address
+from mailmodule.endpoint._openmetrics import OpenMetricsEndpoint
 from mailmodule.endpoint._session import Session, Sessions
-from mailmodule.endpoint._settings import Settings
+from mailmodule.endpoint._settings import ENDPOINT_SETTINGS, Settings
 from mailmodule.endpoint._tls import ServerTLS, load_error
 from mailmodule.errors import ConfigError, DuplicateModuleError, MailModuleError
 from mailmodule.interfaces import PlainAuth, TLSLoader
+from mailmodule.metrics import Metrics
 from mailmodule.pipeline import Pipeline
 from mailmodule.registry import Registry, default_registry
 from mailmodule.smtp import ServerConfig
@@ -31,16 +34,32 @@ _log = logging.getLogger("mailmodule.endpoint")
 
 #: The endpoint types this module serves.
 ENDPOINT_KINDS: Final = ("smtp", "submission", "submissions", "lmtp")
-
-
-def _seconds(cfg: ConfigMap, key: str, default: float) -> float:
-    return cfg.duration(key, datetime.timedelta(seconds=default), positive=True).total_seconds()
-
-
-def _at_least(cfg: ConfigMap, key: str, default: int, least: int, *, size: bool = False) -> int:
-    if size:
-        return cfg.size(key, default, minimum=least)
-    return cfg.integer(key, default, minimum=least)
+# The settings a reload carries over from the endpoint that replaces this one.
+_RELOADED: Final = (
+    "pipeline",
+    "metrics",
+    "hostname",
+    "max_message_size",
+    "max_recipients",
+    "max_header_size",
+    "max_header_fields",
+    "buffer_max_memory",
+    "buffer_dir",
+    "auth",
+    "tls",
+    "auth_require_tls",
+    "auth_required",
+    "max_auth_failures",
+    "auth_failure_delay",
+    "rdns",
+    "strict_helo",
+    "command_timeout",
+    "data_timeout",
+    "session_timeout",
+    "max_sessions",
+    "max_sessions_per_ip",
+    "max_errors",
+)
 
 
 @final
@@ -53,44 +72,27 @@ class SMTPEndpoint:
     (implicit TLS, RFC 8314), "unix:///path". "submission" requires AUTH before MAIL (530
     5.7.0); "submissions" is submission with implicit TLS on every address; "lmtp" speaks
     LMTP (one reply per recipient after the body). The pipeline is set by whoever composes
-    the server (`endpoint.pipeline = ...`).
+    the server (`endpoint.pipeline = ...`), and so are `metrics` (None: not counted).
+    `reload` swaps in the settings of another endpoint while this one keeps listening.
 
     Offered: PIPELINING, 8BITMIME, SMTPUTF8, SIZE, ENHANCEDSTATUSCODES, CHUNKING;
     STARTTLS with a `tls` loader; AUTH PLAIN LOGIN with an `auth` module only (without
     one, AUTH is an unknown command). DSN is not offered, but its parameters are read and
     kept per message and recipient (`MsgMetadata.smtp_opts`, `rcpt_opts`).
 
-    Settings (each also an attribute of the same name, read when `start` is called):
-
-    - `hostname` ("localhost"): in the greeting and the Received fields.
-    - `max_message_size` ("32M"): bytes of body (552 5.3.4 beyond).
-    - `max_recipients` (1000): per message (452 4.5.3 beyond).
-    - `max_header_size` ("1M") and `max_header_fields` (1000): caps on a message header
-      (552 5.3.4 beyond, naming which).
-    - `buffer_max_memory` ("1M"): body bytes kept in memory; beyond, the body spills to a
-      temporary file in `buffer_dir` (the system's temporary directory by default).
-    - `auth`: a PlainAuth module (AUTH PLAIN and LOGIN, checked off the event loop).
-    - `auth_require_tls` (yes): AUTH only once TLS is on. `auth_required` (yes for
-      submission and submissions): MAIL needs AUTH first.
-    - `max_auth_failures` (3): AUTH failures per session before 421 4.7.0 and close;
-      `auth_failure_delay` ("500ms"): the wait before answering the first failure, doubled
-      for each next one.
-    - `tls`: a TLSLoader module (STARTTLS; several chains are chosen among by SNI).
-    - `rdns` (yes): reverse DNS of clients (never queried for loopback).
-    - `strict_helo` (no): refuse (501 5.5.2) a HELO name that is neither a domain nor an
-      address literal; otherwise it is recorded, and shown in Received only made harmless.
-      Control characters are always refused (501 5.5.4).
-    - `command_timeout` ("5m", RFC 5321 4.5.3.2; `timeout` is an older name for it): from
-      the last command line; `data_timeout` ("3m"): from the last bytes of a body;
-      `session_timeout` ("30m"): from the connection's start. Each ends the session with
-      421 4.4.2.
-    - `max_sessions` (1000) and `max_sessions_per_ip` (100): open sessions in all and
-      from one client IP; beyond, 421 4.7.0 at connect. 0 is no limit.
-    - `max_errors` (10): refused commands before 421 4.7.0 and close.
+    Settings: `SETTINGS` declares each (name, type, default, meaning), as
+    `mailmodule modules --describe smtp` and docs/configuration.md show them; each is also
+    an attribute of the same name, read when `start` is called. AUTH is checked off the
+    event loop. Without `strict_helo`, a HELO name that is neither a domain nor an address
+    literal is recorded, and shown in Received only made harmless; control characters in
+    it are always refused (501 5.5.4). A body beyond `buffer_max_memory` spills to a
+    temporary file in `buffer_dir`.
 
     Raises:
         ConfigError: an unknown endpoint type; a bad setting (naming its key).
     """
+
+    SETTINGS: ClassVar = ENDPOINT_SETTINGS
 
     def __init__(self, mod_name: str, addrs: Sequence[str]) -> None:
         if mod_name not in ENDPOINT_KINDS:
@@ -98,6 +100,7 @@ class SMTPEndpoint:
         self._name = mod_name
         self.addrs = list(addrs)
         self.pipeline = Pipeline()
+        self.metrics: Metrics | None = None
         self.hostname = "localhost"
         self.max_message_size = 32 << 20
         self.max_recipients = 1000
@@ -122,45 +125,41 @@ class SMTPEndpoint:
         self._sessions = Sessions(SessionCount(max_total=None, max_per_ip=None))
         self._servers: list[asyncio.AbstractServer] = []
         self._owned_paths: list[str] = []
+        self._front: ServerTLS | None = None  # the TLS the implicit-TLS listeners began with
 
     def init(self, cfg: ConfigMap) -> None:
-        """Read the settings (see the class docstring).
+        """Read the settings (`ENDPOINT_SETTINGS`; see the class docstring).
 
         Raises:
-            ConfigError: a setting is malformed or out of range, naming its key; a
-                listening address is malformed.
+            ConfigError: a setting is unknown, malformed or out of range, naming its key;
+                a listening address is malformed.
         """
-        self.hostname = cfg.string("hostname", self.hostname)
-        self.max_message_size = _at_least(
-            cfg, "max_message_size", self.max_message_size, 1, size=True
-        )
-        self.max_recipients = _at_least(cfg, "max_recipients", self.max_recipients, 1)
-        self.max_header_size = _at_least(cfg, "max_header_size", self.max_header_size, 1, size=True)
-        self.max_header_fields = _at_least(cfg, "max_header_fields", self.max_header_fields, 1)
-        self.buffer_max_memory = _at_least(
-            cfg, "buffer_max_memory", self.buffer_max_memory, 0, size=True
-        )
-        self.buffer_dir = cfg.string("buffer_dir", None)
-        auth = cfg.module_ref("auth", PlainAuth, None)
+        cfg.declare(self.SETTINGS)
+        self.hostname = cfg.value(_s.HOSTNAME, self.hostname)
+        self.max_message_size = cfg.value(_s.MAX_MESSAGE_SIZE)
+        self.max_recipients = cfg.value(_s.MAX_RECIPIENTS)
+        self.max_header_size = cfg.value(_s.MAX_HEADER_SIZE)
+        self.max_header_fields = cfg.value(_s.MAX_HEADER_FIELDS)
+        self.buffer_max_memory = cfg.value(_s.BUFFER_MAX_MEMORY)
+        self.buffer_dir = cfg.value(_s.BUFFER_DIR)
+        auth = cfg.value(_s.AUTH)
         self.auth = auth if isinstance(auth, PlainAuth) else None
-        tls = cfg.module_ref("tls", TLSLoader, None)
+        tls = cfg.value(_s.TLS)
         self.tls = tls if isinstance(tls, TLSLoader) else None
-        self.auth_require_tls = cfg.boolean("auth_require_tls", self.auth_require_tls)
-        self.auth_required = cfg.boolean("auth_required", self.auth_required)
-        self.max_auth_failures = _at_least(cfg, "max_auth_failures", self.max_auth_failures, 1)
-        delay = cfg.duration("auth_failure_delay", datetime.timedelta(seconds=0.5))
-        self.auth_failure_delay = delay.total_seconds()
-        self.rdns = cfg.boolean("rdns", self.rdns)
-        self.strict_helo = cfg.boolean("strict_helo", self.strict_helo)
-        legacy = _seconds(cfg, "timeout", self.command_timeout)
-        self.command_timeout = _seconds(cfg, "command_timeout", legacy)
-        self.data_timeout = _seconds(cfg, "data_timeout", self.data_timeout)
-        self.session_timeout = _seconds(cfg, "session_timeout", self.session_timeout)
-        self.max_sessions = _at_least(cfg, "max_sessions", self.max_sessions, 0)
-        self.max_sessions_per_ip = _at_least(
-            cfg, "max_sessions_per_ip", self.max_sessions_per_ip, 0
-        )
-        self.max_errors = _at_least(cfg, "max_errors", self.max_errors, 1)
+        self.auth_require_tls = cfg.value(_s.AUTH_REQUIRE_TLS)
+        self.auth_required = cfg.value(_s.AUTH_REQUIRED, self.auth_required)
+        self.max_auth_failures = cfg.value(_s.MAX_AUTH_FAILURES)
+        self.auth_failure_delay = cfg.value(_s.AUTH_FAILURE_DELAY).total_seconds()
+        self.rdns = cfg.value(_s.RDNS)
+        self.strict_helo = cfg.value(_s.STRICT_HELO)
+        legacy = cfg.value(_s.TIMEOUT)
+        command = cfg.value(_s.COMMAND_TIMEOUT, legacy or _s.COMMAND_TIMEOUT.default)
+        self.command_timeout = command.total_seconds()
+        self.data_timeout = cfg.value(_s.DATA_TIMEOUT).total_seconds()
+        self.session_timeout = cfg.value(_s.SESSION_TIMEOUT).total_seconds()
+        self.max_sessions = cfg.value(_s.MAX_SESSIONS)
+        self.max_sessions_per_ip = cfg.value(_s.MAX_SESSIONS_PER_IP)
+        self.max_errors = cfg.value(_s.MAX_ERRORS)
         for addr in self.addrs:
             ListenAddress.parse(addr)
 
@@ -203,7 +202,13 @@ class SMTPEndpoint:
         except ConfigError as exc:
             raise ConfigError(exc.message, module=self._name, key="listen") from exc
 
-    def _settings(self) -> Settings:
+    def session_settings(self, generation: Generation | None = None) -> Settings:
+        """The settings this endpoint's sessions would read, TLS certificates loaded;
+        `generation` counts the sessions that use them (a fresh one by default).
+
+        Raises:
+            ConfigError: the certificates do not load (key "tls"), a limit is out of range.
+        """
         tls = None
         if self.tls is not None:
             try:
@@ -245,6 +250,8 @@ class SMTPEndpoint:
             max_header_fields=self.max_header_fields,
             buffer_max_memory=self.buffer_max_memory,
             buffer_dir=self.buffer_dir,
+            generation=generation if generation is not None else Generation(),
+            metrics=self.metrics,
         )
 
     def bind(self) -> list[socket.socket]:
@@ -271,9 +278,15 @@ class SMTPEndpoint:
             raise
         return sockets
 
-    async def start(self, sockets: Sequence[socket.socket] | None = None) -> list[tuple[str, int]]:
+    async def start(
+        self,
+        sockets: Sequence[socket.socket] | None = None,
+        *,
+        generation: Generation | None = None,
+    ) -> list[tuple[str, int]]:
         """Serve on `sockets` (bound and listening, one per address of `addrs` in order, as
         `bind` gives them: inherited by a worker process, say), or bind `addrs` first.
+        `generation` counts the sessions using the modules of these settings.
 
         Returns the (host, port) each socket listens on ((path, 0) for a Unix socket; port
         0 in an address picks a free port).
@@ -286,7 +299,9 @@ class SMTPEndpoint:
         if self._servers:
             raise RuntimeError(f"endpoint {self._name} is serving already")
         addrs = self._addresses()
-        settings = self._settings()
+        settings = self.session_settings(generation)
+        self._sessions.settings = settings
+        self._front = settings.tls
         self._sessions.count = SessionCount(
             max_total=self.max_sessions or None, max_per_ip=self.max_sessions_per_ip or None
         )
@@ -304,9 +319,7 @@ class SMTPEndpoint:
         try:
             for addr, sock in zip(addrs, socks, strict=True):
                 implicit = addr.tls or self._name == "submissions"
-                factory = functools.partial(
-                    Session, settings, self._sessions, implicit_tls=implicit
-                )
+                factory = functools.partial(Session, self._sessions, implicit_tls=implicit)
                 tls = settings.tls.context if implicit and settings.tls is not None else None
                 timeout = settings.handshake_timeout if tls is not None else None
                 server: asyncio.AbstractServer
@@ -330,6 +343,33 @@ class SMTPEndpoint:
             raise
         _log.info("%s listening on %s", self._name, bound)
         return bound
+
+    def same_listeners(self, other: SMTPEndpoint) -> bool:
+        """Whether `other` is of this type and listens where this one does, so that it may
+        take over by `reload`."""
+        return other.name() == self._name and other.addrs == self.addrs
+
+    def reload(self, other: SMTPEndpoint, settings: Settings) -> None:
+        """Take `other`'s settings (as `other.session_settings` gave them) for new sessions,
+        and for the next message of those open, while listening on as before; TLS
+        handshakes from now on present `settings`' certificates.
+
+        A session keeps its old settings to its end when the new ones would contradict
+        what it told the client (another `ServerConfig`: extensions, size limits).
+
+        Raises:
+            ValueError: `other` does not listen where this endpoint does.
+        """
+        if not self.same_listeners(other):
+            raise ValueError(f"endpoint {other.name()} {other.addrs} cannot replace {self.addrs}")
+        for key in _RELOADED:
+            setattr(self, key, getattr(other, key))
+        count = self._sessions.count
+        count.max_total = self.max_sessions or None
+        count.max_per_ip = self.max_sessions_per_ip or None
+        if self._front is not None and settings.tls is not None:
+            settings.tls.take_over(self._front)
+        self._sessions.settings = settings
 
     async def stop(self, grace: float = 30.0) -> None:
         """Stop accepting; close idle sessions at once with 421 4.3.2; let each message
@@ -373,11 +413,15 @@ class SMTPEndpoint:
 
 
 def register_endpoints(registry: Registry = default_registry) -> None:
-    """Register "smtp", "submission", "submissions" and "lmtp" in `registry` (kept when
-    already there)."""
-    for name in ENDPOINT_KINDS:
+    """Register "smtp", "submission", "submissions", "lmtp" and "openmetrics" in
+    `registry` (kept when already there)."""
+    kinds: list[tuple[str, type[SMTPEndpoint | OpenMetricsEndpoint]]] = [
+        (name, SMTPEndpoint) for name in ENDPOINT_KINDS
+    ]
+    kinds.append(("openmetrics", OpenMetricsEndpoint))
+    for name, factory in kinds:
         try:
-            registry.register_endpoint(name, SMTPEndpoint)
+            registry.register_endpoint(name, factory)
         except DuplicateModuleError:
-            if registry.get_endpoint(name) is not SMTPEndpoint:
+            if registry.get_endpoint(name) is not factory:
                 raise

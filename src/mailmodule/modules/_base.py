@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mailmodule.config import ConfigMap
+from mailmodule.config import REQUIRED, ConfigMap, Setting
 from mailmodule.errors import ConfigError
 
 __all__ = ["ModuleBase"]
@@ -37,16 +37,19 @@ class ModuleBase:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._mod_name!r}, {self._inst_name!r})"
 
-    def ref(self, cfg: ConfigMap, key: str, interface: type) -> object:
-        """The module instance setting `key` names, or the first inline argument does.
+    def inline_default(self) -> str | None:
+        """The first inline argument, the default of a module's main setting; else None."""
+        return self.inline_args[0] if self.inline_args else None
+
+    def ref(self, cfg: ConfigMap, setting: Setting[object]) -> object:
+        """The module instance a module-reference `setting` names, or the first inline
+        argument does.
 
         Raises:
-            ConfigError: neither names an instance implementing `interface`.
+            ConfigError: neither names an instance implementing the setting's interface.
         """
-        if self.inline_args:
-            found = cfg.module_ref(key, interface, self.inline_args[0])
-        else:
-            found = cfg.module_ref(key, interface)
-        if not isinstance(found, interface):  # module_ref checked it; this narrows for mypy
-            raise ConfigError(f"not a {interface.__name__}", module=cfg.module, key=key)
+        interface = setting.interface or object
+        found = cfg.value(setting, self.inline_default() or REQUIRED)
+        if not isinstance(found, interface):  # value checked it; this narrows for mypy
+            raise ConfigError(f"not a {interface.__name__}", module=cfg.module, key=setting.name)
         return found

@@ -10,10 +10,10 @@ import stat
 import tempfile
 import threading
 from collections.abc import Sequence
-from typing import final
+from typing import ClassVar, Final, final
 
 from mailmodule._fsutil import fsync_dir
-from mailmodule.config import ConfigMap
+from mailmodule.config import ConfigMap, Setting
 from mailmodule.errors import ConfigError, NoSuchBlobError, StorageError
 from mailmodule.interfaces import UNKNOWN_BLOB_SIZE, ReadCloser
 from mailmodule.modules._base import ModuleBase
@@ -124,6 +124,14 @@ class _Blob:
                 os.unlink(self._tmp)
 
 
+_ROOT: Final = Setting.string(
+    "root",
+    "the directory of the blobs, created if missing",
+    "",
+    default_doc="required (in code: the first inline argument)",
+)
+
+
 @final
 class FSBlobStore(ModuleBase):
     """`storage.blob.fs`: blobs as files in one directory.
@@ -147,8 +155,11 @@ class FSBlobStore(ModuleBase):
         super().__init__(mod_name, inst_name, aliases, inline_args)
         self.root = ""
 
+    SETTINGS: ClassVar = (_ROOT,)
+
     def init(self, cfg: ConfigMap) -> None:
-        root = cfg.string("root", self.inline_args[0] if self.inline_args else "")
+        cfg.declare(self.SETTINGS)
+        root = cfg.value(_ROOT, self.inline_default() or "")
         if not root:
             raise ConfigError("required key is missing", module=cfg.module, key="root")
         try:
@@ -257,8 +268,11 @@ class MemoryBlobStore(ModuleBase):
         self.blobs: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
+    SETTINGS: ClassVar[tuple[Setting[object], ...]] = ()
+
     def init(self, cfg: ConfigMap) -> None:
-        """Nothing to configure."""
+        """Nothing to configure: any key is refused."""
+        cfg.declare(self.SETTINGS)
 
     async def create(self, key: str, blob_size: int) -> _MemoryBlob:
         return _MemoryBlob(self, check_blob_key(key), blob_size)

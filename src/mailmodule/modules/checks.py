@@ -14,11 +14,11 @@ import shlex
 import shutil
 import signal
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import Final, final
+from typing import ClassVar, Final, final
 
 from mailmodule import address
 from mailmodule.buffer import Buffer
-from mailmodule.config import ConfigMap, describe_value
+from mailmodule.config import ConfigMap, Setting, describe_value
 from mailmodule.errors import ConfigError, HeaderError, SMTPError
 from mailmodule.header import Header, HeaderField
 from mailmodule.interfaces import CheckResult, MultiTable, Table
@@ -55,6 +55,39 @@ _BAD_CHAR: Final = re.compile(
 )
 _GRACE: Final = 0.5  # seconds between SIGTERM and SIGKILL at the time limit
 _REAP_LIMIT: Final = 5.0
+
+_COMMAND: Final = Setting.raw(
+    "command",
+    "the program and its arguments, with placeholders such as {sender}",
+    "list of strings, or one string split as a shell would (no shell runs)",
+    default=None,
+    default_doc="required (in code: the inline arguments)",
+)
+_ENV: Final = Setting.raw(
+    "env", "variables added to the program's environment", 'table of NAME = "value"', {}
+)
+_COMMAND_TIMEOUT: Final = Setting.duration(
+    "timeout", "the program's time limit", datetime.timedelta(seconds=30), positive=True
+)
+_MAX_HEADER_SIZE: Final = Setting.size(
+    "max_header_size", "bytes of header fields the program may print", 64 * 1024, minimum=1
+)
+_CODES: Final = Setting.raw(
+    "codes",
+    "what each exit code does",
+    'table of exit code = "reject", "quarantine" or "ignore"',
+    default={"1": "reject", "2": "quarantine"},
+)
+_USER_TO_EMAIL: Final = Setting.module(
+    "user_to_email",
+    "the addresses each user may send as",
+    Table,
+    None,
+    default_doc="none: the username itself is the address",
+)
+_IPREV_TIMEOUT: Final = Setting.duration(
+    "timeout", "the forward DNS lookups' time limit", datetime.timedelta(seconds=5), positive=True
+)
 
 
 @final
@@ -115,8 +148,11 @@ class CommandCheck(ModuleBase):
         self.max_header_size = 64 * 1024
         self.codes: dict[int, str] = {1: "reject", 2: "quarantine"}
 
+    SETTINGS: ClassVar = (_COMMAND, _ENV, _COMMAND_TIMEOUT, _MAX_HEADER_SIZE, _CODES)
+
     def init(self, cfg: ConfigMap) -> None:
-        raw = cfg.get("command", self.argv)
+        cfg.declare(self.SETTINGS)
+        raw = cfg.value(_COMMAND, self.argv)
         if isinstance(raw, str):
             argv = shlex.split(raw)  # split first: substituted values never become words
         elif isinstance(raw, list | tuple) and all(isinstance(a, str) for a in raw):
@@ -142,23 +178,21 @@ class CommandCheck(ModuleBase):
             )
         self.argv = argv
         self.env = _env_setting(cfg)
-        timeout = cfg.duration("timeout", datetime.timedelta(seconds=30), positive=True)
-        self.timeout = timeout.total_seconds()
-        self.max_header_size = cfg.size("max_header_size", 64 * 1024, minimum=1)
-        codes = cfg.get("codes")
-        if codes is not None:
-            if not isinstance(codes, dict):
-                raise ConfigError("expected exit code -> action", module=cfg.module, key="codes")
-            parsed: dict[int, str] = {}
-            for code, action in codes.items():
-                if not str(code).isdigit() or action not in _ACTIONS:
-                    raise ConfigError(
-                        f"expected exit code -> reject, quarantine or ignore, got {code!r}",
-                        module=cfg.module,
-                        key="codes",
-                    )
-                parsed[int(code)] = str(action)
-            self.codes = parsed
+        self.timeout = cfg.value(_COMMAND_TIMEOUT).total_seconds()
+        self.max_header_size = cfg.value(_MAX_HEADER_SIZE)
+        codes = cfg.value(_CODES)
+        if not isinstance(codes, dict):
+            raise ConfigError("expected exit code -> action", module=cfg.module, key="codes")
+        parsed: dict[int, str] = {}
+        for code, action in codes.items():
+            if not str(code).isdigit() or action not in _ACTIONS:
+                raise ConfigError(
+                    f"expected exit code -> reject, quarantine or ignore, got {code!r}",
+                    module=cfg.module,
+                    key="codes",
+                )
+            parsed[int(code)] = str(action)
+        self.codes = parsed
 
     def expand(self, values: Mapping[str, str]) -> list[str] | None:
         """The command line with placeholders replaced by `values`, one argument each.
@@ -193,7 +227,7 @@ class CommandCheck(ModuleBase):
 
 
 def _env_setting(cfg: ConfigMap) -> dict[str, str]:
-    raw = cfg.get("env", {})
+    raw = cfg.value(_ENV)
     if not isinstance(raw, dict):
         raise ConfigError('expected a table of NAME = "value"', module=cfg.module, key="env")
     env: dict[str, str] = {}
@@ -485,8 +519,11 @@ class AuthorizeSender(ModuleBase):
         super().__init__(mod_name, inst_name, aliases, inline_args)
         self.table: Table | None = None
 
+    SETTINGS: ClassVar = (_USER_TO_EMAIL,)
+
     def init(self, cfg: ConfigMap) -> None:
-        ref = cfg.module_ref("user_to_email", Table, None)
+        cfg.declare(self.SETTINGS)
+        ref = cfg.value(_USER_TO_EMAIL)
         self.table = ref if isinstance(ref, Table) else None
 
     async def allowed(self, user: str) -> list[str]:
@@ -707,9 +744,11 @@ class IPRevCheck(ModuleBase):
         super().__init__(mod_name, inst_name, aliases, inline_args)
         self.timeout = 5.0
 
+    SETTINGS: ClassVar = (_IPREV_TIMEOUT,)
+
     def init(self, cfg: ConfigMap) -> None:
-        timeout = cfg.duration("timeout", datetime.timedelta(seconds=5), positive=True)
-        self.timeout = timeout.total_seconds()
+        cfg.declare(self.SETTINGS)
+        self.timeout = cfg.value(_IPREV_TIMEOUT).total_seconds()
 
     async def check_state_for_msg(self, msg_meta: MsgMetadata) -> _IPRevState:
         return _IPRevState(self, msg_meta)

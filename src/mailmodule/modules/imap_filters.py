@@ -21,10 +21,10 @@ import signal
 import subprocess
 import time
 from collections.abc import Generator, Iterator, Sequence
-from typing import Final, final
+from typing import ClassVar, Final, final
 
 from mailmodule.buffer import Buffer
-from mailmodule.config import ConfigMap
+from mailmodule.config import ConfigMap, Setting
 from mailmodule.errors import ConfigError, FilterError
 from mailmodule.header import Header
 from mailmodule.interfaces import IMAPFilter
@@ -99,6 +99,18 @@ def _rdns(meta: MsgMetadata) -> str:
     return ""
 
 
+_COMMAND: Final = Setting.raw(
+    "command",
+    "the program and its arguments, with placeholders such as {account_name}",
+    "list of strings, or one string split as a shell would (no shell runs)",
+    default=None,
+    default_doc="required (in code: the inline arguments)",
+)
+_TIMEOUT: Final = Setting.duration(
+    "timeout", "the program's time limit", datetime.timedelta(seconds=30), positive=True
+)
+
+
 @final
 class CommandFilter(ModuleBase):
     """`imap.filter.command`: runs a program that chooses the folder and flags.
@@ -131,8 +143,11 @@ class CommandFilter(ModuleBase):
         self.argv: list[str] = list(inline_args)
         self.timeout = 30.0
 
+    SETTINGS: ClassVar = (_COMMAND, _TIMEOUT)
+
     def init(self, cfg: ConfigMap) -> None:
-        raw = cfg.get("command", self.argv)
+        cfg.declare(self.SETTINGS)
+        raw = cfg.value(_COMMAND, self.argv)
         if isinstance(raw, str):
             argv = shlex.split(raw)
         elif isinstance(raw, list | tuple) and all(isinstance(a, str) for a in raw):
@@ -147,8 +162,7 @@ class CommandFilter(ModuleBase):
                 f"{argv[0]!r} is not an executable program", module=cfg.module, key="command"
             )
         self.argv = [found, *argv[1:]]
-        timeout = cfg.duration("timeout", datetime.timedelta(seconds=30), positive=True)
-        self.timeout = timeout.total_seconds()
+        self.timeout = cfg.value(_TIMEOUT).total_seconds()
 
     def expand(self, account_name: str, rcpt_to: str, meta: MsgMetadata, hdr: Header) -> list[str]:
         """The command line for one message: placeholders replaced in the arguments."""

@@ -17,12 +17,12 @@ import os
 import socket
 import time
 from collections.abc import Sequence
-from typing import final
+from typing import ClassVar, Final, final
 
 from mailmodule import address
 from mailmodule._fsutil import make_private_dirs, open_private_dir, open_private_file
 from mailmodule.buffer import Buffer
-from mailmodule.config import ConfigMap
+from mailmodule.config import ConfigMap, Setting
 from mailmodule.errors import AddressError, ConfigError, InvalidNameError, SMTPError
 from mailmodule.header import Header
 from mailmodule.interfaces import Delivery, IMAPFilter, StatusCollector, Storage, Table
@@ -82,6 +82,39 @@ def _close_all(fds: Sequence[int]) -> None:
             os.close(fd)
 
 
+_ROOT: Final = Setting.string(
+    "root",
+    "the directory holding one Maildir per mailbox",
+    "",
+    default_doc="required without storage (in code: the first inline argument)",
+)
+_STORAGE: Final = Setting.module(
+    "storage", "a storage.maildir whose users are the mailboxes, instead of root", Storage, None
+)
+_IMAP_FILTER: Final = Setting.module(
+    "imap_filter", "chooses each message's folder and flags (needs storage)", IMAPFilter, None
+)
+_MAILBOXES: Final = Setting.module(
+    "mailboxes",
+    "maps a recipient to its mailbox name",
+    Table,
+    None,
+    default_doc="none: the local part is the mailbox",
+)
+_LOOKUP_BY: Final = Setting.string(
+    "lookup_by", "the key given to mailboxes", "local_part", type_doc='"local_part" or "address"'
+)
+_AUTOCREATE: Final = Setting.boolean(
+    "autocreate",
+    "create a missing Maildir on first delivery",
+    False,
+    default_doc="yes with mailboxes, else no",
+)
+_JUNK_FOLDER: Final = Setting.string(
+    "junk_folder", "the Maildir++ folder of quarantined messages", "Junk"
+)
+
+
 @final
 class MaildirTarget(ModuleBase):
     """`target.maildir`: delivers each message into the Maildir of each recipient.
@@ -136,37 +169,48 @@ class MaildirTarget(ModuleBase):
         self.storage: MaildirStorage | None = None
         self.imap_filter: IMAPFilter | None = None
 
+    SETTINGS: ClassVar = (
+        _ROOT,
+        _STORAGE,
+        _MAILBOXES,
+        _LOOKUP_BY,
+        _AUTOCREATE,
+        _JUNK_FOLDER,
+        _IMAP_FILTER,
+    )
+
     def init(self, cfg: ConfigMap) -> None:
-        storage = cfg.module_ref("storage", Storage, None)
+        cfg.declare(self.SETTINGS)
+        storage = cfg.value(_STORAGE)
         if storage is not None and not isinstance(storage, MaildirStorage):
             raise ConfigError(
                 "expected a storage.maildir instance", module=cfg.module, key="storage"
             )
         self.storage = storage
-        root = cfg.string("root", self.inline_args[0] if self.inline_args else "")
+        root = cfg.value(_ROOT, self.inline_default() or "")
         if storage is not None:
             if root:
                 raise ConfigError("give root or storage, not both", module=cfg.module, key="root")
             root = storage.root
         if not root:
             raise ConfigError("required key is missing", module=cfg.module, key="root")
-        found = cfg.module_ref("imap_filter", IMAPFilter, None)
+        found = cfg.value(_IMAP_FILTER)
         self.imap_filter = found if isinstance(found, IMAPFilter) else None
         if self.imap_filter is not None and storage is None:
             raise ConfigError(
                 "an IMAP filter needs a storage", module=cfg.module, key="imap_filter"
             )
-        ref = cfg.module_ref("mailboxes", Table, None)
+        ref = cfg.value(_MAILBOXES)
         self.mailboxes = ref if isinstance(ref, Table) else None
-        self.lookup_by = cfg.string("lookup_by", "local_part")
+        self.lookup_by = cfg.value(_LOOKUP_BY)
         if self.lookup_by not in ("local_part", "address"):
             raise ConfigError(
                 f"expected local_part or address, got {self.lookup_by!r}",
                 module=cfg.module,
                 key="lookup_by",
             )
-        self.autocreate = cfg.boolean("autocreate", self.mailboxes is not None)
-        self.junk_folder = cfg.string("junk_folder", "Junk")
+        self.autocreate = cfg.value(_AUTOCREATE, self.mailboxes is not None)
+        self.junk_folder = cfg.value(_JUNK_FOLDER)
         if not _safe_mailbox(self.junk_folder):
             raise ConfigError(
                 f"expected a plain folder name, got {self.junk_folder!r}",

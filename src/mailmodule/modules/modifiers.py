@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import final
+from typing import ClassVar, Final, final
 
 from mailmodule import address
 from mailmodule.buffer import Buffer
-from mailmodule.config import ConfigMap
+from mailmodule.config import ConfigMap, Setting
 from mailmodule.errors import AddressError
 from mailmodule.header import Header
 from mailmodule.interfaces import MultiTable, Table
@@ -16,6 +16,14 @@ from mailmodule.metadata import MsgMetadata
 from mailmodule.modules._base import ModuleBase
 
 __all__ = ["ReplaceAddress"]
+
+
+_TABLE: Final = Setting.module(
+    "table",
+    "maps an address (or a domain) to its replacement(s)",
+    Table,
+    default_doc="required (in code: the first inline argument)",
+)
 
 
 @final
@@ -41,8 +49,11 @@ class ReplaceAddress(ModuleBase):
         self.table: Table | None = None
         self.rewrites_sender = mod_name.endswith("sender")
 
+    SETTINGS: ClassVar = (_TABLE,)
+
     def init(self, cfg: ConfigMap) -> None:
-        table = self.ref(cfg, "table", Table)
+        cfg.declare(self.SETTINGS)
+        table = self.ref(cfg, _TABLE)
         assert isinstance(table, Table)
         self.table = table
 

@@ -28,13 +28,13 @@ import logging
 import re
 import secrets
 from collections.abc import Sequence
-from typing import Final, final
+from typing import ClassVar, Final, final
 
 import bcrypt
 from argon2 import low_level as argon2_raw
 from argon2.exceptions import HashingError
 
-from mailmodule.config import ConfigMap
+from mailmodule.config import ConfigMap, Setting
 from mailmodule.errors import (
     AuthError,
     ConfigError,
@@ -265,6 +265,14 @@ def _dummy_hash() -> str:
     return create_hash(secrets.token_hex(8))
 
 
+_TABLE: Final = Setting.module(
+    "table",
+    "maps a username to its password hash",
+    Table,
+    default_doc="required (in code: the first inline argument)",
+)
+
+
 @final
 class PassTable(ModuleBase):
     """`auth.pass_table`: `PlainAuth` and `PlainUserDB` over a table of password hashes.
@@ -292,8 +300,11 @@ class PassTable(ModuleBase):
         super().__init__(mod_name, inst_name, aliases, inline_args)
         self._table: Table | None = None
 
+    SETTINGS: ClassVar = (_TABLE,)
+
     def init(self, cfg: ConfigMap) -> None:
-        table = self.ref(cfg, "table", Table)
+        cfg.declare(self.SETTINGS)
+        table = self.ref(cfg, _TABLE)
         assert isinstance(table, Table)
         self._table = table
 

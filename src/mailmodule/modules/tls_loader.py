@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import final
+from typing import ClassVar, Final, final
 
-from mailmodule.config import ConfigMap
+from mailmodule.config import ConfigMap, Setting
 from mailmodule.errors import ConfigError
 from mailmodule.interfaces import CertificateChain
 from mailmodule.modules._base import ModuleBase
 
 __all__ = ["FileTLSLoader"]
+
+
+_CERTS: Final = Setting.raw(
+    "certs",
+    "the certificate chains and their keys, in PEM files",
+    'list of ["certfile", "keyfile"] pairs',
+    default=None,
+    default_doc="required (in code: the inline arguments certfile keyfile)",
+)
 
 
 @final
@@ -32,9 +41,11 @@ class FileTLSLoader(ModuleBase):
         super().__init__(mod_name, inst_name, aliases, inline_args)
         self._chains: list[CertificateChain] = []
 
+    SETTINGS: ClassVar = (_CERTS,)
+
     def init(self, cfg: ConfigMap) -> None:
-        default = [list(self.inline_args)] if len(self.inline_args) == 2 else []
-        raw = cfg.get("certs", default)
+        cfg.declare(self.SETTINGS)
+        raw = cfg.value(_CERTS, [list(self.inline_args)] if len(self.inline_args) == 2 else [])
         if not isinstance(raw, list) or not raw:
             raise ConfigError("expected [[certfile, keyfile], ...]", module=cfg.module, key="certs")
         chains = []

@@ -9,6 +9,8 @@ Fixtures:
         go to the targets).
     smtp_endpoint: runs an SMTP or LMTP endpoint on loopback for the duration of an
         `async with`: `async with smtp_endpoint(pipeline) as (host, port): ...`.
+    dns_server: a started authoritative DNS server on loopback (`DNSServer` of
+        `mailmodule.testing.dnsserver`), empty until the test adds zones.
 
 Configuration a plugin author would otherwise write: pytest-asyncio's
 `asyncio_default_fixture_loop_scope` defaults to "function" (pytest-asyncio warns when it is
@@ -19,7 +21,7 @@ pytest-asyncio registers, so they run in its default strict mode as in auto mode
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Protocol
 
 import pytest
@@ -29,11 +31,13 @@ from mailmodule.interfaces import Check, DeliveryTarget, Modifier
 from mailmodule.metadata import ConnState, MailOptions, MsgMetadata, generate_msg_id
 from mailmodule.pipeline import CheckSpec, Destination, Pipeline
 from mailmodule.registry import Registry
+from mailmodule.testing.dnsserver import DNSServer
 
 __all__ = [
     "EndpointRunner",
     "MsgMetadataFactory",
     "PipelineBuilder",
+    "dns_server",
     "dummy",
     "mailmodule_registry",
     "make_msg_metadata",
@@ -180,3 +184,12 @@ def smtp_endpoint() -> EndpointRunner:
             await endpoint.stop()
 
     return run
+
+
+@pytest.fixture
+def dns_server() -> Iterator[DNSServer]:
+    """A started authoritative DNS server on 127.0.0.1 with no zones, stopped after the
+    test: `server.add_zone(text, origin="example.org")`, then
+    `Resolver(nameservers=["127.0.0.1"], port=server.port)`."""
+    with DNSServer() as server:
+        yield server

@@ -23,10 +23,10 @@ import socket
 import stat
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Final, TypeVar, final
+from typing import ClassVar, Final, TypeVar, final
 
 from mailmodule._fsutil import fsync_dir
-from mailmodule.config import ConfigMap
+from mailmodule.config import ConfigMap, Setting
 from mailmodule.errors import (
     ConfigError,
     InvalidNameError,
@@ -649,6 +649,14 @@ class MaildirUser:
         )
 
 
+_ROOT: Final = Setting.string(
+    "root",
+    "the directory holding one Maildir++ tree per user, created 0700 if missing",
+    "",
+    default_doc="required (in code: the first inline argument)",
+)
+
+
 @final
 class MaildirStorage(ModuleBase):
     """`storage.maildir`: IMAP accounts as Dovecot-style Maildir++ trees under a root.
@@ -670,8 +678,11 @@ class MaildirStorage(ModuleBase):
         super().__init__(mod_name, inst_name, aliases, inline_args)
         self.root = ""
 
+    SETTINGS: ClassVar = (_ROOT,)
+
     def init(self, cfg: ConfigMap) -> None:
-        root = cfg.string("root", self.inline_args[0] if self.inline_args else "")
+        cfg.declare(self.SETTINGS)
+        root = cfg.value(_ROOT, self.inline_default() or "")
         if not root:
             raise ConfigError("required key is missing", module=cfg.module, key="root")
         try:
