@@ -277,47 +277,13 @@ async def _finish(run: _Run, yielded: object) -> object:
     return await _eager.resume(run.steps, yielded, _is_outcome)
 
 
-def _start_stage(
-    runs: Sequence[_Run], stage: _Stage, request: _Request, msg_id: str
-) -> tuple[_Said | None, _Waiting | None]:
-    """Step every state for one stage, each in its own context, until it first waits: the
-    results that say something, of those that answered at once (a check that raises gives
-    a failure result), and those still waiting, for `_finish_stage`; None for an empty
-    list. A stage whose checks answer at once and say nothing costs no task, no await and
-    no list."""
-    said: _Said | None = None
-    waiting: _Waiting | None = None
-    try:
-        for run in runs:
-            try:
-                r = run.ctx.run(run.send, request)
-            except StopIteration:  # an earlier step was interrupted: the stepper is gone
-                r = _interrupted(run)
-            if type(r) is CheckResult:
-                if r.quiet:
-                    continue
-                said = said or []
-                said.append((runs.index(run), run.spec, r))
-            elif r is _ODD or r is _RAISED:
-                said = said or []
-                said.append((runs.index(run), run.spec, run.outcome(r, stage, msg_id)))
-            else:
-                waiting = waiting or []
-                waiting.append((runs.index(run), run, r))
-    except BaseException:
-        for _, run, _ in waiting or ():
-            run.steps.close()
-        raise
-    return said, waiting
-
-
 def _interrupted(run: _Run) -> object:
     run.box[0] = RuntimeError("an earlier step of this check state was interrupted")
     return _RAISED
 
 
 async def _finish_stage(said: _Said, waiting: _Waiting, stage: _Stage, msg_id: str) -> None:
-    """Run the waiting steps of `_start_stage` concurrently, each in a task in its own
+    """Run the waiting steps of `CheckRunner.begin_stage` concurrently, each in a task in its own
     context; add what their results say to `said`, which ends in stage order."""
     finished = await _eager.gather(
         [_finish(run, y) for _, run, y in waiting], [run.ctx for _, run, _ in waiting]
@@ -397,7 +363,7 @@ class CheckRunner:
         return out
 
     def _start_states(self, specs: list[CheckSpec]) -> tuple[_Said, _Waiting]:
-        """Make a state for each spec eagerly, as `_start_stage` steps, each in a fresh
+        """Make a state for each spec eagerly, as `begin_stage` steps, each in a fresh
         context: the failures, for `_merge`, and those still being made, for
         `_finish_states`. A state is recorded the moment it exists, so that it is closed
         even when its siblings fail or the stage is cancelled."""
@@ -470,24 +436,20 @@ class CheckRunner:
         if not specs:
             return
         cached = self._stages.get(id(specs))
-        if cached is not None and cached[0] is specs:
-            runs = cached[1]
-        else:
-            runs = await self._make_states(specs, stage)
-            self._stages[id(specs)] = (specs, runs)
-        said, waiting = _start_stage(runs, stage, methodcaller(stage, *args), self._meta.id)
-        if waiting is not None:
-            said = said or []
-            await _finish_stage(said, waiting, stage, self._meta.id)
-        if said:
-            self._merge(said)
+        if cached is None or cached[0] is not specs:
+            self._stages[id(specs)] = (specs, await self._make_states(specs, stage))
+        if rest := self.begin_stage(specs, stage, args):
+            await rest
 
     def begin_stage(
         self, specs: Sequence[CheckSpec], stage: _Stage, args: tuple[object, ...]
     ) -> Coroutine[object, None, None] | None:
-        """`stage` without an await where it can end at once, as it does when the states of
-        `specs` exist and answer at once: None when it ended (what they said merged), else
-        what to await for the rest.
+        """`stage` without an await where it can end at once: None when it ended (what the
+        states said merged), else what to await for the rest.
+
+        Steps every state, each in its own context, until it first waits. A stage whose
+        states exist and answer at once saying nothing costs no task, no await and no list;
+        a check that raises gives a failure result.
 
         Raises:
             SMTPError: the first rejection, as `stage`, when the stage ended at once.
@@ -495,7 +457,31 @@ class CheckRunner:
         cached = self._stages.get(id(specs))
         if cached is None or cached[0] is not specs:
             return self.stage(specs, stage, args)
-        said, waiting = _start_stage(cached[1], stage, methodcaller(stage, *args), self._meta.id)
+        runs = cached[1]
+        request = methodcaller(stage, *args)
+        said: _Said | None = None
+        waiting: _Waiting | None = None
+        try:
+            for run in runs:
+                try:
+                    r = run.ctx.run(run.send, request)
+                except StopIteration:  # an earlier step was interrupted: the stepper is gone
+                    r = _interrupted(run)
+                if type(r) is CheckResult:
+                    if r.quiet:
+                        continue
+                    said = said or []
+                    said.append((runs.index(run), run.spec, r))
+                elif r is _ODD or r is _RAISED:
+                    said = said or []
+                    said.append((runs.index(run), run.spec, run.outcome(r, stage, self._meta.id)))
+                else:
+                    waiting = waiting or []
+                    waiting.append((runs.index(run), run, r))
+        except BaseException:
+            for _, run, _ in waiting or ():
+                run.steps.close()
+            raise
         if waiting is not None:
             return self._finish_stage(said or [], waiting, stage)
         if said:
