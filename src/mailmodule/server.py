@@ -53,6 +53,9 @@ The keys, strictly (any other key, or a value of another type, is refused):
 - `[pipeline]`: `checks`, `modifiers`, `sources`, `source_tables`, and either the
   shorthand `destinations`, `destination_tables`, `default` or a `[pipeline.default_source]`
   table, never both.
+- `[dns]`: the resolver every module shares (`mailmodule.dns.shared_resolver`), the
+  instance "dns": `nameservers` (IP addresses; default: /etc/resolv.conf), `port`,
+  `timeout` ("5s"), `attempts`, `cache_size`, `dnssec` (ask for the AD bit).
 - `[[endpoints]]`: `type`, `listen`, `pipeline`, and the endpoint module's settings. A
   `pipeline` table takes the keys of `[pipeline]` and serves that endpoint alone; an
   endpoint without one runs the top-level `[pipeline]` (shared by all such endpoints).
@@ -103,9 +106,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Literal, final
 
 from mailmodule.config import ConfigMap
+from mailmodule.dns import INSTANCE_NAME as DNS_INSTANCE
+from mailmodule.dns import Resolver
 from mailmodule.endpoint import Generation, OpenMetricsEndpoint, SMTPEndpoint, register_endpoints
 from mailmodule.errors import ConfigError, MailModuleError, ModuleInitError, SMTPError
-from mailmodule.interfaces import Check, DeliveryTarget, Modifier, Table
+from mailmodule.interfaces import Check, DeliveryTarget, Modifier, Module, Table
 from mailmodule.metrics import MeteredTarget, Metrics
 from mailmodule.modules import register_reference_modules
 from mailmodule.pipeline import CheckSpec, Destination, FailAction, Pipeline, Source
@@ -202,7 +207,7 @@ class Server:
         self._generation = Generation()
         self._retiring: set[asyncio.Task[None]] = set()
         self._reloading = asyncio.Lock()  # reloads apply in the order they were asked
-        known = {"hostname", "modules", "pipeline", "endpoints"}
+        known = {"hostname", "modules", "pipeline", "endpoints", "dns"}
         for key in self._data:
             if key not in known:
                 raise self._error("unknown key", key=key)
@@ -263,11 +268,8 @@ class Server:
             self.metrics = None
         elif self.metrics is None:
             self.metrics = Metrics()
-        modules = self._table(self._data.get("modules", {}), "", "modules")
-        for name, raw in modules.items():
-            self._register_instance(name, self._table(raw, "modules", name))
-        for name in modules:
-            self._init_instance(name)
+        for name in self.register_modules():
+            self.instance(name)
         self.pipeline = self._pipeline(
             self._table(self._data.get("pipeline", {}), "", "pipeline"), "pipeline"
         )
@@ -284,7 +286,69 @@ class Server:
             else:
                 self.openmetrics = endpoint
 
-    def _register_instance(self, name: str, table: dict[str, object]) -> None:
+    def register_modules(self) -> dict[str, str]:
+        """Register every instance of `[modules]` in `registry`, initializing none of them.
+
+        For commands that need a few instances, not the whole server (`mailmodule creds`):
+        `instance(name)` then initializes one and what it refers to. Calling it again
+        registers the instances afresh.
+
+        Returns:
+            Each instance name, in the file's order, and the module name it is built by.
+
+        Raises:
+            ConfigError: an instance has no `module` key, or names an unknown module.
+        """
+        modules = self._table(self._data.get("modules", {}), "", "modules")
+        kinds: dict[str, str] = {}
+        if self._dns(modules):
+            kinds[DNS_INSTANCE] = "dns"
+        for name, raw in modules.items():
+            kinds[name] = self._register_instance(name, self._table(raw, "modules", name))
+        return kinds
+
+    def instance(self, name: str) -> Module:
+        """The registered instance `name`, initialized, with the instances it refers to.
+
+        Raises:
+            ConfigError: it (or one it refers to) is not registered or failed to
+                initialize; names the file, the section of the instance that failed and
+                the key.
+        """
+        try:
+            return self.registry.get_instance(name)
+        except ModuleInitError as exc:
+            cause = exc.__cause__
+            failed = exc.instance_name
+            if isinstance(cause, ConfigError):
+                raise self._error(
+                    cause.message, section=self._instance_section(failed), key=cause.key
+                ) from exc
+            raise self._error(str(exc), section=self._instance_section(failed)) from exc
+        except MailModuleError as exc:
+            raise self._error(str(exc), section=self._instance_section(name)) from exc
+
+    def _instance_section(self, name: str) -> str:
+        """Where the instance `name` is configured: `[dns]` for the resolver."""
+        if name == DNS_INSTANCE and "dns" in self._data:
+            return "dns"
+        return _sub("modules", name)
+
+    def _dns(self, modules: Mapping[str, object]) -> bool:
+        """Register the `[dns]` table's resolver, the one every module shares, as the
+        instance "dns"; whether there is such a table."""
+        if "dns" not in self._data:
+            return False
+        table = self._table(self._data["dns"], "", "dns")
+        if DNS_INSTANCE in modules:
+            raise self._error(
+                f"the instance name {DNS_INSTANCE!r} is the [dns] table's resolver",
+                section=_sub("modules", DNS_INSTANCE),
+            )
+        self.registry.register_instance(Resolver(), ConfigMap(table, module="dns"))
+        return True
+
+    def _register_instance(self, name: str, table: dict[str, object]) -> str:
         section = _sub("modules", name)
         kind = table.get("module")
         if not isinstance(kind, str):
@@ -301,20 +365,7 @@ class Server:
             self.registry.register_instance(instance, ConfigMap(settings, module=name))
         except MailModuleError as exc:
             raise self._error(str(exc), section=section) from exc
-
-    def _init_instance(self, name: str) -> None:
-        try:
-            self.registry.get_instance(name)
-        except ModuleInitError as exc:
-            cause = exc.__cause__
-            failed = exc.instance_name
-            if isinstance(cause, ConfigError):
-                raise self._error(
-                    cause.message, section=_sub("modules", failed), key=cause.key
-                ) from exc
-            raise self._error(str(exc), section=_sub("modules", failed)) from exc
-        except MailModuleError as exc:
-            raise self._error(str(exc), section=_sub("modules", name)) from exc
+        return kind
 
     # Pipeline parts
 

@@ -17,12 +17,15 @@ from mailmodule.modules.blobstore import MemoryBlobStore as MemoryBlobStore
 from mailmodule.modules.checks import AuthorizeSender as AuthorizeSender
 from mailmodule.modules.checks import CommandCheck as CommandCheck
 from mailmodule.modules.checks import IPRevCheck as IPRevCheck
+from mailmodule.modules.dnsbl import DNSBLCheck as DNSBLCheck
 from mailmodule.modules.imap_filters import CommandFilter as CommandFilter
 from mailmodule.modules.maildir import MaildirTarget as MaildirTarget
 from mailmodule.modules.modifiers import ReplaceAddress as ReplaceAddress
 from mailmodule.modules.pass_table import PassTable as PassTable
 from mailmodule.modules.pass_table import hash_password as hash_password
 from mailmodule.modules.pass_table import verify_password as verify_password
+from mailmodule.modules.require_mx import RequireMXCheck as RequireMXCheck
+from mailmodule.modules.spf import SPFCheck as SPFCheck
 from mailmodule.modules.storage import MaildirStorage as MaildirStorage
 from mailmodule.modules.tables import FileTable as FileTable
 from mailmodule.modules.tables import SQLTable as SQLTable
@@ -36,6 +39,7 @@ __all__ = [
     "AuthorizeSender",
     "CommandCheck",
     "CommandFilter",
+    "DNSBLCheck",
     "FSBlobStore",
     "FileTLSLoader",
     "FileTable",
@@ -45,7 +49,9 @@ __all__ = [
     "MemoryBlobStore",
     "PassTable",
     "ReplaceAddress",
+    "RequireMXCheck",
     "S3BlobStore",
+    "SPFCheck",
     "SQLTable",
     "StaticTable",
     "hash_password",

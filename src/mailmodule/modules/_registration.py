@@ -9,10 +9,13 @@ from mailmodule.interfaces import ModuleFactory
 from mailmodule.modules.blob_s3 import S3BlobStore
 from mailmodule.modules.blobstore import FSBlobStore, MemoryBlobStore
 from mailmodule.modules.checks import AuthorizeSender, CommandCheck, IPRevCheck
+from mailmodule.modules.dnsbl import DNSBLCheck
 from mailmodule.modules.imap_filters import CommandFilter
 from mailmodule.modules.maildir import MaildirTarget
 from mailmodule.modules.modifiers import ReplaceAddress
 from mailmodule.modules.pass_table import PassTable
+from mailmodule.modules.require_mx import RequireMXCheck
+from mailmodule.modules.spf import SPFCheck
 from mailmodule.modules.storage import MaildirStorage
 from mailmodule.modules.tables import FileTable, SQLTable, StaticTable
 from mailmodule.modules.tls_loader import FileTLSLoader
@@ -33,6 +36,9 @@ REFERENCE_MODULES: Final[dict[str, ModuleFactory]] = {
     "check.command": CommandCheck,
     "check.authorize_sender": AuthorizeSender,
     "check.iprev": IPRevCheck,
+    "check.spf": SPFCheck,
+    "check.dnsbl": DNSBLCheck,
+    "check.require_mx_record": RequireMXCheck,
     "imap.filter.command": CommandFilter,
     "modify.replace_rcpt": ReplaceAddress,
     "modify.replace_sender": ReplaceAddress,
