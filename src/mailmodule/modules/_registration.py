@@ -11,6 +11,7 @@ from mailmodule.modules.checks import AuthorizeSender, CommandCheck, IPRevCheck
 from mailmodule.modules.imap_filters import CommandFilter
 from mailmodule.modules.maildir import MaildirTarget
 from mailmodule.modules.modifiers import ReplaceAddress
+from mailmodule.modules.mx_auth import DANEPolicy, DNSSECPolicy, LocalPolicy, MTASTSPolicy
 from mailmodule.modules.pass_table import PassTable
 from mailmodule.modules.storage import MaildirStorage
 from mailmodule.modules.tables import FileTable, SQLTable, StaticTable
@@ -35,6 +36,10 @@ REFERENCE_MODULES: Final[dict[str, ModuleFactory]] = {
     "modify.replace_rcpt": ReplaceAddress,
     "modify.replace_sender": ReplaceAddress,
     "tls.loader.file": FileTLSLoader,
+    "mx_auth.local_policy": LocalPolicy,
+    "mx_auth.dnssec": DNSSECPolicy,
+    "mx_auth.mtasts": MTASTSPolicy,
+    "mx_auth.dane": DANEPolicy,
 }
 
 
