@@ -2,8 +2,8 @@
 
 Only the usages RFC 7672 lets SMTP use count: DANE-EE (3), the leaf's certificate or key
 itself, with no name or date checks (section 3.1.1); DANE-TA (2), a CA certificate of the
-chain the server sent, to which the leaf must chain with the MX host name and the dates
-checked (section 3.1.2). PKIX-TA (0) and PKIX-EE (1) are unusable, as are unknown
+chain the server sent, to which the leaf must chain with the MX host name (in its
+subjectAltName) and the dates checked (section 3.1.2). PKIX-TA (0) and PKIX-EE (1) are unusable, as are unknown
 selectors and matching types.
 """
 
@@ -16,7 +16,13 @@ from typing import Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
 
 from mailmodule.dns import TLSA
 
@@ -25,6 +31,14 @@ __all__ = ["DANE_EE", "DANE_TA", "authenticates", "usable_records"]
 DANE_TA: Final = 2
 DANE_EE: Final = 3
 _DIGESTS: Final = {0: None, 1: "sha256", 2: "sha512"}
+# The CA/Browser Forum's extension rules (critical SANs, key usages) are the web's, not
+# SMTP's: a private CA named by DANE-TA need only make CAs CAs and name the server.
+_CA_RULES: Final = ExtensionPolicy.permit_all().require_present(
+    x509.BasicConstraints, Criticality.AGNOSTIC, None
+)
+_EE_RULES: Final = ExtensionPolicy.permit_all().require_present(
+    x509.SubjectAlternativeName, Criticality.AGNOSTIC, None
+)
 
 
 def usable_records(records: Iterable[TLSA]) -> tuple[TLSA, ...]:
@@ -86,6 +100,7 @@ def _chains_to(
     if not roots:
         return False
     builder = PolicyBuilder().store(Store(roots))
+    builder = builder.extension_policies(ca_policy=_CA_RULES, ee_policy=_EE_RULES)
     if now is not None:
         builder = builder.time(now)
     try:
