@@ -198,7 +198,8 @@ async def test_a_new_policy_id_fetches_the_policy_again(
         publish(dns_server, policy_id="2")
         host.body = TESTING
         found = await sts.policy(DOMAIN)
-    assert found is not None and found.mode is STSMode.TESTING
+    assert found is not None
+    assert found.mode is STSMode.TESTING
     assert len(host.requests) == 2
 
 

@@ -1,5 +1,5 @@
 """Reference modules, ready to use: tables, a blob store, maildir delivery and storage, IMAP
-filters, password auth, local checks and modifiers.
+filters, password auth, local checks and modifiers, MX authentication policies.
 
 Importing this package registers each module under its maddy-style name in the default
 registry (`register_reference_modules` does the same for another registry).
@@ -19,6 +19,10 @@ from mailmodule.modules.checks import IPRevCheck as IPRevCheck
 from mailmodule.modules.imap_filters import CommandFilter as CommandFilter
 from mailmodule.modules.maildir import MaildirTarget as MaildirTarget
 from mailmodule.modules.modifiers import ReplaceAddress as ReplaceAddress
+from mailmodule.modules.mx_auth import DANEPolicy as DANEPolicy
+from mailmodule.modules.mx_auth import DNSSECPolicy as DNSSECPolicy
+from mailmodule.modules.mx_auth import LocalPolicy as LocalPolicy
+from mailmodule.modules.mx_auth import MTASTSPolicy as MTASTSPolicy
 from mailmodule.modules.pass_table import PassTable as PassTable
 from mailmodule.modules.pass_table import hash_password as hash_password
 from mailmodule.modules.pass_table import verify_password as verify_password
@@ -35,10 +39,14 @@ __all__ = [
     "AuthorizeSender",
     "CommandCheck",
     "CommandFilter",
+    "DANEPolicy",
+    "DNSSECPolicy",
     "FSBlobStore",
     "FileTLSLoader",
     "FileTable",
     "IPRevCheck",
+    "LocalPolicy",
+    "MTASTSPolicy",
     "MaildirStorage",
     "MaildirTarget",
     "MemoryBlobStore",

@@ -3,8 +3,8 @@
 Only the usages RFC 7672 lets SMTP use count: DANE-EE (3), the leaf's certificate or key
 itself, with no name or date checks (section 3.1.1); DANE-TA (2), a CA certificate of the
 chain the server sent, to which the leaf must chain with the MX host name (in its
-subjectAltName) and the dates checked (section 3.1.2). PKIX-TA (0) and PKIX-EE (1) are unusable, as are unknown
-selectors and matching types.
+subjectAltName) and the dates checked (section 3.1.2). PKIX-TA (0) and PKIX-EE (1) are
+unusable, as are unknown selectors and matching types.
 """
 
 from __future__ import annotations

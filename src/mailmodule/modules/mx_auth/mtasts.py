@@ -10,8 +10,9 @@ stays in force; else the domain has no policy.
 Under a policy in "enforce" mode an MX that matches none of its patterns is refused, and
 so is a connection without TLS or whose certificate did not verify (a `tls_level` below
 `TLS_AUTHENTICATED`: PKIX verification as the target reports it, or a policy applied
-before this one, such as `mx_auth.dane` listed first among the equal weights). Refusals are temporary (451): RFC 8461 section 5.1 wants the policy checked
-again before a message fails for good. In "testing" mode a mismatch only leaves the MX
+before this one, such as `mx_auth.dane` listed first among the equal weights).
+Refusals are temporary (451): RFC 8461 section 5.1 wants the policy checked again
+before a message fails for good. In "testing" mode a mismatch only leaves the MX
 level where it was. A matching MX is raised to `MX_MTASTS`.
 """
 
