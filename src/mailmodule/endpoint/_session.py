@@ -172,6 +172,7 @@ class Session(asyncio.Protocol):
         self._waiter: asyncio.Future[int] | None = None
         self._drained: asyncio.Future[None] | None = None
         self._read_paused = False
+        self._early = bytearray()  # bytes read during the TLS handshake
         self._write_paused = False
         self._out: list[bytes] = []  # replies not yet written: pipelined ones go out together
         self._lost = False
@@ -266,6 +267,11 @@ class Session(asyncio.Protocol):
         return task
 
     def data_received(self, data: bytes) -> None:
+        if self._sc.state is State.TLS_HANDSHAKE:
+            # Decrypted bytes that came right after the handshake, before start_tls()
+            # returned (a client that greets at once); plaintext never lands here.
+            self._early += data
+            return
         try:
             self._sc.receive_data(data)
         except ProtocolError:
@@ -609,6 +615,9 @@ class Session(asyncio.Protocol):
         self._transport = new
         self._tls_on = True
         self._sc.tls_started()
+        early, self._early = bytes(self._early), bytearray()
+        if early:
+            self._sc.receive_data(early)
         self._conn.tls = tls.state(new.get_extra_info("ssl_object"))
 
     # Messages.

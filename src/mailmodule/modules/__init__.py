@@ -30,6 +30,7 @@ from mailmodule.modules.storage import MaildirStorage as MaildirStorage
 from mailmodule.modules.tables import FileTable as FileTable
 from mailmodule.modules.tables import SQLTable as SQLTable
 from mailmodule.modules.tables import StaticTable as StaticTable
+from mailmodule.modules.targets import SMTPTarget as SMTPTarget
 from mailmodule.modules.tls_loader import FileTLSLoader as FileTLSLoader
 
 register_reference_modules()
@@ -52,6 +53,7 @@ __all__ = [
     "MemoryBlobStore",
     "PassTable",
     "ReplaceAddress",
+    "SMTPTarget",
     "SQLTable",
     "StaticTable",
     "hash_password",

@@ -15,6 +15,7 @@ from mailmodule.modules.mx_auth import DANEPolicy, DNSSECPolicy, LocalPolicy, MT
 from mailmodule.modules.pass_table import PassTable
 from mailmodule.modules.storage import MaildirStorage
 from mailmodule.modules.tables import FileTable, SQLTable, StaticTable
+from mailmodule.modules.targets import SMTPTarget
 from mailmodule.modules.tls_loader import FileTLSLoader
 from mailmodule.registry import Registry, default_registry
 
@@ -28,6 +29,8 @@ REFERENCE_MODULES: Final[dict[str, ModuleFactory]] = {
     "storage.blob.memory": MemoryBlobStore,
     "storage.maildir": MaildirStorage,
     "target.maildir": MaildirTarget,
+    "target.smtp": SMTPTarget,
+    "target.lmtp": SMTPTarget,
     "auth.pass_table": PassTable,
     "check.command": CommandCheck,
     "check.authorize_sender": AuthorizeSender,

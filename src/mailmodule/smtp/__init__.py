@@ -1,13 +1,24 @@
-"""Sans-IO SMTP and LMTP: a server state machine, commands and replies; no sockets.
+"""Sans-IO SMTP and LMTP: server and client state machines, commands and replies; no sockets.
 
 `ServerConnection` is fed bytes and gives events (`mailmodule.smtp._events`); the
-application answers with `Reply` values. The command and reply formats are shared with a
-client side.
+application answers with `Reply` values. `ClientConnection` is the other side: its command
+methods give the bytes to send, and the server's replies come back as events (`Greeting`,
+`CommandReply`, `BodyReply`). The command and reply formats are shared by both.
 """
 
 from __future__ import annotations
 
 from mailmodule.smtp._auth import encode_plain as encode_plain
+from mailmodule.smtp._client import ClientConnection as ClientConnection
+from mailmodule.smtp._client_body import ChunkEncoder as ChunkEncoder
+from mailmodule.smtp._client_body import DotEncoder as DotEncoder
+from mailmodule.smtp._client_errors import RemoteProtocolError as RemoteProtocolError
+from mailmodule.smtp._client_events import BodyReply as BodyReply
+from mailmodule.smtp._client_events import CommandReply as CommandReply
+from mailmodule.smtp._client_events import Greeting as Greeting
+from mailmodule.smtp._client_extensions import Extensions as Extensions
+from mailmodule.smtp._client_state import ClientState as ClientState
+from mailmodule.smtp._client_state import ClientStep as ClientStep
 from mailmodule.smtp._commands import MAIL_PARAMETERS as MAIL_PARAMETERS
 from mailmodule.smtp._commands import RCPT_PARAMETERS as RCPT_PARAMETERS
 from mailmodule.smtp._commands import Verb as Verb
@@ -51,19 +62,29 @@ __all__ = [
     "PAUSED",
     "RCPT_PARAMETERS",
     "AuthCredentials",
+    "BodyReply",
+    "ChunkEncoder",
     "ChunkEnd",
     "ChunkStart",
+    "ClientConnection",
+    "ClientState",
+    "ClientStep",
     "Command",
+    "CommandReply",
     "ConnectionClosed",
     "DataChunk",
     "DataEnd",
+    "DotEncoder",
     "Event",
+    "Extensions",
+    "Greeting",
     "Hello",
     "MailFrom",
     "NoEvent",
     "ProtocolError",
     "ProtocolReply",
     "RcptTo",
+    "RemoteProtocolError",
     "Reply",
     "Reset",
     "ServerConfig",
