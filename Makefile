@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # The venv is (re)built whenever pyproject.toml is newer than the stamp.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,test-backends]'
 	touch $(STAMP)
 
 test: lint typecheck pytest

@@ -361,6 +361,38 @@ def test_close_all_closes_in_reverse_init_order_and_reports_every_error(
         registry.get_instance("a")
 
 
+class AsyncCloser(Recorder):
+    """A Recorder whose connections must close on the loop: it has `aclose`."""
+
+    async def aclose(self) -> None:
+        asyncio.get_running_loop()  # raises off a loop
+        assert self.closed is not None
+        self.closed.append(f"{self.inst} on the loop")
+
+
+class ThreadNoter(Recorder):
+    """A Recorder that notes which thread closed it."""
+
+    def close(self) -> None:
+        assert self.closed is not None
+        self.closed.append(threading.current_thread().name)
+
+
+def test_aclose_all_awaits_aclose_and_runs_close_in_a_thread(registry: Registry) -> None:
+    closed: list[str] = []
+    registry.register_instance(ThreadNoter("a", closed=closed))
+    registry.register_instance(AsyncCloser("b", closed=closed))
+    registry.register_instance(Recorder("c", close_error=True, closed=closed))
+    for name in "abc":
+        registry.get_instance(name)
+
+    with pytest.raises(ShutdownError) as info:
+        asyncio.run(registry.aclose_all())
+    assert closed[:2] == ["c", "b on the loop"]
+    assert closed[2] != threading.main_thread().name
+    assert [name for name, _ in info.value.errors] == ["c"]
+
+
 def test_no_run_is_a_flag_modules_can_read(registry: Registry) -> None:
     assert not registry.no_run
     registry.no_run = True

@@ -22,6 +22,7 @@ They are registered on the first lookup of a name that is not registered, or by
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import importlib.metadata
 import inspect
@@ -476,6 +477,15 @@ class Registry:
             self._plugins_loaded = True
         return tuple(errors)
 
+    def _take_for_closing(self) -> list[tuple[str, _Instance]]:
+        with self._changed:
+            order = self._init_order[::-1]
+            self._init_order.clear()
+            for _, rec in order:
+                rec.state = _CLOSED
+            self._changed.notify_all()
+        return order
+
     def close_all(self) -> None:
         """Close every initialized instance that has `close()`, newest first.
 
@@ -485,20 +495,36 @@ class Registry:
             ShutdownError: some `close()` failed; it lists every failure, and every other
                 instance was still closed.
         """
-        with self._changed:
-            order = self._init_order[::-1]
-            self._init_order.clear()
-            for _, rec in order:
-                rec.state = _CLOSED
-            self._changed.notify_all()
         errors: list[tuple[str, BaseException]] = []
-        for name, rec in order:
+        for name, rec in self._take_for_closing():
             if isinstance(rec.module, Closer):
                 try:
                     rec.module.close()
                 except Exception as exc:
                     _log.error("closing %r failed: %s", name, exc)
                     errors.append((name, exc))
+        if errors:
+            raise ShutdownError(tuple(errors))
+
+    async def aclose_all(self) -> None:
+        """`close_all` for code on an event loop: an instance with an `async def aclose()`
+        is awaited (connections bound to the loop close in it), any other `close()` runs
+        in a thread, newest first.
+
+        Raises:
+            ShutdownError: as `close_all`.
+        """
+        errors: list[tuple[str, BaseException]] = []
+        for name, rec in self._take_for_closing():
+            aclose = getattr(rec.module, "aclose", None)
+            try:
+                if aclose is not None and inspect.iscoroutinefunction(aclose):
+                    await aclose()
+                elif isinstance(rec.module, Closer):
+                    await asyncio.to_thread(rec.module.close)
+            except Exception as exc:
+                _log.error("closing %r failed: %s", name, exc)
+                errors.append((name, exc))
         if errors:
             raise ShutdownError(tuple(errors))
 

@@ -646,6 +646,6 @@ class Server:
         """Stop accepting, let messages under way finish, close every module."""
         await asyncio.gather(*(e.stop(grace) for e in self.endpoints))
         try:
-            self.registry.close_all()
+            await self.registry.aclose_all()
         except MailModuleError as exc:
             _log.error("shutdown: %s", exc)

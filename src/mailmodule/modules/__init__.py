@@ -11,6 +11,7 @@ from mailmodule.modules._registration import REFERENCE_MODULES as REFERENCE_MODU
 from mailmodule.modules._registration import (
     register_reference_modules as register_reference_modules,
 )
+from mailmodule.modules.blob_s3 import S3BlobStore as S3BlobStore
 from mailmodule.modules.blobstore import FSBlobStore as FSBlobStore
 from mailmodule.modules.blobstore import MemoryBlobStore as MemoryBlobStore
 from mailmodule.modules.checks import AuthorizeSender as AuthorizeSender
@@ -53,6 +54,7 @@ __all__ = [
     "MemoryBlobStore",
     "PassTable",
     "ReplaceAddress",
+    "S3BlobStore",
     "SMTPTarget",
     "SQLTable",
     "StaticTable",

@@ -6,6 +6,7 @@ from typing import Final
 
 from mailmodule.errors import DuplicateModuleError
 from mailmodule.interfaces import ModuleFactory
+from mailmodule.modules.blob_s3 import S3BlobStore
 from mailmodule.modules.blobstore import FSBlobStore, MemoryBlobStore
 from mailmodule.modules.checks import AuthorizeSender, CommandCheck, IPRevCheck
 from mailmodule.modules.imap_filters import CommandFilter
@@ -27,6 +28,7 @@ REFERENCE_MODULES: Final[dict[str, ModuleFactory]] = {
     "table.sql": SQLTable,
     "storage.blob.fs": FSBlobStore,
     "storage.blob.memory": MemoryBlobStore,
+    "storage.blob.s3": S3BlobStore,
     "storage.maildir": MaildirStorage,
     "target.maildir": MaildirTarget,
     "target.smtp": SMTPTarget,

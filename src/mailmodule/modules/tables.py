@@ -13,11 +13,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import ClassVar, Final, final
+from typing import TYPE_CHECKING, ClassVar, Final, final
 
 from mailmodule.config import ConfigMap, Setting, describe_value, redact_dsn
 from mailmodule.errors import ConfigError, DataError, StorageError
 from mailmodule.modules._base import ModuleBase
+
+if TYPE_CHECKING:
+    from mailmodule.modules._postgres import PostgresQueries
 
 __all__ = ["FileTable", "SQLTable", "StaticTable", "parse_table_file"]
 
@@ -35,8 +38,18 @@ _FILE: Final = Setting.string(
 _RELOAD_INTERVAL: Final = Setting.duration(
     "reload_interval", "how often the file is checked for changes", datetime.timedelta(seconds=5)
 )
-_DRIVER: Final = Setting.string("driver", "the database driver", "sqlite3", type_doc='"sqlite3"')
-_DSN: Final = Setting.string("dsn", "the database (for sqlite3, its file)")
+_DRIVER: Final = Setting.string(
+    "driver",
+    "the database driver (postgres needs the postgres extra)",
+    "sqlite3",
+    type_doc='"sqlite3", "postgres"',
+)
+_DSN: Final = Setting.string(
+    "dsn", "the database: for sqlite3 its file, for postgres a libpq connection string or URI"
+)
+_MAX_CONNECTIONS: Final = Setting.integer(
+    "max_connections", "postgres: how many connections lookups may hold open", 10, minimum=1
+)
 _LOOKUP: Final = Setting.string("lookup", "the query of a key (:key), giving the value first")
 _LIST: Final = Setting.string("list", "the query of all keys (for MutableTable)", None)
 _SET: Final = Setting.string("set", "the statement storing :value at :key (MutableTable)", None)
@@ -311,15 +324,22 @@ def _private_database_file(dsn: str) -> None:
         os.close(fd)
 
 
+#: `table.sql` drivers; "postgres" is maddy's name for PostgreSQL, "postgresql" libpq's.
+_SQL_DRIVERS = ("sqlite3", "postgres", "postgresql")
+
+
 @final
 class SQLTable(ModuleBase):
-    """`table.sql`: a table backed by SQL queries; SQLite (stdlib `sqlite3`) by default.
+    """`table.sql`: a table backed by SQL queries, on SQLite (stdlib `sqlite3`, the
+    default) or PostgreSQL (psycopg 3, the `postgres` extra).
 
-    Settings: `driver` ("sqlite3"), `dsn` (the database file), `lookup` (a query with the
-    named parameter `:key`, returning the value in its first column), and for
-    `MutableTable`: `list` (all keys), `set` (`:key`, `:value`), `del` (`:key`); `init`,
-    statements run once at start. Queries run off the event loop. The same settings will
-    serve PostgreSQL through another driver.
+    Settings: `driver` ("sqlite3", or "postgres" as maddy spells it), `dsn` (the database
+    file, or a libpq connection string or URI), `lookup` (a query with the named parameter
+    `:key`, returning the value in its first column), and for `MutableTable`: `list` (all
+    keys), `set` (`:key`, `:value`), `del` (`:key`); `init`, statements run once at start;
+    `max_connections` (PostgreSQL's pool, 10). The queries are the same for both drivers:
+    SQLite's `:name` parameters become psycopg's. SQLite queries run off the event loop;
+    PostgreSQL lookups on an asyncio pool.
 
     A database file that does not exist is created 0600 whatever the umask, before SQLite
     opens it; SQLite gives its -journal, -wal and -shm files the database's mode. An
@@ -335,17 +355,18 @@ class SQLTable(ModuleBase):
     ) -> None:
         super().__init__(mod_name, inst_name, aliases, inline_args)
         self._db: sqlite3.Connection | None = None
+        self._pg: PostgresQueries | None = None
         self._lock = threading.Lock()
         self._queries: dict[str, str] = {}
 
-    SETTINGS: ClassVar = (_DRIVER, _DSN, _LOOKUP, _LIST, _SET, _DEL, _INIT)
+    SETTINGS: ClassVar = (_DRIVER, _DSN, _LOOKUP, _LIST, _SET, _DEL, _INIT, _MAX_CONNECTIONS)
 
     def init(self, cfg: ConfigMap) -> None:
         cfg.declare(self.SETTINGS)
         driver = cfg.value(_DRIVER)
-        if driver != "sqlite3":
+        if driver not in _SQL_DRIVERS:
             raise ConfigError(
-                f"unsupported driver {driver!r} (sqlite3 is built in)",
+                f"unsupported driver {driver!r} (choose one of {', '.join(_SQL_DRIVERS)})",
                 module=cfg.module,
                 key="driver",
             )
@@ -359,6 +380,27 @@ class SQLTable(ModuleBase):
         statements = [raw_init] if isinstance(raw_init, str) else raw_init
         if not isinstance(statements, list) or not all(isinstance(s, str) for s in statements):
             raise ConfigError("expected SQL statements", module=cfg.module, key="init")
+        if driver != "sqlite3":
+            try:
+                from mailmodule.modules._postgres import PostgresQueries
+            except ImportError as exc:
+                raise ConfigError(
+                    "the postgres driver needs psycopg: pip install 'mailmodule[postgres]'",
+                    module=cfg.module,
+                    key="driver",
+                ) from exc
+            try:
+                pg = PostgresQueries(
+                    dsn,
+                    self._queries,
+                    module=self.instance_name() or cfg.module,
+                    max_connections=cfg.value(_MAX_CONNECTIONS),
+                )
+            except ConfigError as exc:
+                raise ConfigError(exc.message, module=cfg.module, key="lookup") from exc
+            pg.connect(statements)
+            self._pg = pg
+            return
         try:
             _private_database_file(dsn)
         except OSError as exc:
@@ -377,6 +419,8 @@ class SQLTable(ModuleBase):
             ) from exc
 
     def _run(self, name: str, params: dict[str, str]) -> list[tuple[object, ...]]:
+        if self._pg is not None:
+            return self._pg.run(name, params)
         query = self._queries.get(name)
         if query is None:
             raise StorageError(f"table {self.instance_name()!r} has no {name!r} query")
@@ -390,12 +434,17 @@ class SQLTable(ModuleBase):
                 f"table {self.instance_name()!r}: {name} query failed: {exc}"
             ) from exc
 
+    async def _arun(self, name: str, params: dict[str, str]) -> list[tuple[object, ...]]:
+        if self._pg is not None:
+            return await self._pg.arun(name, params)
+        return await asyncio.to_thread(self._run, name, params)
+
     async def lookup(self, key: str) -> str | None:
-        rows = await asyncio.to_thread(self._run, "lookup", {"key": key})
+        rows = await self._arun("lookup", {"key": key})
         return None if not rows else str(rows[0][0])
 
     async def lookup_multi(self, key: str) -> list[str]:
-        rows = await asyncio.to_thread(self._run, "lookup", {"key": key})
+        rows = await self._arun("lookup", {"key": key})
         return [str(r[0]) for r in rows]
 
     def keys(self) -> list[str]:
@@ -408,6 +457,8 @@ class SQLTable(ModuleBase):
         self._run("del", {"key": k})
 
     def close(self) -> None:
+        if self._pg is not None:
+            self._pg.close()
         if self._db is not None:
             self._db.close()
             self._db = None
