@@ -31,6 +31,7 @@ from mailmodule.modules.storage import MaildirStorage as MaildirStorage
 from mailmodule.modules.tables import FileTable as FileTable
 from mailmodule.modules.tables import SQLTable as SQLTable
 from mailmodule.modules.tables import StaticTable as StaticTable
+from mailmodule.modules.targets import RemoteTarget as RemoteTarget
 from mailmodule.modules.targets import SMTPTarget as SMTPTarget
 from mailmodule.modules.tls_loader import FileTLSLoader as FileTLSLoader
 
@@ -53,6 +54,7 @@ __all__ = [
     "MaildirTarget",
     "MemoryBlobStore",
     "PassTable",
+    "RemoteTarget",
     "ReplaceAddress",
     "S3BlobStore",
     "SMTPTarget",

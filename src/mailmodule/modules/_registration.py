@@ -16,7 +16,7 @@ from mailmodule.modules.mx_auth import DANEPolicy, DNSSECPolicy, LocalPolicy, MT
 from mailmodule.modules.pass_table import PassTable
 from mailmodule.modules.storage import MaildirStorage
 from mailmodule.modules.tables import FileTable, SQLTable, StaticTable
-from mailmodule.modules.targets import SMTPTarget
+from mailmodule.modules.targets import RemoteTarget, SMTPTarget
 from mailmodule.modules.tls_loader import FileTLSLoader
 from mailmodule.registry import Registry, default_registry
 
@@ -33,6 +33,7 @@ REFERENCE_MODULES: Final[dict[str, ModuleFactory]] = {
     "target.maildir": MaildirTarget,
     "target.smtp": SMTPTarget,
     "target.lmtp": SMTPTarget,
+    "target.remote": RemoteTarget,
     "auth.pass_table": PassTable,
     "check.command": CommandCheck,
     "check.authorize_sender": AuthorizeSender,

@@ -241,6 +241,16 @@ class SMTPClient:
         return self._conn
 
     @property
+    def peer_certificates(self) -> tuple[bytes, ...]:
+        """The server's certificate as DER once TLS is up, else (); the leaf only, as
+        Python 3.11's ssl module gives no chain (so DANE-TA cannot match through it)."""
+        ssl_object = self._writer.get_extra_info("ssl_object")
+        if not isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
+            return ()
+        der = ssl_object.getpeercert(binary_form=True)
+        return (der,) if der else ()
+
+    @property
     def usable(self) -> bool:
         """Whether another command can be sent (the session is neither closed nor broken
         nor in the middle of a body)."""
