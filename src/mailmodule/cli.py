@@ -9,6 +9,7 @@
     mailmodule check-config -c FILE     initialize everything (no_run), start nothing
     mailmodule deliver -c FILE --from A --to B [--to C] < message
     mailmodule meta show FILE           a maddy queue .meta file, pretty-printed
+    mailmodule queue -c FILE list|show ID|flush [ID...]|remove ID    a target.queue's messages
 
 -c defaults to $MAILMODULE_CONFIG, else /etc/mailmodule/mailmodule.toml; its format is
 in docs/configuration.md. The logging
@@ -165,6 +166,9 @@ def _parser() -> argparse.ArgumentParser:
     meta_sub = meta.add_subparsers(dest="meta_command", required=True, metavar="ACTION")
     show = meta_sub.add_parser("show", parents=[common], help="pretty-print a .meta file")
     show.add_argument("file", help="the .meta file")
+    from mailmodule._queue_cli import add_queue_parser
+
+    add_queue_parser(sub, common, config, config_help)
     return parser
 
 
@@ -224,6 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _exit_code(
             lambda: asyncio.run(_deliver(args.config, args.sender, args.rcpts, data, sys.stdout))
         )
+    if args.command == "queue":
+        from mailmodule._queue_cli import run_queue_command
+
+        return _exit_code(lambda: run_queue_command(args, sys.stdout))
     return _exit_code(lambda: _meta_show(args.file, sys.stdout))
 
 

@@ -27,6 +27,7 @@ from mailmodule.modules.mx_auth import MTASTSPolicy as MTASTSPolicy
 from mailmodule.modules.pass_table import PassTable as PassTable
 from mailmodule.modules.pass_table import hash_password as hash_password
 from mailmodule.modules.pass_table import verify_password as verify_password
+from mailmodule.modules.queue import QueueTarget as QueueTarget
 from mailmodule.modules.storage import MaildirStorage as MaildirStorage
 from mailmodule.modules.tables import FileTable as FileTable
 from mailmodule.modules.tables import SQLTable as SQLTable
@@ -54,6 +55,7 @@ __all__ = [
     "MaildirTarget",
     "MemoryBlobStore",
     "PassTable",
+    "QueueTarget",
     "RemoteTarget",
     "ReplaceAddress",
     "S3BlobStore",

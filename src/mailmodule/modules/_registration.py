@@ -14,6 +14,7 @@ from mailmodule.modules.maildir import MaildirTarget
 from mailmodule.modules.modifiers import ReplaceAddress
 from mailmodule.modules.mx_auth import DANEPolicy, DNSSECPolicy, LocalPolicy, MTASTSPolicy
 from mailmodule.modules.pass_table import PassTable
+from mailmodule.modules.queue import QueueTarget
 from mailmodule.modules.storage import MaildirStorage
 from mailmodule.modules.tables import FileTable, SQLTable, StaticTable
 from mailmodule.modules.targets import RemoteTarget, SMTPTarget
@@ -34,6 +35,7 @@ REFERENCE_MODULES: Final[dict[str, ModuleFactory]] = {
     "target.smtp": SMTPTarget,
     "target.lmtp": SMTPTarget,
     "target.remote": RemoteTarget,
+    "target.queue": QueueTarget,
     "auth.pass_table": PassTable,
     "check.command": CommandCheck,
     "check.authorize_sender": AuthorizeSender,
