@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Final, final
+from typing import ClassVar, Final, final
 
 import attrs
 
 from mailmodule import address
 from mailmodule.buffer import Buffer
-from mailmodule.config import ConfigMap
+from mailmodule.config import ConfigMap, Setting
 from mailmodule.errors import AddressError, ConfigError, SMTPError
 from mailmodule.header import Header
 from mailmodule.interfaces import Delivery, StatusCollector
@@ -30,7 +30,57 @@ from mailmodule.smtp import Reply, is_valid_hello_name
 
 __all__ = ["SMTPTarget"]
 
-_DEFAULT_HOSTNAME: Final = "localhost.localdomain"
+_TARGETS: Final = Setting.string_list(
+    "targets",
+    "the upstreams, tried in order: tcp://host:port, tls://host:port, unix:///path",
+    [],
+    default_doc="required (in code: inline arguments, which come first)",
+)
+_HOSTNAME: Final = Setting.string(
+    "hostname", "our name in EHLO/LHLO (an IDN is sent as A-labels)", "localhost.localdomain"
+)
+_ATTEMPT_STARTTLS: Final = Setting.boolean(
+    "attempt_starttls", "use STARTTLS where the upstream offers it", True
+)
+_REQUIRE_TLS: Final = Setting.boolean(
+    "require_tls", "skip an upstream with which the session is not encrypted", False
+)
+_TLS_VERIFY: Final = Setting.boolean("tls_verify", "check the upstream's certificate", True)
+_TLS_ROOT_CA: Final = Setting.string(
+    "tls_root_ca",
+    "a PEM file of the CAs that certificates are checked with",
+    "",
+    default_doc="the system's CAs",
+)
+_AUTH_USERNAME: Final = Setting.string(
+    "auth_username", "log in with AUTH PLAIN as this user (with auth_password)", ""
+)
+_AUTH_PASSWORD: Final = Setting.string("auth_password", "the password of auth_username", "")
+_AUTH_WITHOUT_TLS: Final = Setting.boolean(
+    "auth_without_tls", "send the credentials over an unencrypted session too", False
+)
+_CONNECT_TIMEOUT: Final = Setting.duration(
+    "connect_timeout",
+    "connecting, the greeting, EHLO, STARTTLS and AUTH, together",
+    dt.timedelta(minutes=1),
+    positive=True,
+)
+_COMMAND_TIMEOUT: Final = Setting.duration(
+    "command_timeout", "each later command and its reply", dt.timedelta(minutes=5), positive=True
+)
+_SUBMISSION_TIMEOUT: Final = Setting.duration(
+    "submission_timeout",
+    "sending a body and reading its replies",
+    dt.timedelta(minutes=12),
+    positive=True,
+)
+_MAX_IDLE: Final = Setting.integer(
+    "max_idle_connections", "idle sessions kept per upstream for the next messages", 4, minimum=0
+)
+_IDLE_TIMEOUT: Final = Setting.duration(
+    "idle_timeout", "how long an idle session is kept", dt.timedelta(minutes=1)
+)
+_DEBUG: Final = Setting.boolean("debug", "maddy's; the log level decides here", False)
 
 
 def _key(rcpt: str) -> str:
@@ -45,17 +95,11 @@ class SMTPTarget(ModuleBase):
     """`target.smtp` and `target.lmtp`: deliver every message to the first of a list of
     upstream servers that answers.
 
-    Settings (maddy's names): `targets`, the upstreams in order ("tcp://host:port",
-    "tls://host:port" for implicit TLS, "unix:///path"; inline arguments come first);
-    `hostname`, said in EHLO/LHLO ("localhost.localdomain"; an IDN is sent as A-labels);
-    `attempt_starttls` (yes): STARTTLS where the upstream offers it; `require_tls` (no):
-    an upstream without TLS is skipped like one that does not answer; `tls_verify`
-    (yes) and `tls_root_ca` (the system's CAs): how the upstream's certificate is
-    checked; `auth_username` and `auth_password`: AUTH PLAIN, only over TLS unless
-    `auth_without_tls`; `connect_timeout` (1m: connecting, greeting, EHLO, STARTTLS,
-    AUTH), `command_timeout` (5m), `submission_timeout` (12m: the body and its reply);
-    `max_idle_connections` (4) per upstream, kept `idle_timeout` (1m) for the next
-    message, which sends RSET first.
+    Settings, by maddy's names, are declared in `SETTINGS` (docs/configuration.md):
+    `targets` (inline arguments first) are tried in order; STARTTLS is used where
+    offered, the certificate checked unless `tls_verify = false`; AUTH PLAIN goes over
+    TLS only unless `auth_without_tls`; idle sessions are kept per upstream and reused
+    after an RSET.
 
     What the upstream offers decides what is sent: SIZE, BODY=8BITMIME, SMTPUTF8, DSN
     parameters only where offered; AUTH= never (as maddy: it is our client's claim). A
@@ -90,16 +134,35 @@ class SMTPTarget(ModuleBase):
         self.upstreams: tuple[Upstream, ...] = ()
         self.pool = ConnectionPool(ClientSettings(lmtp=self.lmtp))
 
+    SETTINGS: ClassVar = (
+        _TARGETS,
+        _HOSTNAME,
+        _ATTEMPT_STARTTLS,
+        _REQUIRE_TLS,
+        _TLS_VERIFY,
+        _TLS_ROOT_CA,
+        _AUTH_USERNAME,
+        _AUTH_PASSWORD,
+        _AUTH_WITHOUT_TLS,
+        _CONNECT_TIMEOUT,
+        _COMMAND_TIMEOUT,
+        _SUBMISSION_TIMEOUT,
+        _MAX_IDLE,
+        _IDLE_TIMEOUT,
+        _DEBUG,
+    )
+
     def init(self, cfg: ConfigMap) -> None:
+        cfg.declare(self.SETTINGS)
         module = cfg.module or self.name()
-        texts = [*self.inline_args, *cfg.string_list("targets", [])]
+        texts = [*self.inline_args, *cfg.value(_TARGETS)]
         if not texts:
             raise ConfigError("at least one upstream is required", module=module, key="targets")
         try:
             self.upstreams = tuple(Upstream.parse(text) for text in texts)
         except ConfigError as exc:
             raise ConfigError(exc.message, module=module, key="targets") from exc
-        hostname = cfg.string("hostname", _DEFAULT_HOSTNAME)
+        hostname = cfg.value(_HOSTNAME)
         try:
             hostname = hostname.encode("idna").decode("ascii")
         except UnicodeError:
@@ -108,8 +171,8 @@ class SMTPTarget(ModuleBase):
             raise ConfigError(
                 "expected a domain name or an address literal", module=module, key="hostname"
             )
-        ca_file = cfg.string("tls_root_ca", "") or None
-        verify = cfg.boolean("tls_verify", True)
+        ca_file = cfg.value(_TLS_ROOT_CA) or None
+        verify = cfg.value(_TLS_VERIFY)
         try:
             tls = (
                 None if verify and ca_file is None else tls_context(verify=verify, ca_file=ca_file)
@@ -120,34 +183,30 @@ class SMTPTarget(ModuleBase):
                 module=module,
                 key="tls_root_ca",
             ) from exc
-        username = cfg.string("auth_username", "")
-        password = cfg.string("auth_password", "")
+        username = cfg.value(_AUTH_USERNAME)
+        password = cfg.value(_AUTH_PASSWORD)
         if bool(username) != bool(password):
             key = "auth_password" if username else "auth_username"
             raise ConfigError("give both auth_username and auth_password", module=module, key=key)
-        cfg.boolean("debug", False)  # maddy's; the log level decides here
+        cfg.value(_DEBUG)  # maddy's; the log level decides here
         settings = ClientSettings(
             hostname=hostname,
             lmtp=self.lmtp,
-            starttls=cfg.boolean("attempt_starttls", True),
-            require_tls=cfg.boolean("require_tls", False),
+            starttls=cfg.value(_ATTEMPT_STARTTLS),
+            require_tls=cfg.value(_REQUIRE_TLS),
             tls=tls,
             auth=(username, password) if username else None,
-            auth_without_tls=cfg.boolean("auth_without_tls", False),
-            connect_timeout=self._timeout(cfg, "connect_timeout", minutes=1),
-            command_timeout=self._timeout(cfg, "command_timeout", minutes=5),
-            data_timeout=self._timeout(cfg, "submission_timeout", minutes=12),
+            auth_without_tls=cfg.value(_AUTH_WITHOUT_TLS),
+            connect_timeout=cfg.value(_CONNECT_TIMEOUT).total_seconds(),
+            command_timeout=cfg.value(_COMMAND_TIMEOUT).total_seconds(),
+            data_timeout=cfg.value(_SUBMISSION_TIMEOUT).total_seconds(),
             target_name=self.name(),
         )
         self.pool = ConnectionPool(
             settings,
-            max_idle=cfg.integer("max_idle_connections", 4, minimum=0),
-            idle_timeout=cfg.duration("idle_timeout", dt.timedelta(minutes=1)).total_seconds(),
+            max_idle=cfg.value(_MAX_IDLE),
+            idle_timeout=cfg.value(_IDLE_TIMEOUT).total_seconds(),
         )
-
-    @staticmethod
-    def _timeout(cfg: ConfigMap, key: str, *, minutes: int) -> float:
-        return cfg.duration(key, dt.timedelta(minutes=minutes), positive=True).total_seconds()
 
     async def connect(self) -> SMTPClient:
         """A session with the first upstream that takes one (an idle one reused).
