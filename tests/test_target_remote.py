@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+import trustme
 
 from mailmodule import (
     ConfigError,
@@ -24,6 +26,7 @@ from mailmodule.pipeline import Destination, Pipeline
 from mailmodule.testing.dnsserver import DNSServer
 from tests.endpoint_kit import endpoint, self_signed
 from tests.modules_kit import build, new_registry
+from tests.mx_auth_kit import policy_host
 from tests.pipeline_kit import MemoryTarget
 
 HEADER = Header([("From", "a@sender.example"), ("Subject", "Hello")])
@@ -247,3 +250,27 @@ def test_an_mx_auth_name_that_is_no_policy_is_a_config_error() -> None:
         build(new_registry(), "target.remote", "remote", {"mx_auth": ["nothing"]})
     assert isinstance(failed.value.__cause__, ConfigError)
     assert failed.value.__cause__.key == "mx_auth"
+
+
+async def test_an_enforced_mta_sts_policy_keeps_mail_from_an_mx_it_does_not_list(
+    dns_server: DNSServer, mx: MX, certificate: tuple[str, str], tmp_path: Path
+) -> None:
+    """other.example's MX is mx.example.net; its policy lists only *.other.example."""
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    dns_server.add_zone(
+        '@ MX 10 mx.example.net.\n_mta-sts TXT "v=STSv1; id=1;"\nmta-sts A 127.0.0.1',
+        origin="other.example",
+    )
+    body = b"version: STSv1\nmode: enforce\nmx: *.other.example\nmax_age: 600\n"
+    async with policy_host(ca, "mta-sts.other.example", body=body) as host:
+        policies: dict[str, dict[str, object]] = {
+            "mtasts": {"ca_file": str(ca_file), "policy_port": host.port}
+        }
+        target = remote(dns_server, mx.port, certificate[0], policies)
+        with pytest.raises(SMTPError, match="MTA-STS") as refused:
+            await send(target, ["joe@other.example"])
+        await send(target, ["joe@example.net"])  # no policy there: delivered
+    assert refused.value.code == 451
+    assert [m.rcpts for m in mx.memory.messages] == [["joe@example.net"]]
