@@ -20,6 +20,7 @@ PACKAGES = [
     "mailmodule.pipeline",
     "mailmodule.modules",
     "mailmodule.endpoint",
+    "mailmodule.metrics",
     "mailmodule.server",
     "mailmodule.testing",
     "mailmodule.testing.dnsserver",

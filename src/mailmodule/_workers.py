@@ -2,8 +2,9 @@
 
 The supervisor is synchronous and owns no event loop: it forks before any loop exists, so a
 worker starts from a clean process and builds its own modules (they are not fork-safe). It
-waits for signals with `sigtimedwait` (SIGCHLD, SIGTERM and SIGINT are blocked), so no
-handler runs at an awkward moment and no signal is lost between two waits.
+waits for signals with `sigtimedwait` (SIGCHLD, SIGTERM, SIGINT and SIGHUP are blocked), so
+no handler runs at an awkward moment and no signal is lost between two waits. SIGHUP is
+passed on to every worker (`mailmodule serve` reloads its configuration on it).
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ import traceback
 from collections.abc import Callable, Collection
 from typing import Final, TextIO, final
 
-__all__ = ["EX_SOFTWARE", "STOP_SIGNALS", "Supervisor"]
+__all__ = ["EX_SOFTWARE", "FORWARDED_SIGNALS", "STOP_SIGNALS", "Supervisor"]
 
 #: The exit code when workers failed: they died too often, or did not stop cleanly.
 EX_SOFTWARE: Final = 70
 #: The signals that ask the workers to stop gracefully.
 STOP_SIGNALS: Final = frozenset({signal.SIGTERM, signal.SIGINT})
-_WAITED: Final = STOP_SIGNALS | {signal.SIGCHLD}
+#: The signals passed on to every worker as they are.
+FORWARDED_SIGNALS: Final = frozenset({signal.SIGHUP})
+_WAITED: Final = STOP_SIGNALS | FORWARDED_SIGNALS | {signal.SIGCHLD}
 _FOREVER: Final = 3600.0
 
 
@@ -41,18 +44,19 @@ class Supervisor:
     """Run `workers` forked processes of `target` until a stop signal, restarting the dead.
 
     `target(index)` runs in the child, with index 0 to workers - 1, and returns its exit
-    code. It starts with SIGTERM and SIGINT blocked, so a stop requested while it sets up
-    is held, not lost: it must unblock them (`signal.pthread_sigmask`) once it handles them,
-    and then stop gracefully on either. It must not return into the caller: the child ends
-    with `os._exit` whatever `target` does.
+    code. It starts with SIGTERM, SIGINT and SIGHUP blocked, so a stop (or reload)
+    requested while it sets up is held, not lost: it must unblock them
+    (`signal.pthread_sigmask`) once it handles them, and then stop gracefully on SIGTERM or
+    SIGINT. It must not return into the caller: the child ends with `os._exit` whatever
+    `target` does.
 
     Callers may assume: `run()` returns only once every worker has exited; on SIGTERM or
     SIGINT it sends SIGTERM to every worker, waits up to `grace` seconds, then SIGKILLs the
-    rest. A worker that exits while no stop was asked for is restarted after a back-off
-    (`backoff` seconds, doubled for each restart in the last `window` seconds, at most
-    `max_backoff`); after `max_restarts` restarts within `window`, or when a worker exits
-    with a code in `fatal` (a configuration error will not mend by itself), the supervisor
-    stops the others and gives up.
+    rest. SIGHUP goes on to every live worker. A worker that exits while no stop was asked
+    for is restarted after a back-off (`backoff` seconds, doubled for each restart in the
+    last `window` seconds, at most `max_backoff`); after `max_restarts` restarts within
+    `window`, or when a worker exits with a code in `fatal` (a configuration error will not
+    mend by itself), the supervisor stops the others and gives up.
 
     Returns of `run()`: 0 when a stop was asked for and every worker exited with 0;
     the fatal code, or the failing worker's exit code (`EX_SOFTWARE` if a signal killed it),
@@ -148,7 +152,8 @@ class Supervisor:
             code = EX_SOFTWARE
             try:
                 signal.pthread_sigmask(
-                    signal.SIG_SETMASK, (set(old_mask) | STOP_SIGNALS) - {signal.SIGCHLD}
+                    signal.SIG_SETMASK,
+                    (set(old_mask) | STOP_SIGNALS | FORWARDED_SIGNALS) - {signal.SIGCHLD},
                 )
                 self._watch_parent()
                 code = self._target(index)
@@ -173,6 +178,8 @@ class Supervisor:
         info = signal.sigtimedwait(_WAITED, timeout)
         if info is not None and info.si_signo in STOP_SIGNALS:
             self._stop(signal.Signals(info.si_signo).name)
+        elif info is not None and info.si_signo in FORWARDED_SIGNALS and not self._stopping:
+            self._forward(signal.Signals(info.si_signo))
         self._reap()
         now = time.monotonic()
         if self._kill_at is not None and now >= self._kill_at:
@@ -197,6 +204,12 @@ class Supervisor:
         for pid in self._pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
+
+    def _forward(self, sig: signal.Signals) -> None:
+        self._say(f"{sig.name}: passed on to {len(self._pids)} worker(s)")
+        for pid in self._pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
     def _fail(self, code: int) -> None:
         if self._code == 0:

@@ -2,7 +2,7 @@
 
     mailmodule modules                  registered modules by prefix, plugins included
     mailmodule modules --describe NAME  a module's (or endpoint's) settings
-    mailmodule serve -c mail.toml       run the server until SIGTERM or SIGINT
+    mailmodule serve -c mail.toml       run the server until SIGTERM or SIGINT; SIGHUP reloads
     mailmodule serve -c FILE --workers N    N processes accepting on the same sockets
     mailmodule -q serve -c FILE         log warnings and errors only, no line per message
     mailmodule serve --log-level debug --log-format json    one JSON object per log line
@@ -376,26 +376,32 @@ def _check_config(path: str) -> int:
 
 
 async def _serve(server: Server, sockets: list[list[socket.socket]] | None = None) -> int:
-    """Serve until SIGTERM or SIGINT, then stop gracefully.
+    """Serve until SIGTERM or SIGINT, then stop gracefully; reload on SIGHUP.
 
     With `sockets` (a worker of `--workers N`), serve on those and leave announcing the
-    addresses to the parent; SIGTERM and SIGINT may arrive blocked, and are unblocked
-    once handled here.
+    addresses to the parent; SIGTERM, SIGINT and SIGHUP may arrive blocked, and are
+    unblocked once handled here.
     """
     import asyncio
     import signal
 
-    stopping = asyncio.Event()
+    signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    handled = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+    for sig in handled:
+        loop.add_signal_handler(sig, signals.put_nowait, sig)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, handled)
     try:
         bound = await server.start(sockets)
         if sockets is None:
             for name, host, port in bound:
                 _say(f"{name} listening on {host}:{port}")
-        await stopping.wait()
+        while (await signals.get()) is signal.SIGHUP:
+            refused = await server.reload()
+            if refused is None:
+                _say(f"reloaded {server.source}")
+            else:
+                _say(f"reload refused, still serving the running configuration: {refused}")
         _say("shutting down: finishing messages under way (a second signal ends them now)")
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, server.hurry)

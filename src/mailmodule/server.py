@@ -44,6 +44,10 @@
     checks = ["&authorize_sender"]
     default = { targets = ["&outbound"] }
 
+    [[endpoints]]
+    type = "openmetrics"              # metrics for Prometheus: GET /metrics
+    listen = ["127.0.0.1:9749"]
+
 The keys, strictly (any other key, or a value of another type, is refused):
 
 - `[pipeline]`: `checks`, `modifiers`, `sources`, `source_tables`, and either the
@@ -52,6 +56,8 @@ The keys, strictly (any other key, or a value of another type, is refused):
 - `[[endpoints]]`: `type`, `listen`, `pipeline`, and the endpoint module's settings. A
   `pipeline` table takes the keys of `[pipeline]` and serves that endpoint alone; an
   endpoint without one runs the top-level `[pipeline]` (shared by all such endpoints).
+  At most one endpoint is of type "openmetrics" (`type` and `listen` only): with it, the
+  server counts sessions, messages and deliveries (`mailmodule.metrics`) and serves them.
 - A source (`[pipeline.sources."<rule>"]`, `[pipeline.default_source]`): `checks`,
   `modifiers`, `destinations`, `destination_tables`, `default`; or `reject` alone. An entry
   of `[[pipeline.source_tables]]` is a source with a `table` key.
@@ -73,6 +79,13 @@ A configuration error names the file, the section and the key; sections are writ
 in TOML (`pipeline.sources."example.net".default`, `pipeline.source_tables[0]`,
 `endpoints[1].pipeline.sources."example.org"`). Paths in module settings are read by the
 modules as given: relative ones are relative to the working directory.
+
+`Server.reload()` (SIGHUP to `mailmodule serve`) reads the file again and switches to it
+while listening on: new modules are built beside the old ones; new sessions, and the next
+message of each open session, run on them; a message under way finishes on the old ones,
+which are closed once no session uses them. A configuration that does not build, or that
+would listen elsewhere (other endpoints, other addresses: restart for that), is refused
+with a logged error naming file, section and key, and the running one is kept.
 """
 
 from __future__ import annotations
@@ -90,9 +103,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Literal, final
 
 from mailmodule.config import ConfigMap
-from mailmodule.endpoint import SMTPEndpoint, register_endpoints
+from mailmodule.endpoint import Generation, OpenMetricsEndpoint, SMTPEndpoint, register_endpoints
 from mailmodule.errors import ConfigError, MailModuleError, ModuleInitError, SMTPError
 from mailmodule.interfaces import Check, DeliveryTarget, Modifier, Table
+from mailmodule.metrics import MeteredTarget, Metrics
 from mailmodule.modules import register_reference_modules
 from mailmodule.pipeline import CheckSpec, Destination, FailAction, Pipeline, Source
 from mailmodule.registry import Registry, missing_methods
@@ -156,7 +170,11 @@ class Server:
     builds and initializes every module (nothing listens yet); `start()` listens;
     `stop()` shuts down gracefully: endpoints stop accepting, messages under way finish,
     modules are closed. For worker processes, `bind()` makes the listening sockets once
-    and each worker's own Server serves on them with `start(sockets)`.
+    and each worker's own Server serves on them with `start(sockets)`. `reload()` switches
+    to a new configuration while serving.
+
+    `metrics` is None unless an "openmetrics" endpoint is configured (`openmetrics`);
+    give `metrics` to keep counting into an existing `Metrics` (as a reload does).
     """
 
     def __init__(
@@ -165,6 +183,7 @@ class Server:
         *,
         source: str = "<config>",
         registry: Registry | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.source = source
         self.registry = registry or Registry()
@@ -176,14 +195,22 @@ class Server:
             raise self._error(f"expected a host name, got {self.hostname!r}", key="hostname")
         self.pipeline = Pipeline(hostname=self.hostname)
         self.endpoints: list[SMTPEndpoint] = []
+        self.openmetrics: OpenMetricsEndpoint | None = None
+        self.metrics = metrics
         self.bound: list[tuple[str, str, int]] = []
+        self._metered: dict[int, MeteredTarget] = {}
+        self._generation = Generation()
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._reloading = asyncio.Lock()  # reloads apply in the order they were asked
         known = {"hostname", "modules", "pipeline", "endpoints"}
         for key in self._data:
             if key not in known:
                 raise self._error("unknown key", key=key)
 
     @classmethod
-    def from_file(cls, path: str, *, registry: Registry | None = None) -> Server:
+    def from_file(
+        cls, path: str, *, registry: Registry | None = None, metrics: Metrics | None = None
+    ) -> Server:
         """Read a TOML configuration file.
 
         Raises:
@@ -196,7 +223,7 @@ class Server:
             raise ConfigError(f"cannot read: {exc.strerror}", file=path) from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"not valid TOML: {exc}", file=path) from exc
-        return cls(data, source=path, registry=registry)
+        return cls(data, source=path, registry=registry, metrics=metrics)
 
     # Errors and values
 
@@ -230,6 +257,12 @@ class Server:
         Raises:
             ConfigError: anything in the configuration is wrong: names file, section, key.
         """
+        endpoints = self._list(self._data, "endpoints", "")
+        kinds = [raw.get("type") for raw in endpoints if isinstance(raw, dict)]
+        if "openmetrics" not in kinds:
+            self.metrics = None
+        elif self.metrics is None:
+            self.metrics = Metrics()
         modules = self._table(self._data.get("modules", {}), "", "modules")
         for name, raw in modules.items():
             self._register_instance(name, self._table(raw, "modules", name))
@@ -238,8 +271,18 @@ class Server:
         self.pipeline = self._pipeline(
             self._table(self._data.get("pipeline", {}), "", "pipeline"), "pipeline"
         )
-        for i, raw in enumerate(self._list(self._data, "endpoints", "")):
-            self.endpoints.append(self._endpoint(self._table(raw, f"endpoints[{i}]"), i))
+        for i, raw in enumerate(endpoints):
+            endpoint = self._endpoint(self._table(raw, f"endpoints[{i}]"), i)
+            if isinstance(endpoint, SMTPEndpoint):
+                self.endpoints.append(endpoint)
+            elif self.openmetrics is not None:
+                raise self._error(
+                    "a second openmetrics endpoint: give one several addresses instead",
+                    section=f"endpoints[{i}]",
+                    key="type",
+                )
+            else:
+                self.openmetrics = endpoint
 
     def _register_instance(self, name: str, table: dict[str, object]) -> None:
         section = _sub("modules", name)
@@ -332,7 +375,12 @@ class Server:
         module = self._ref(value, section, key)
         if not isinstance(module, DeliveryTarget) or missing_methods(module, DeliveryTarget):
             raise self._error(f"{value!r} is not a delivery target", section=section, key=key)
-        return module
+        if self.metrics is None:
+            return module
+        metered = self._metered.get(id(module))
+        if metered is None:
+            metered = self._metered[id(module)] = MeteredTarget(module, self.metrics)
+        return metered
 
     def _lookup_table(self, value: object, section: str, key: str) -> Table:
         module = self._ref(value, section, key)
@@ -530,7 +578,7 @@ class Server:
                 instance_name=section,
             )
 
-    def _endpoint(self, table: dict[str, object], index: int) -> SMTPEndpoint:
+    def _endpoint(self, table: dict[str, object], index: int) -> SMTPEndpoint | OpenMetricsEndpoint:
         section = f"endpoints[{index}]"
         kind = self._str(table, "type", section, "smtp")
         listen = table.get("listen")
@@ -545,6 +593,8 @@ class Server:
                 'expected listening addresses like ["127.0.0.1:25"]', section=section, key="listen"
             )
         settings = {k: v for k, v in table.items() if k not in ("type", "listen", "pipeline")}
+        if kind == "openmetrics":
+            return self._openmetrics(table, section, [str(a) for a in listen])
         settings.setdefault("hostname", self.hostname)
         try:
             factory = self.registry.get_endpoint(kind)
@@ -569,7 +619,45 @@ class Server:
             endpoint.pipeline = self._pipeline(own, f"{section}.pipeline")
         else:
             endpoint.pipeline = self.pipeline
+        endpoint.metrics = self.metrics
         return endpoint
+
+    def _openmetrics(
+        self, table: dict[str, object], section: str, listen: list[str]
+    ) -> OpenMetricsEndpoint:
+        for key in table:
+            if key not in ("type", "listen"):
+                raise self._error(
+                    "unknown key (an openmetrics endpoint takes type and listen only)",
+                    section=section,
+                    key=key,
+                )
+        try:
+            endpoint = OpenMetricsEndpoint("openmetrics", listen)
+            endpoint.init(ConfigMap({}, module="openmetrics"))
+        except ConfigError as exc:
+            raise self._error(exc.message, section=section, key=exc.key) from exc
+        assert self.metrics is not None  # initialize() made them, seeing this endpoint
+        endpoint.metrics = self.metrics
+        return endpoint
+
+    def _listeners(self) -> list[SMTPEndpoint | OpenMetricsEndpoint]:
+        """Every endpoint, the openmetrics one last."""
+        mine: list[SMTPEndpoint | OpenMetricsEndpoint] = list(self.endpoints)
+        if self.openmetrics is not None:
+            mine.append(self.openmetrics)
+        return mine
+
+    def _section_of(self, endpoint: SMTPEndpoint | OpenMetricsEndpoint) -> str:
+        """Where `endpoint` is written in the file (for errors)."""
+        kinds = [
+            raw.get("type", "smtp") if isinstance(raw, dict) else None
+            for raw in self._list(self._data, "endpoints", "")
+        ]
+        if isinstance(endpoint, OpenMetricsEndpoint):
+            return f"endpoints[{kinds.index('openmetrics')}]"
+        smtp = [i for i, kind in enumerate(kinds) if kind != "openmetrics"]
+        return f"endpoints[{smtp[self.endpoints.index(endpoint)]}]"
 
     # Running
 
@@ -580,8 +668,9 @@ class Server:
         process, which all accept from them. Records their addresses in `bound`.
 
         Returns:
-            One list of listening sockets per endpoint, in the order of `endpoints`; the
-            caller owns them and closes them.
+            One list of listening sockets per endpoint, in the order of `endpoints`, then
+            the openmetrics endpoint's if there is one; the caller owns them and closes
+            them.
 
         Raises:
             ConfigError: an endpoint cannot listen; names its section. The sockets bound
@@ -589,11 +678,11 @@ class Server:
         """
         sockets: list[list[socket.socket]] = []
         try:
-            for i, endpoint in enumerate(self.endpoints):
+            for endpoint in self._listeners():
                 try:
                     mine = endpoint.bind()
                 except ConfigError as exc:
-                    section = f"endpoints[{i}]"
+                    section = self._section_of(endpoint)
                     raise self._error(exc.message, section=section, key="listen") from exc
                 sockets.append(mine)
                 for sock in mine:
@@ -618,34 +707,131 @@ class Server:
             ConfigError: an endpoint cannot listen.
             ValueError: `sockets` has not one list per endpoint.
         """
-        if sockets is not None and len(sockets) != len(self.endpoints):
+        listeners = self._listeners()
+        if sockets is not None and len(sockets) != len(listeners):
             raise ValueError(
-                f"expected {len(self.endpoints)} lists of sockets, one per endpoint, "
-                f"got {len(sockets)}"
+                f"expected {len(listeners)} lists of sockets, one per endpoint, got {len(sockets)}"
             )
         self.bound.clear()
-        for i, endpoint in enumerate(self.endpoints):
+        for i, endpoint in enumerate(listeners):
+            mine = None if sockets is None else list(sockets[i])
             try:
-                if sockets is None:
-                    pairs = await endpoint.start()
+                if isinstance(endpoint, SMTPEndpoint):
+                    pairs = await endpoint.start(mine, generation=self._generation)
                 else:
-                    pairs = await endpoint.start(sockets=list(sockets[i]))
+                    pairs = await endpoint.start(mine)
                 for host, port in pairs:
                     self.bound.append((endpoint.name(), host, port))
             except ConfigError as exc:
-                raise self._error(exc.message, section=f"endpoints[{i}]", key="listen") from exc
+                section = self._section_of(endpoint)
+                raise self._error(exc.message, section=section, key=exc.key or "listen") from exc
         return list(self.bound)
+
+    # Reloading
+
+    def _fresh_registry(self) -> Registry:
+        """A registry with this one's factories and no instances, for a reload."""
+        fresh = Registry()
+        for name in self.registry.modules():
+            fresh.register(name, self.registry.get(name))
+        for name in self.registry.endpoints():
+            fresh.register_endpoint(name, self.registry.get_endpoint(name))
+        return fresh
+
+    def _successor(self, data: Mapping[str, object] | None) -> Server:
+        """The server `data` (else the file `source`) describes, not initialized yet."""
+        registry = self._fresh_registry()
+        if data is None:
+            return Server.from_file(self.source, registry=registry, metrics=self.metrics)
+        return Server(data, source=self.source, registry=registry, metrics=self.metrics)
+
+    def _listening(self) -> list[tuple[str, list[str]]]:
+        return [(e.name(), list(e.addrs)) for e in self._listeners()]
+
+    async def reload(self, data: Mapping[str, object] | None = None) -> ConfigError | None:
+        """Switch to the configuration in `data`, else in the file `source` read anew,
+        while serving: listeners stay open, sessions are not dropped.
+
+        New modules are built and initialized (off the event loop) beside the running
+        ones. New sessions, and each open session at its next command outside a message,
+        use them; a message under way finishes on the old ones, which are closed once no
+        session uses them (and at the latest by `stop`). The metrics keep counting.
+        Reloads asked for while one is under way wait for it, and apply in turn.
+
+        Returns:
+            None when the new configuration serves; else the ConfigError that refused it
+            (it names file, section and key, and is logged): the running one is kept.
+            Another set of endpoints, or other listening addresses, are refused too:
+            restart the server for those.
+        """
+        async with self._reloading:
+            return await self._reload(data)
+
+    async def _reload(self, data: Mapping[str, object] | None) -> ConfigError | None:
+        try:
+            new = await asyncio.to_thread(self._successor, data)
+        except MailModuleError as exc:
+            return self._refused(exc)
+        generation = Generation()
+        try:
+            await asyncio.to_thread(new.initialize)
+            if new._listening() != self._listening():
+                raise self._error(
+                    "a reload cannot change the endpoints or where they listen "
+                    f"(running {self._listening()}, new {new._listening()}); restart for that",
+                    section="endpoints",
+                    key="listen",
+                )
+            settings = []
+            for endpoint in new.endpoints:
+                try:
+                    settings.append(endpoint.session_settings(generation))
+                except ConfigError as exc:
+                    section = new._section_of(endpoint)
+                    raise new._error(exc.message, section=section, key=exc.key) from exc
+        except MailModuleError as exc:
+            await _close(new.registry, "reload")
+            return self._refused(exc)
+        for old, replacement, mine in zip(self.endpoints, new.endpoints, settings, strict=True):
+            old.reload(replacement, mine)
+        retired, registry = self._generation, self.registry
+        self._generation = generation
+        self.registry, self.pipeline, self.hostname = new.registry, new.pipeline, new.hostname
+        self._data, self._metered = new._data, new._metered
+        retired.retire()
+        task = asyncio.get_running_loop().create_task(self._close_when_idle(retired, registry))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        _log.info("reloaded %s", self.source)
+        return None
+
+    def _refused(self, exc: MailModuleError) -> ConfigError:
+        if not isinstance(exc, ConfigError):
+            exc = self._error(str(exc))
+        _log.error("reload refused, keeping the running configuration: %s", exc)
+        return exc
+
+    async def _close_when_idle(self, generation: Generation, registry: Registry) -> None:
+        await generation.idle.wait()
+        await _close(registry, "closing the modules of before the reload")
 
     def hurry(self) -> None:
         """End every session now, messages under way included: a `stop` under way then
         finishes at once (a second SIGTERM or SIGINT to `mailmodule serve`)."""
-        for endpoint in self.endpoints:
+        for endpoint in self._listeners():
             endpoint.hurry()
 
     async def stop(self, grace: float = 30.0) -> None:
-        """Stop accepting, let messages under way finish, close every module."""
-        await asyncio.gather(*(e.stop(grace) for e in self.endpoints))
-        try:
-            await self.registry.aclose_all()
-        except MailModuleError as exc:
-            _log.error("shutdown: %s", exc)
+        """Stop accepting, let messages under way finish, close every module (those of
+        before a reload too)."""
+        await asyncio.gather(*(e.stop(grace) for e in self._listeners()))
+        await asyncio.gather(*self._retiring)
+        await _close(self.registry, "shutdown")
+
+
+async def _close(registry: Registry, why: str) -> None:
+    """Close every module of `registry` on this loop, logging the failures."""
+    try:
+        await registry.aclose_all()
+    except MailModuleError as exc:
+        _log.error("%s: %s", why, exc)

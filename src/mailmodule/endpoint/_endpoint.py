@@ -1,5 +1,5 @@
 """The endpoint modules "smtp", "submission", "submissions" and "lmtp": settings,
-listening sockets, and a graceful stop."""
+listening sockets, a reload of the settings, and a graceful stop."""
 
 from __future__ import annotations
 
@@ -14,13 +14,16 @@ from typing import ClassVar, Final, final
 
 from mailmodule.config import ConfigMap
 from mailmodule.endpoint import _settings as _s
+from mailmodule.endpoint._generation import Generation
 from mailmodule.endpoint._limits import SessionCount
 from mailmodule.endpoint._listen import ListenAddress, bind_socket, socket_address
+from mailmodule.endpoint._openmetrics import OpenMetricsEndpoint
 from mailmodule.endpoint._session import Session, Sessions
 from mailmodule.endpoint._settings import ENDPOINT_SETTINGS, Settings
 from mailmodule.endpoint._tls import ServerTLS, load_error
 from mailmodule.errors import ConfigError, DuplicateModuleError, MailModuleError
 from mailmodule.interfaces import PlainAuth, TLSLoader
+from mailmodule.metrics import Metrics
 from mailmodule.pipeline import Pipeline
 from mailmodule.registry import Registry, default_registry
 from mailmodule.smtp import ServerConfig
@@ -31,6 +34,32 @@ _log = logging.getLogger("mailmodule.endpoint")
 
 #: The endpoint types this module serves.
 ENDPOINT_KINDS: Final = ("smtp", "submission", "submissions", "lmtp")
+# The settings a reload carries over from the endpoint that replaces this one.
+_RELOADED: Final = (
+    "pipeline",
+    "metrics",
+    "hostname",
+    "max_message_size",
+    "max_recipients",
+    "max_header_size",
+    "max_header_fields",
+    "buffer_max_memory",
+    "buffer_dir",
+    "auth",
+    "tls",
+    "auth_require_tls",
+    "auth_required",
+    "max_auth_failures",
+    "auth_failure_delay",
+    "rdns",
+    "strict_helo",
+    "command_timeout",
+    "data_timeout",
+    "session_timeout",
+    "max_sessions",
+    "max_sessions_per_ip",
+    "max_errors",
+)
 
 
 @final
@@ -43,7 +72,8 @@ class SMTPEndpoint:
     (implicit TLS, RFC 8314), "unix:///path". "submission" requires AUTH before MAIL (530
     5.7.0); "submissions" is submission with implicit TLS on every address; "lmtp" speaks
     LMTP (one reply per recipient after the body). The pipeline is set by whoever composes
-    the server (`endpoint.pipeline = ...`).
+    the server (`endpoint.pipeline = ...`), and so are `metrics` (None: not counted).
+    `reload` swaps in the settings of another endpoint while this one keeps listening.
 
     Offered: PIPELINING, 8BITMIME, SMTPUTF8, SIZE, ENHANCEDSTATUSCODES, CHUNKING;
     STARTTLS with a `tls` loader; AUTH PLAIN LOGIN with an `auth` module only (without
@@ -70,6 +100,7 @@ class SMTPEndpoint:
         self._name = mod_name
         self.addrs = list(addrs)
         self.pipeline = Pipeline()
+        self.metrics: Metrics | None = None
         self.hostname = "localhost"
         self.max_message_size = 32 << 20
         self.max_recipients = 1000
@@ -95,6 +126,7 @@ class SMTPEndpoint:
         self._sessions = Sessions(SessionCount(max_total=None, max_per_ip=None))
         self._servers: list[asyncio.AbstractServer] = []
         self._owned_paths: list[str] = []
+        self._front: ServerTLS | None = None  # the TLS the implicit-TLS listeners began with
 
     def init(self, cfg: ConfigMap) -> None:
         """Read the settings (`ENDPOINT_SETTINGS`; see the class docstring).
@@ -172,7 +204,13 @@ class SMTPEndpoint:
         except ConfigError as exc:
             raise ConfigError(exc.message, module=self._name, key="listen") from exc
 
-    def _settings(self) -> Settings:
+    def session_settings(self, generation: Generation | None = None) -> Settings:
+        """The settings this endpoint's sessions would read, TLS certificates loaded;
+        `generation` counts the sessions that use them (a fresh one by default).
+
+        Raises:
+            ConfigError: the certificates do not load (key "tls"), a limit is out of range.
+        """
         tls = None
         if self.tls is not None:
             try:
@@ -215,6 +253,8 @@ class SMTPEndpoint:
             max_header_fields=self.max_header_fields,
             buffer_max_memory=self.buffer_max_memory,
             buffer_dir=self.buffer_dir,
+            generation=generation if generation is not None else Generation(),
+            metrics=self.metrics,
         )
 
     def bind(self) -> list[socket.socket]:
@@ -241,9 +281,15 @@ class SMTPEndpoint:
             raise
         return sockets
 
-    async def start(self, sockets: Sequence[socket.socket] | None = None) -> list[tuple[str, int]]:
+    async def start(
+        self,
+        sockets: Sequence[socket.socket] | None = None,
+        *,
+        generation: Generation | None = None,
+    ) -> list[tuple[str, int]]:
         """Serve on `sockets` (bound and listening, one per address of `addrs` in order, as
         `bind` gives them: inherited by a worker process, say), or bind `addrs` first.
+        `generation` counts the sessions using the modules of these settings.
 
         Returns the (host, port) each socket listens on ((path, 0) for a Unix socket; port
         0 in an address picks a free port).
@@ -256,7 +302,9 @@ class SMTPEndpoint:
         if self._servers:
             raise RuntimeError(f"endpoint {self._name} is serving already")
         addrs = self._addresses()
-        settings = self._settings()
+        settings = self.session_settings(generation)
+        self._sessions.settings = settings
+        self._front = settings.tls
         self._sessions.count = SessionCount(
             max_total=self.max_sessions or None, max_per_ip=self.max_sessions_per_ip or None
         )
@@ -274,9 +322,7 @@ class SMTPEndpoint:
         try:
             for addr, sock in zip(addrs, socks, strict=True):
                 implicit = addr.tls or self._name == "submissions"
-                factory = functools.partial(
-                    Session, settings, self._sessions, implicit_tls=implicit
-                )
+                factory = functools.partial(Session, self._sessions, implicit_tls=implicit)
                 tls = settings.tls.context if implicit and settings.tls is not None else None
                 timeout = settings.handshake_timeout if tls is not None else None
                 server: asyncio.AbstractServer
@@ -300,6 +346,33 @@ class SMTPEndpoint:
             raise
         _log.info("%s listening on %s", self._name, bound)
         return bound
+
+    def same_listeners(self, other: SMTPEndpoint) -> bool:
+        """Whether `other` is of this type and listens where this one does, so that it may
+        take over by `reload`."""
+        return other.name() == self._name and other.addrs == self.addrs
+
+    def reload(self, other: SMTPEndpoint, settings: Settings) -> None:
+        """Take `other`'s settings (as `other.session_settings` gave them) for new sessions,
+        and for the next message of those open, while listening on as before; TLS
+        handshakes from now on present `settings`' certificates.
+
+        A session keeps its old settings to its end when the new ones would contradict
+        what it told the client (another `ServerConfig`: extensions, size limits).
+
+        Raises:
+            ValueError: `other` does not listen where this endpoint does.
+        """
+        if not self.same_listeners(other):
+            raise ValueError(f"endpoint {other.name()} {other.addrs} cannot replace {self.addrs}")
+        for key in _RELOADED:
+            setattr(self, key, getattr(other, key))
+        count = self._sessions.count
+        count.max_total = self.max_sessions or None
+        count.max_per_ip = self.max_sessions_per_ip or None
+        if self._front is not None and settings.tls is not None:
+            settings.tls.take_over(self._front)
+        self._sessions.settings = settings
 
     async def stop(self, grace: float = 30.0) -> None:
         """Stop accepting; close idle sessions at once with 421 4.3.2; let each message
@@ -343,11 +416,15 @@ class SMTPEndpoint:
 
 
 def register_endpoints(registry: Registry = default_registry) -> None:
-    """Register "smtp", "submission", "submissions" and "lmtp" in `registry` (kept when
-    already there)."""
-    for name in ENDPOINT_KINDS:
+    """Register "smtp", "submission", "submissions", "lmtp" and "openmetrics" in
+    `registry` (kept when already there)."""
+    kinds: list[tuple[str, type[SMTPEndpoint | OpenMetricsEndpoint]]] = [
+        (name, SMTPEndpoint) for name in ENDPOINT_KINDS
+    ]
+    kinds.append(("openmetrics", OpenMetricsEndpoint))
+    for name, factory in kinds:
         try:
-            registry.register_endpoint(name, SMTPEndpoint)
+            registry.register_endpoint(name, factory)
         except DuplicateModuleError:
-            if registry.get_endpoint(name) is not SMTPEndpoint:
+            if registry.get_endpoint(name) is not factory:
                 raise

@@ -7,6 +7,10 @@ events, answers each command (through the pipeline where it must), streams bodie
 spill buffer as their bytes arrive, and keeps the timeouts: `command_timeout` from the
 last command line, `data_timeout` from the last bytes of a body, `session_timeout` from
 the connection's start, whatever the client does.
+
+When the server reloads its configuration, a session moves to the new settings (and so
+the new pipeline, TLS certificates and auth module) at its next command outside a
+message; the message under way finishes on the settings it began with.
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ _LOST: Final = 3
 _SHUTDOWN: Final = Reply(code=421, enhanced_code=(4, 3, 2), lines="Service shutting down")
 _TIMED_OUT: Final = Reply(code=421, enhanced_code=(4, 4, 2), lines="Timeout, closing connection")
 _INTERNAL: Final = SMTPError(451, (4, 0, 0), "Temporary internal error")
+_TOO_MANY: Final = Reply(code=421, enhanced_code=(4, 7, 0), lines="Too many connections")
+_AUTH_REQUIRED: Final = Reply(code=530, enhanced_code=(5, 7, 0), lines="Authentication required")
 _NO_RCPT_OPTIONS: Final = RcptOptions()
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 _BODY_STATES: Final = frozenset({State.DATA, State.CHUNK})
@@ -80,12 +86,14 @@ class _SessionOver(Exception):
 @final
 class Sessions:
     """The open sessions of one endpoint: counted against the limits, each with the task
-    that serves it, which the endpoint awaits when it stops."""
+    that serves it, which the endpoint awaits when it stops; and the settings that new
+    sessions and messages take (`settings`, set when the endpoint starts)."""
 
-    __slots__ = ("active", "count", "started", "tasks")
+    __slots__ = ("active", "count", "settings", "started", "tasks")
 
     def __init__(self, count: SessionCount) -> None:
         self.count = count
+        self.settings: Settings | None = None
         self.active: set[Session] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         #: Sessions admitted since the endpoint was made.
@@ -157,7 +165,9 @@ class Session(asyncio.Protocol):
     `shutdown` and `abort` may be called at any time from the event loop.
     """
 
-    def __init__(self, settings: Settings, sessions: Sessions, *, implicit_tls: bool) -> None:
+    def __init__(self, sessions: Sessions, *, implicit_tls: bool) -> None:
+        settings = sessions.settings
+        assert settings is not None  # set before the endpoint accepts
         self._s = settings
         self._sessions = sessions
         self._loop = asyncio.get_running_loop()
@@ -236,11 +246,15 @@ class Session(asyncio.Protocol):
         sessions = self._sessions
         if not sessions.count.admit(self._ip):
             _log.info("connection from %s refused: too many sessions", host or "a unix socket")
+            self._count_refusal("connect", _TOO_MANY)
             transport.write(b"421 4.7.0 Too many connections, try again later\r\n")
             transport.close()
             return
         sessions.started += 1
         sessions.active.add(self)
+        self._s.generation.hold()
+        if self._s.metrics is not None:
+            self._s.metrics.session_opened(self._s.name)
         conn = self._conn
         local_host, local_port = _host_port(transport.get_extra_info("sockname"))
         conn.remote_addr = _join(host, port)
@@ -352,7 +366,13 @@ class Session(asyncio.Protocol):
             self._rdns_task.cancel()
         self._sessions.active.discard(self)
         self._sessions.count.release(self._ip)
-        await self._abort_transaction(outcome)
+        try:
+            await self._abort_transaction(outcome)
+        finally:
+            s = self._s
+            if s.metrics is not None:
+                s.metrics.session_closed(s.name)
+            s.generation.release()
 
     async def _serve(self) -> None:
         s = self._s
@@ -461,6 +481,7 @@ class Session(asyncio.Protocol):
             await s.pipeline.early_check(self._conn)
         except SMTPError as err:
             _log.info("connection from %s refused: %s", self._peer, err.message)
+            self._count_refusal("connect", Reply.from_error(err))
             if err.code // 100 == 4:  # try later: say so and hang up
                 code = err.enhanced_code if err.enhanced_code[0] == 4 else (4, 7, 0)
                 return Reply(code=421, enhanced_code=code, lines=" ".join(err.message.split()))
@@ -472,6 +493,8 @@ class Session(asyncio.Protocol):
 
     async def _answer(self, event: Command) -> bytes:
         sc = self._sc
+        if self._delivery is None and self._reader is None:
+            self._adopt_settings()
         if isinstance(event, RcptTo):
             return sc.send(await self._rcpt(event))
         if isinstance(event, MailFrom):
@@ -496,6 +519,23 @@ class Session(asyncio.Protocol):
             return b""
         raise ProtocolError(f"no answer for {type(event).__name__}")
 
+    def _adopt_settings(self) -> None:
+        """Move to the endpoint's newest settings, if the server reloaded since this
+        session took its own, and they keep what the client was told (the state
+        machine's extensions and limits); else keep the old ones to the end."""
+        new = self._sessions.settings
+        old = self._s
+        if new is None or new is old or new.server != old.server:
+            return
+        new.generation.hold()
+        self._s = new
+        old.generation.release()
+
+    def _count_refusal(self, stage: str, reply: Reply) -> None:
+        metrics = self._s.metrics
+        if metrics is not None:
+            metrics.rejected(self._s.name, stage, reply.code, reply.enhanced_code)
+
     async def _hello(self, event: Hello) -> bytes:
         sc = self._sc
         name = event.name
@@ -517,7 +557,8 @@ class Session(asyncio.Protocol):
         s = self._s
         sc = self._sc
         if s.auth_required and not sc.authenticated:
-            return Reply(code=530, enhanced_code=(5, 7, 0), lines="Authentication required")
+            self._count_refusal("mail", _AUTH_REQUIRED)
+            return _AUTH_REQUIRED
         conn = self._conn
         opts = event.options
         conn.proto = protocol_name(
@@ -534,6 +575,7 @@ class Session(asyncio.Protocol):
         except MailModuleError as err:
             reply = _reply_of(err)
             self._log_message(meta.id, f"rejected {reply.code} at MAIL", 0)
+            self._count_refusal("mail", reply)
             return reply
         return Reply(code=250, enhanced_code=(2, 1, 0), lines="Sender OK")
 
@@ -549,7 +591,9 @@ class Session(asyncio.Protocol):
         except MailModuleError as err:
             if opts != _NO_RCPT_OPTIONS:
                 delivery.meta.rcpt_opts.pop(rcpt, None)
-            return _reply_of(err)
+            reply = _reply_of(err)
+            self._count_refusal("rcpt", reply)
+            return reply
         self._rcpts += 1
         return Reply(code=250, enhanced_code=(2, 1, 5), lines="Recipient OK")
 
@@ -570,6 +614,8 @@ class Session(asyncio.Protocol):
                 failures.count,
                 failures.limit,
             )
+            if self._s.metrics is not None:
+                self._s.metrics.auth_failed(self._s.name)
             await asyncio.sleep(delay)
             if failures.exhausted:
                 return Reply(
@@ -673,6 +719,7 @@ class Session(asyncio.Protocol):
         self._delivery = None
         self._in_body = False
         self._log_message(meta.id, outcome, size)
+        self._count_message(replies, quarantined=meta.quarantine)
         if s.lmtp:
             return self._sc.send_lmtp_replies(replies)
         return self._sc.send(replies[0])
@@ -710,6 +757,17 @@ class Session(asyncio.Protocol):
         if accepted and meta.quarantine:
             outcome += ", quarantined"
         return replies, outcome
+
+    def _count_message(self, replies: Sequence[Reply], *, quarantined: bool) -> None:
+        """Received when any recipient was accepted (LMTP answers each), else refused with
+        the first reply."""
+        metrics = self._s.metrics
+        if metrics is None:
+            return
+        if any(r.is_positive for r in replies):
+            metrics.received(self._s.name, quarantined=quarantined)
+        elif replies:
+            self._count_refusal("data", replies[0])
 
     def _received(self, meta: MsgMetadata, rcpts: Sequence[str]) -> str:
         conn = self._conn

@@ -1,5 +1,6 @@
 """An endpoint's settings: declared (`ENDPOINT_SETTINGS`, read by `SMTPEndpoint.init`), and
-as every session reads them (`Settings`, fixed when the endpoint starts)."""
+as every session reads them (`Settings`, fixed when the endpoint starts, replaced whole when
+the server reloads its configuration)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Final, final
 import attrs
 
 from mailmodule.config import Setting
+from mailmodule.endpoint._generation import Generation
 from mailmodule.endpoint._tls import ServerTLS
 from mailmodule.interfaces import PlainAuth, TLSLoader
+from mailmodule.metrics import Metrics
 from mailmodule.pipeline import Pipeline
 from mailmodule.smtp import ServerConfig
 
@@ -21,7 +24,11 @@ __all__ = ["ENDPOINT_SETTINGS", "Settings"]
 @final
 @attrs.frozen(kw_only=True)
 class Settings:
-    """An endpoint's settings as its sessions use them (see `SMTPEndpoint` for each)."""
+    """An endpoint's settings as its sessions use them (see `SMTPEndpoint` for each).
+
+    `generation` counts the sessions using these settings' modules; `metrics` is where
+    the sessions count what they do (None: metrics are off).
+    """
 
     name: str
     hostname: str
@@ -43,6 +50,8 @@ class Settings:
     max_header_fields: int
     buffer_max_memory: int
     buffer_dir: str | os.PathLike[str] | None
+    generation: Generation = attrs.field(factory=Generation, eq=False)
+    metrics: Metrics | None = None
 
 
 # The settings of the endpoint modules, as `SMTPEndpoint.init` reads them.

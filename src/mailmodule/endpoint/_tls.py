@@ -204,6 +204,16 @@ class ServerTLS:
                 sock.context = ctx
                 return
 
+    def take_over(self, old: ServerTLS) -> None:
+        """Serve the handshakes of listeners made with `old`'s context (implicit TLS,
+        whose context is fixed when they start listening) with these certificates: a
+        reload rotates them without closing the listener."""
+        old.context.sni_callback = self._switch
+
+    def _switch(self, sock: ssl.SSLObject, server_name: str | None, ctx: ssl.SSLContext) -> None:
+        sock.context = self.context
+        self._pick(sock, server_name, ctx)
+
     def state(self, sock: ssl.SSLObject | None) -> TLSState | None:
         """The `TLSState` of an established connection, None without TLS."""
         if sock is None:
