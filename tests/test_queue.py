@@ -479,3 +479,29 @@ async def test_a_message_arriving_at_start_is_scheduled_at_its_arrival(
         run.scheduler.schedule(message_id)
         await run.after(0)
         assert len(target.committed) == 1
+
+
+async def test_rescan_schedules_what_another_process_committed(
+    store: QueueStore, clock: FakeClock
+) -> None:
+    target = ScriptedTarget()
+    async with running(store, target, clock) as run:
+        queue_message(store, ["joe@example.org"], at=START)
+        assert await run.scheduler.rescan() == 1
+        assert await run.scheduler.rescan() == 0  # known now
+        await run.after(0)
+        assert len(target.committed) == 1
+
+
+async def test_a_message_tried_meanwhile_by_another_process_waits_for_its_due_time(
+    store: QueueStore, clock: FakeClock
+) -> None:
+    target = ScriptedTarget(lambda rcpt: temporary())
+    message_id = queue_message(store, ["joe@example.org"])
+    async with running(store, target, clock) as run:
+        assert len(target.tried) == 1
+        run.scheduler.schedule(message_id)  # a stale schedule, as another process had
+        await run.after(0)
+        assert len(target.tried) == 1  # the .meta says: not before 15 minutes
+        await run.after(15 * 60)
+        assert len(target.tried) == 2

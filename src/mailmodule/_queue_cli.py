@@ -1,6 +1,6 @@
 """`mailmodule queue list|show|flush|remove`: the queue directory of a configuration.
 
-Imported by `mailmodule --help`, so it imports what each action needs in that action.
+cli.py declares the command's arguments; this module runs it, and is imported only then.
 
 The commands read the directory of a `target.queue` instance named in the configuration
 file (`--queue NAME` when there are several, `--location DIR` for any directory), without
@@ -20,30 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 if TYPE_CHECKING:
     from mailmodule.modules.queue import QueueStore
 
-__all__ = ["add_queue_parser", "run_queue_command"]
-
-
-def add_queue_parser(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-    config: str,
-    config_help: str,
-) -> None:
-    """Add the `queue` command and its actions to the subcommands `sub`."""
-    queue = sub.add_parser("queue", parents=[common], help="the messages in a target.queue")
-    queue.add_argument("-c", "--config", default=config, help=config_help)
-    queue.add_argument("--queue", dest="queue_name", help="the target.queue instance to read")
-    queue.add_argument("--location", help="read this queue directory instead of a configured one")
-    actions = queue.add_subparsers(dest="queue_command", required=True, metavar="ACTION")
-    actions.add_parser("list", parents=[common], help="one line per queued message")
-    show = actions.add_parser("show", parents=[common], help="a message's metadata and header")
-    show.add_argument("id", help="the message ID")
-    flush = actions.add_parser(
-        "flush", parents=[common], help="ask the running server to retry now"
-    )
-    flush.add_argument("ids", nargs="*", metavar="ID", help="the messages (default: all)")
-    remove = actions.add_parser("remove", parents=[common], help="remove a message")
-    remove.add_argument("id", help="the message ID")
+__all__ = ["run_queue_command"]
 
 
 def run_queue_command(args: argparse.Namespace, out: TextIO) -> int:

@@ -166,9 +166,19 @@ def _parser() -> argparse.ArgumentParser:
     meta_sub = meta.add_subparsers(dest="meta_command", required=True, metavar="ACTION")
     show = meta_sub.add_parser("show", parents=[common], help="pretty-print a .meta file")
     show.add_argument("file", help="the .meta file")
-    from mailmodule._queue_cli import add_queue_parser
-
-    add_queue_parser(sub, common, config, config_help)
+    # `mailmodule queue`: the actions run in mailmodule._queue_cli.
+    queue = sub.add_parser("queue", parents=[common], help="the messages in a target.queue")
+    queue.add_argument("-c", "--config", default=config, metavar="FILE", help=config_help)
+    queue.add_argument("--queue", dest="queue_name", help="the target.queue instance to read")
+    queue.add_argument("--location", help="read this queue directory instead of a configured one")
+    queue_sub = queue.add_subparsers(dest="queue_command", required=True, metavar="ACTION")
+    queue_sub.add_parser("list", parents=[common], help="one line per queued message")
+    queue_show = queue_sub.add_parser("show", parents=[common], help="metadata and header")
+    queue_show.add_argument("id", help="the message ID")
+    flush = queue_sub.add_parser("flush", parents=[common], help="ask the server to retry now")
+    flush.add_argument("ids", nargs="*", metavar="ID", help="the messages (default: all)")
+    remove = queue_sub.add_parser("remove", parents=[common], help="remove a message")
+    remove.add_argument("id", help="the message ID")
     return parser
 
 

@@ -25,6 +25,8 @@ __all__ = ["SchedulerThread"]
 _log = logging.getLogger("mailmodule.modules.queue")
 #: Seconds between looks for the control file.
 CONTROL_POLL = 1.0
+#: Seconds between looks for messages other processes committed (`Scheduler.rescan`).
+RESCAN_INTERVAL = 60.0
 
 
 @final
@@ -87,8 +89,16 @@ class SchedulerThread:
             self._scheduler = scheduler
             self._stop = stop
         self._ready.set()
+        loop = asyncio.get_running_loop()
+        next_scan = loop.time() + RESCAN_INTERVAL
         try:
             while not stop.is_set():
+                if loop.time() >= next_scan:
+                    next_scan = loop.time() + RESCAN_INTERVAL
+                    try:
+                        await scheduler.rescan()
+                    except StorageError as exc:
+                        _log.error("queue %s: %s", self._name, exc)
                 request = await asyncio.to_thread(take_flush, scheduler.store.location)
                 if request is not None:
                     count = scheduler.flush(None if request.all else request.ids)

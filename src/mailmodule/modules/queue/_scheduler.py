@@ -145,6 +145,30 @@ class Scheduler:
         self._dispatcher = asyncio.create_task(self._dispatch(), name="queue dispatcher")
         return len(found)
 
+    async def rescan(self) -> int:
+        """Schedule the messages in the directory this scheduler does not know: committed
+        by another process sharing the directory (a worker of `serve --workers`, the
+        queue of the configuration before a reload) after this one loaded it.
+
+        Returns:
+            The number of messages newly scheduled.
+
+        Raises:
+            StorageError: the directory cannot be read.
+        """
+        ids = await asyncio.to_thread(self.store.ids)
+        unknown = [i for i in ids if i not in self._due and i not in self._running]
+        found = 0
+        for message_id in unknown:
+            try:
+                meta = await asyncio.to_thread(self.store.read_meta, message_id)
+            except (MetadataError, StorageError):
+                continue  # being written or removed right now, or broken: logged at start
+            if message_id not in self._due and message_id not in self._running:
+                self.schedule(message_id, self.policy.due(meta))
+                found += 1
+        return found
+
     async def idle(self) -> None:
         """Wait until no attempt runs and nothing is due now (for tests and tools)."""
         while self._running or self._tasks or self._due_now():

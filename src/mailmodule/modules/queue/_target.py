@@ -109,10 +109,11 @@ class QueueTarget(ModuleBase):
     Quarantined messages stay quarantined (`MsgMetadata.quarantine` is in the `.meta`).
 
     The scheduler runs on a thread and loop of its own from `init` to `close`; `close`
-    lets attempts under way finish for 30 seconds. Several processes may share one
-    directory (`serve --workers`): a lock on each message's body keeps them from trying
-    it at once, but a message is tried by the process that took it until that process
-    restarts, when every process loads the directory again.
+    lets attempts under way finish for 30 seconds. Several queues may share one directory
+    (the workers of `serve --workers`, the queue of the configuration before a reload and
+    the one after): a lock on each message's body keeps them from trying it at once, the
+    `.meta` read under the lock from trying it again before it is due, and each looks
+    for the others' messages once a minute.
     """
 
     def __init__(
