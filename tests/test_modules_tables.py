@@ -154,6 +154,29 @@ async def test_sql_table_reports_a_broken_query_as_storage_error(tmp_path: Path)
         await table.lookup("x")
 
 
+def test_sql_table_without_a_set_query_names_the_missing_setting(tmp_path: Path) -> None:
+    settings = {k: v for k, v in sql_settings(tmp_path).items() if k != "set"}
+    table = build(new_registry(), "table.sql", "t", settings)
+    assert isinstance(table, SQLTable)
+    with pytest.raises(ConfigError) as info:
+        table.set_key("joe", "x")
+    assert (info.value.module, info.value.key) == ("t", "set")
+
+
+async def test_sql_table_refuses_to_store_a_lone_surrogate_and_finds_no_such_key(
+    tmp_path: Path,
+) -> None:
+    table = build(new_registry(), "table.sql", "t", sql_settings(tmp_path))
+    assert isinstance(table, SQLTable)
+    with pytest.raises(DataError, match="not valid UTF-8"):
+        table.set_key("jo\udcffe", "x")
+    with pytest.raises(DataError, match="not valid UTF-8"):
+        table.set_key("joe", "\ud800")
+    assert await table.lookup("jo\udcffe") is None
+    assert await table.lookup_multi("jo\udcffe") == []
+    table.close()
+
+
 def test_sql_table_refuses_an_unknown_driver(tmp_path: Path) -> None:
     with pytest.raises(ModuleInitError, match="unsupported driver"):
         build(new_registry(), "table.sql", "t", {**sql_settings(tmp_path), "driver": "mysql"})

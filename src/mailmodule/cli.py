@@ -179,7 +179,135 @@ def _parser() -> argparse.ArgumentParser:
     flush.add_argument("ids", nargs="*", metavar="ID", help="the messages (default: all)")
     remove = queue_sub.add_parser("remove", parents=[common], help="remove a message")
     remove.add_argument("id", help="the message ID")
+    _add_manage_commands(sub, common, config_help)
     return parser
+
+
+# The management commands (creds, table, imap-acct); their logic is in mailmodule._manage.
+
+_MANAGE_EXITS: Final = (
+    "Exit codes: 0 done; 1 cancelled at the confirmation; 2 usage (bad arguments, an unknown "
+    "instance, --instance needed); 65 a user name, key, value or password refused; 66 no "
+    "password or value on standard input; 67 no such user, account or key; 69 the instance "
+    "cannot do that (a read-only table); 70 any other failure; 73 the user or account exists "
+    "already; 75 the storage failed (try again); 78 configuration error; 130 interrupted."
+)
+_PASSWORD_INPUT: Final = (
+    "The password is asked twice on the terminal, or read from standard input (--stdin, "
+    "or when standard input is not a terminal): never from the command line."
+)
+_MANAGE_ACTIONS: Final = {
+    "creds": (
+        "users and passwords of an auth.pass_table (a PlainUserDB)",
+        {
+            "list": ("print the users, one a line", None),
+            "create": ("add USER with a new password; refuses an existing user", "USER"),
+            "password": ("set the password of the existing USER", "USER"),
+            "remove": ("delete USER (asks first unless --yes)", "USER"),
+        },
+    ),
+    "table": (
+        "the keys and values of a table (changes need table.file, table.sql: a MutableTable)",
+        {
+            "list": ("print the keys, one a line", None),
+            "get": ("print the value (each value of a multi-valued key) of KEY", "KEY"),
+            "set": ("set KEY to VALUE, or to standard input with --stdin", "KEY"),
+            "remove": ("delete KEY", "KEY"),
+        },
+    ),
+    "imap-acct": (
+        "the IMAP accounts of a storage.maildir (a ManageableStorage)",
+        {
+            "list": ("print the accounts, one a line", None),
+            "create": ("add the account USER; refuses an existing one", "USER"),
+            "remove": ("delete USER with all its mail (asks first unless --yes)", "USER"),
+            "mboxes": ("print the folders of USER, one a line", "USER"),
+        },
+    ),
+}
+
+
+def _add_manage_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    config_help: str,
+) -> None:
+    """`creds`, `table` and `imap-acct`, each with its actions; -c, --instance and the
+    logging options are taken before or after the action."""
+    for command, (summary, actions) in _MANAGE_ACTIONS.items():
+        chosen = argparse.ArgumentParser(add_help=False)
+        chosen.add_argument("-c", "--config", default=argparse.SUPPRESS, help=config_help)
+        if command != "table":
+            chosen.add_argument(
+                "--instance",
+                default=argparse.SUPPRESS,
+                metavar="NAME",
+                help="the instance to work on (default: the only one that can)",
+            )
+        parser = sub.add_parser(
+            command,
+            parents=[common, chosen],
+            help=summary,
+            description=f"Manage {summary}. {_MANAGE_EXITS}",
+        )
+        action_sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        for action, (text, operand) in actions.items():
+            asks = command == "creds" and action in ("create", "password")
+            epilog = f"{_PASSWORD_INPUT} {_MANAGE_EXITS}" if asks else _MANAGE_EXITS
+            action_parser = action_sub.add_parser(
+                action,
+                parents=[common, chosen],
+                help=text,
+                description=f"{text[0].upper()}{text[1:]}.",
+                epilog=epilog,
+            )
+            if command == "table":
+                action_parser.add_argument("instance", metavar="INSTANCE", help="the table")
+            if operand is not None:
+                action_parser.add_argument("name", metavar=operand)
+            if action in ("create", "password"):
+                action_parser.add_argument(
+                    "--stdin", action="store_true", help="read the password from standard input"
+                )
+            if command == "table" and action == "set":
+                action_parser.add_argument("value", metavar="VALUE", nargs="?")
+                action_parser.add_argument(
+                    "--stdin", action="store_true", help="read VALUE from standard input"
+                )
+            if action == "remove" and command != "table":
+                action_parser.add_argument(
+                    "-y", "--yes", action="store_true", help="do not ask for confirmation"
+                )
+
+
+def _manage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    import io
+
+    from mailmodule import _manage
+
+    if args.command == "table" and args.action == "set" and (args.value is None) != args.stdin:
+        parser.error("table set: give VALUE or --stdin (one of them)")
+    request = _manage.Request(
+        command=args.command,
+        action=args.action,
+        config=getattr(args, "config", None)
+        or os.environ.get("MAILMODULE_CONFIG")
+        or _DEFAULT_CONFIG,
+        instance=getattr(args, "instance", None),
+        name=getattr(args, "name", None),
+        value=getattr(args, "value", None),
+        yes=getattr(args, "yes", False),
+        stdin=getattr(args, "stdin", False),
+    )
+    if sys.stdin is None:  # closed (`<&-`): as empty as /dev/null
+        console = _manage.Console(
+            stdin=io.BytesIO(), out=sys.stdout, err=sys.stderr, interactive=False
+        )
+    else:
+        console = _manage.Console(
+            stdin=sys.stdin.buffer, out=sys.stdout, err=sys.stderr, interactive=sys.stdin.isatty()
+        )
+    return _manage.run(request, console)
 
 
 class _Version(argparse.Action):
@@ -242,6 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mailmodule._queue_cli import run_queue_command
 
         return _exit_code(lambda: run_queue_command(args, sys.stdout))
+    if args.command in _MANAGE_ACTIONS:
+        return _manage(parser, args)
     return _exit_code(lambda: _meta_show(args.file, sys.stdout))
 
 

@@ -105,7 +105,7 @@ from typing import Literal, final
 from mailmodule.config import ConfigMap
 from mailmodule.endpoint import Generation, OpenMetricsEndpoint, SMTPEndpoint, register_endpoints
 from mailmodule.errors import ConfigError, MailModuleError, ModuleInitError, SMTPError
-from mailmodule.interfaces import Check, DeliveryTarget, Modifier, Table
+from mailmodule.interfaces import Check, DeliveryTarget, Modifier, Module, Table
 from mailmodule.metrics import MeteredTarget, Metrics
 from mailmodule.modules import register_reference_modules
 from mailmodule.pipeline import CheckSpec, Destination, FailAction, Pipeline, Source
@@ -263,11 +263,8 @@ class Server:
             self.metrics = None
         elif self.metrics is None:
             self.metrics = Metrics()
-        modules = self._table(self._data.get("modules", {}), "", "modules")
-        for name, raw in modules.items():
-            self._register_instance(name, self._table(raw, "modules", name))
-        for name in modules:
-            self._init_instance(name)
+        for name in self.register_modules():
+            self.instance(name)
         self.pipeline = self._pipeline(
             self._table(self._data.get("pipeline", {}), "", "pipeline"), "pipeline"
         )
@@ -284,7 +281,47 @@ class Server:
             else:
                 self.openmetrics = endpoint
 
-    def _register_instance(self, name: str, table: dict[str, object]) -> None:
+    def register_modules(self) -> dict[str, str]:
+        """Register every instance of `[modules]` in `registry`, initializing none of them.
+
+        For commands that need a few instances, not the whole server (`mailmodule creds`):
+        `instance(name)` then initializes one and what it refers to. Calling it again
+        registers the instances afresh.
+
+        Returns:
+            Each instance name, in the file's order, and the module name it is built by.
+
+        Raises:
+            ConfigError: an instance has no `module` key, or names an unknown module.
+        """
+        modules = self._table(self._data.get("modules", {}), "", "modules")
+        kinds: dict[str, str] = {}
+        for name, raw in modules.items():
+            kinds[name] = self._register_instance(name, self._table(raw, "modules", name))
+        return kinds
+
+    def instance(self, name: str) -> Module:
+        """The registered instance `name`, initialized, with the instances it refers to.
+
+        Raises:
+            ConfigError: it (or one it refers to) is not registered or failed to
+                initialize; names the file, the section of the instance that failed and
+                the key.
+        """
+        try:
+            return self.registry.get_instance(name)
+        except ModuleInitError as exc:
+            cause = exc.__cause__
+            failed = exc.instance_name
+            if isinstance(cause, ConfigError):
+                raise self._error(
+                    cause.message, section=_sub("modules", failed), key=cause.key
+                ) from exc
+            raise self._error(str(exc), section=_sub("modules", failed)) from exc
+        except MailModuleError as exc:
+            raise self._error(str(exc), section=_sub("modules", name)) from exc
+
+    def _register_instance(self, name: str, table: dict[str, object]) -> str:
         section = _sub("modules", name)
         kind = table.get("module")
         if not isinstance(kind, str):
@@ -301,20 +338,7 @@ class Server:
             self.registry.register_instance(instance, ConfigMap(settings, module=name))
         except MailModuleError as exc:
             raise self._error(str(exc), section=section) from exc
-
-    def _init_instance(self, name: str) -> None:
-        try:
-            self.registry.get_instance(name)
-        except ModuleInitError as exc:
-            cause = exc.__cause__
-            failed = exc.instance_name
-            if isinstance(cause, ConfigError):
-                raise self._error(
-                    cause.message, section=_sub("modules", failed), key=cause.key
-                ) from exc
-            raise self._error(str(exc), section=_sub("modules", failed)) from exc
-        except MailModuleError as exc:
-            raise self._error(str(exc), section=_sub("modules", name)) from exc
+        return kind
 
     # Pipeline parts
 

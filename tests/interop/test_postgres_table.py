@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailmodule.config import ConfigMap
-from mailmodule.errors import AuthError, ConfigError, StorageError
+from mailmodule.errors import AuthError, ConfigError, DataError, StorageError
 from mailmodule.modules._postgres import pg_placeholders
 from mailmodule.modules.pass_table import PassTable
 from mailmodule.modules.tables import SQLTable
@@ -120,17 +120,22 @@ def test_an_unreachable_database_is_a_config_error_without_the_password() -> Non
     assert caught.value.key == "dsn"
 
 
-def test_a_key_with_no_utf8_form_is_a_storage_error(postgres: Postgres) -> None:
+def test_a_key_with_no_utf8_form_is_found_nowhere_and_cannot_be_stored(
+    postgres: Postgres,
+) -> None:
+    """As with SQLite: no key of the database can be it (the Table contract: None for a
+    missing key, never an error), and writing it is bad data."""
     table = pg_table(postgres)
 
-    async def scenario() -> None:
+    async def scenario() -> str | None:
         try:
-            await table.lookup("\udc80@example.org")
+            return await table.lookup("\udc80@example.org")
         finally:
             table.close()
 
-    with pytest.raises(StorageError, match="lookup query failed"):
-        asyncio.run(scenario())
+    assert asyncio.run(scenario()) is None
+    with pytest.raises(DataError, match="not valid UTF-8"):
+        table.set_key("\udc80@example.org", "x")
 
 
 def test_a_failing_query_is_a_storage_error(postgres: Postgres) -> None:

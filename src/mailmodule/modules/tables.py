@@ -147,6 +147,18 @@ def _decode_table_file(data: bytes, source: str) -> str:
         raise DataError(f"{source}:{line}: not UTF-8 (byte 0x{data[exc.start]:02x})") from exc
 
 
+def _check_text(text: str) -> None:
+    """Refuse text that has no UTF-8 form (a lone surrogate) without quoting it.
+
+    Raises:
+        DataError: `text` holds a lone surrogate.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(f"a table key or value is not valid UTF-8 (at {exc.start})") from exc
+
+
 def _check_writable(key: str, values: Sequence[str]) -> None:
     """Refuse what `parse_table_file` would not read back as written.
 
@@ -419,11 +431,17 @@ class SQLTable(ModuleBase):
             ) from exc
 
     def _run(self, name: str, params: dict[str, str]) -> list[tuple[object, ...]]:
-        if self._pg is not None:
-            return self._pg.run(name, params)
         query = self._queries.get(name)
         if query is None:
-            raise StorageError(f"table {self.instance_name()!r} has no {name!r} query")
+            raise ConfigError(
+                f"this table has no {name!r} query: it cannot do that",
+                module=self.instance_name(),
+                key=name,
+            )
+        for value in params.values():
+            _check_text(value)
+        if self._pg is not None:
+            return self._pg.run(name, params)
         if self._db is None:
             raise StorageError(f"table {self.instance_name()!r} is not initialized")
         try:
@@ -440,12 +458,18 @@ class SQLTable(ModuleBase):
         return await asyncio.to_thread(self._run, name, params)
 
     async def lookup(self, key: str) -> str | None:
-        rows = await self._arun("lookup", {"key": key})
+        rows = await self._lookup(key)
         return None if not rows else str(rows[0][0])
 
     async def lookup_multi(self, key: str) -> list[str]:
-        rows = await self._arun("lookup", {"key": key})
-        return [str(r[0]) for r in rows]
+        return [str(r[0]) for r in await self._lookup(key)]
+
+    async def _lookup(self, key: str) -> list[tuple[object, ...]]:
+        try:
+            _check_text(key)
+        except DataError:
+            return []  # no key of the database can be it
+        return await self._arun("lookup", {"key": key})
 
     def keys(self) -> list[str]:
         return [str(r[0]) for r in self._run("list", {})]
