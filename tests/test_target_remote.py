@@ -274,3 +274,18 @@ async def test_an_enforced_mta_sts_policy_keeps_mail_from_an_mx_it_does_not_list
         await send(target, ["joe@example.net"])  # no policy there: delivered
     assert refused.value.code == 451
     assert [m.rcpts for m in mx.memory.messages] == [["joe@example.net"]]
+
+
+async def test_a_domain_whose_mx_failed_is_not_looked_up_again_for_its_next_recipient(
+    dns_server: DNSServer, plain_mx: MX
+) -> None:
+    target = remote(dns_server, plain_mx.port, None, {"local_policy": {}})
+    delivery = await target.start(MsgMetadata(id="m"), "a@sender.example")
+    with pytest.raises(SMTPError) as first:
+        await delivery.add_rcpt("joe@example.net")
+    asked = len(dns_server.queries)
+    with pytest.raises(SMTPError) as second:
+        await delivery.add_rcpt("ann@example.net")
+    await delivery.abort()
+    assert second.value is first.value
+    assert len(dns_server.queries) == asked

@@ -223,12 +223,19 @@ class _RemoteDelivery:
         self._mail_from = mail_from
         self._policies: PolicyDelivery = target.policies.start(meta)
         self._conns: dict[str, _Conn] = {}
+        self._failed: dict[str, SMTPError] = {}  # a domain's MX failed: its other rcpts too
 
     async def add_rcpt(self, rcpt_to: str) -> None:
         domain = _domain(rcpt_to)
+        if domain in self._failed:
+            raise self._failed[domain]
         conn = self._conns.get(domain)
         if conn is None:
-            conn = await self._connect(domain)
+            try:
+                conn = await self._connect(domain)
+            except SMTPError as exc:
+                self._failed[domain] = exc
+                raise
             self._conns[domain] = conn
         await conn.client.rcpt(rcpt_to, self._meta.rcpt_opts.get(rcpt_to))
         conn.rcpts.append(rcpt_to)
