@@ -367,3 +367,12 @@ def test_shared_resolver_reports_a_broken_dns_table() -> None:
     registry.register_instance(Resolver(), {"port": "fifty-three"})
     with pytest.raises(ModuleInitError, match="port"):
         shared_resolver(ConfigMap({}, resolver=registry.get_instance))
+
+
+async def test_an_answer_over_16_kib_is_not_cached(dns_server: DNSServer) -> None:
+    strings = " ".join(f'"{"x" * 250}"' for _ in range(70))
+    dns_server.add_zone(f"@ TXT {strings}", origin="huge.test")
+    resolver = resolver_for(dns_server)
+    for _ in range(2):
+        assert len((await resolver.txt("huge.test")).records[0]) == 17500
+    assert [q.tcp for q in dns_server.queries].count(True) == 2

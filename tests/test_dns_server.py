@@ -9,6 +9,7 @@ import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
+import dns.rdata
 import pytest
 
 from mailmodule.testing.dnsserver import DNSServer, Query, ZoneError
@@ -141,3 +142,13 @@ def test_the_fixture_is_offered_by_the_pytest_plugin(pytester: pytest.Pytester) 
         """
     )
     pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_zone_data_that_cannot_be_sent_is_a_servfail_with_the_reason(
+    dns_server: DNSServer,
+) -> None:
+    dns_server.add_zone("", origin="example.org")
+    relative = dns.rdata.from_text("IN", "MX", "10 mx", relativize=False)  # no origin: relative
+    dns_server.add_record("example.org.", "MX", relative)
+    assert ask(dns_server, "example.org", "MX").rcode() == dns.rcode.SERVFAIL
+    assert "example.org. MX" in dns_server.errors[0]

@@ -692,3 +692,37 @@ class TestTargetSMTPConforms(RelayConformance):
 
 class TestTargetLMTPConforms(RelayConformance):
     kind = "lmtp"
+
+
+async def test_a_reused_session_that_fails_its_rset_is_replaced_at_once() -> None:
+    """The upstream gave up on the idle session without the client seeing it (a 421 in
+    answer to the RSET that reuses it): the message goes on over a new session."""
+    sessions: list[list[bytes]] = []
+
+    async def gives_up_on_reuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        said: list[bytes] = []
+        sessions.append(said)
+        if len(sessions) > 1:
+            await tiny_server(reader, writer, said=said)
+            return
+        writer.write(b"220 tiny\r\n")
+        while line := await reader.readline():
+            said.append(line.rstrip(b"\r\n"))
+            if line.startswith(b"RSET"):
+                writer.write(b"421 4.4.2 Idle too long\r\n")
+                return
+            if line.startswith(b"DATA"):
+                writer.write(b"354 go\r\n")
+                while await reader.readline() not in (b".\r\n", b""):
+                    pass
+            writer.write(b"250 OK\r\n")
+            await writer.drain()
+
+    async with fake_upstream(gives_up_on_reuse) as url:
+        t = target(url)
+        await send(t, ["joe@example.org"])
+        await send(t, ["ann@example.org"])
+        t.close()
+    assert len(sessions) == 2
+    assert sessions[0][-1] == b"RSET"
+    assert b"RCPT TO:<ann@example.org>" in sessions[1]

@@ -392,9 +392,34 @@ def test_commands_wait_for_replies_when_the_server_offers_no_pipelining() -> Non
         conn.rcpt("b@example.org")
 
 
-def test_mail_waits_for_replies_even_with_pipelining() -> None:
+def test_mail_may_follow_rset_in_one_pipelined_group() -> None:
     conn = greeted()
-    conn.noop()
+    assert conn.rset() + conn.mail("a@example.org") == (b"RSET\r\nMAIL FROM:<a@example.org>\r\n")
+    conn.receive_data(b"250 2.0.0 OK\r\n250 2.1.0 OK\r\n")
+    assert [e.command for e in drain(conn) if isinstance(e, CommandReply)] == [
+        Verb.RSET,
+        Verb.MAIL,
+    ]
+    assert conn.state is ClientState.MAIL
+
+
+def test_mail_waits_for_the_replies_to_a_body_even_with_pipelining() -> None:
+    conn = ClientConnection(lmtp=True)
+    steps: list[tuple[Callable[[], bytes], bytes]] = [
+        (lambda: b"", b"220 mx\r\n"),
+        (lambda: conn.hello("client.example.org"), b"250-mx\r\n250 PIPELINING\r\n"),
+        (lambda: conn.mail("a@example.org") + conn.rcpt("b@x.org") + conn.rcpt("c@x.org"), b""),
+        (lambda: b"", b"250 OK\r\n250 OK\r\n250 OK\r\n"),
+        (conn.data, b"354 Go\r\n"),
+        (conn.end_body, b"250 b is done\r\n"),
+    ]
+    for command, replies in steps:
+        command()
+        if replies:
+            conn.receive_data(replies)
+        drain(conn)
+    assert conn.state is ClientState.READY
+    assert conn.pending == 1  # c's reply
     with pytest.raises(ProtocolError, match="must wait"):
         conn.mail("a@example.org")
 

@@ -23,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
+import functools
 import ipaddress
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Final, Generic, TypeVar, cast, final
+from typing import ClassVar, Final, Generic, TypeVar, cast, final
 
 import attrs
 import dns.asyncresolver
@@ -48,10 +49,11 @@ import dns.rdtypes.IN.AAAA
 import dns.resolver
 import dns.reversename
 
-from mailmodule.config import ConfigMap
+from mailmodule.config import ConfigMap, Setting
 from mailmodule.errors import ConfigError, MailModuleError
 
 __all__ = [
+    "INSTANCE_NAME",
     "MX",
     "TLSA",
     "Answer",
@@ -70,6 +72,10 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 INSTANCE_NAME: Final = "dns"
 _MAX_TTL: Final = 86400  # cache nothing longer than a day, whatever a server says
 _EDNS_PAYLOAD: Final = 1232
+# Memory bounds whatever the answers (TXT answers can reach 64 KiB): a larger answer is
+# not cached, and the least recently used go first past the total.
+_MAX_ANSWER_BYTES: Final = 16 * 1024
+_MAX_CACHE_BYTES: Final = 64 * 1024 * 1024
 # Replies that say the query itself is wrong, or that the server will never answer it.
 _PERMANENT_RCODES: Final = frozenset({"REFUSED", "FORMERR", "NOTIMP", "YXDOMAIN", "NOTAUTH"})
 
@@ -135,9 +141,11 @@ class MX:
 
 
 @final
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class TLSA:
-    """A TLSA record (RFC 6698): certificate usage, selector, matching type, data."""
+    """A TLSA record (RFC 6698): certificate usage, selector, matching type, data, in the
+    record's own order (positional, as the agreed API writes `TLSA(usage, selector,
+    mtype, data)`)."""
 
     usage: int
     selector: int
@@ -146,6 +154,18 @@ class TLSA:
 
 
 _Key = tuple[str, str]
+
+_NAMESERVERS: Final = Setting.string_list(
+    "nameservers", "the name servers' IP addresses", None, default_doc="/etc/resolv.conf's"
+)
+_PORT: Final = Setting.integer("port", "the name servers' port", 53, minimum=1)
+_TIMEOUT: Final = Setting.duration(
+    "timeout", "how long one query waits for one server", datetime.timedelta(seconds=5),
+    positive=True,
+)  # fmt: skip
+_ATTEMPTS: Final = Setting.integer("attempts", "tries per server", 2, minimum=1)
+_CACHE_SIZE: Final = Setting.integer("cache_size", "answers kept; 0: no cache", 10000, minimum=0)
+_DNSSEC: Final = Setting.boolean("dnssec", "set DO and AD, so the AD bit shows", False)
 
 
 @attrs.define
@@ -170,6 +190,8 @@ class Resolver:
         attempts: how many times each server is tried before giving up; a lookup takes
             at most `timeout * attempts * len(nameservers)` seconds.
         cache_size: answers kept (least recently used go first); 0 turns the cache off.
+            Whatever the size, an answer over 16 KiB is not kept, and the cache holds
+            at most about 64 MiB.
         dnssec: set the DO and AD bits, so that a validating server's AD bit shows in
             `Answer.authenticated`. Without it the AD bit is never requested.
 
@@ -195,8 +217,9 @@ class Resolver:
         dnssec: bool = False,
     ) -> None:
         self._lock = threading.Lock()
-        self._cache: collections.OrderedDict[_Key, tuple[float, Answer[object]]]
+        self._cache: collections.OrderedDict[_Key, tuple[float, Answer[object], int]]
         self._cache = collections.OrderedDict()
+        self._cached_bytes = 0
         self._inflight: dict[
             tuple[asyncio.AbstractEventLoop, _Key], asyncio.Task[Answer[object]]
         ] = {}
@@ -239,8 +262,7 @@ class Resolver:
             stub.use_edns(0, 0, _EDNS_PAYLOAD)
         self._stub = stub
         self.settings = settings
-        with self._lock:
-            self._cache.clear()
+        self.clear_cache()
 
     # Module
 
@@ -250,6 +272,8 @@ class Resolver:
     def instance_name(self) -> str:
         return INSTANCE_NAME
 
+    SETTINGS: ClassVar = (_NAMESERVERS, _PORT, _TIMEOUT, _ATTEMPTS, _CACHE_SIZE, _DNSSEC)
+
     def init(self, cfg: ConfigMap) -> None:
         """Take the settings of a `[dns]` table: `nameservers` (a list of IP addresses),
         `port`, `timeout` (a duration), `attempts`, `cache_size`, `dnssec` (a boolean).
@@ -257,7 +281,8 @@ class Resolver:
         Raises:
             ConfigError: a setting of the wrong type or out of range; names the key.
         """
-        servers = cfg.string_list("nameservers", None)
+        cfg.declare(self.SETTINGS)
+        servers = cfg.value(_NAMESERVERS)
         if servers is not None and not servers:
             raise ConfigError("expected at least one name server", module="dns", key="nameservers")
         port = cfg.integer("port", 53, minimum=1)
@@ -309,8 +334,7 @@ class Resolver:
 
     async def mx(self, name: str) -> Answer[MX]:
         """MX records, sorted by preference (equal ones in the order received)."""
-        answer = await self._lookup(name, "MX", _mx)
-        return attrs.evolve(answer, records=tuple(sorted(answer.records, key=_preference)))
+        return await self._lookup(name, "MX", _mx)
 
     async def ptr(self, address: IPAddress) -> Answer[str]:
         """PTR records of `address` (in-addr.arpa or ip6.arpa): names, lower-case, no
@@ -336,18 +360,29 @@ class Resolver:
             raise DNSPermanentError("not a record type", name=name, rdtype=rdtype)
         return await self._lookup(name, dns.rdatatype.to_text(kind), _rdata)
 
+    def time_left(self, name: str, rdtype: str) -> float:
+        """Seconds until the cached answer for `name` (as `Answer.name` writes it) and
+        `rdtype` ("TXT") expires; 0 when none is cached. Asks no server.
+
+        For caches built on answers: what rests on an answer may live as long as this.
+        """
+        with self._lock:
+            entry = self._cache.get((name, rdtype))
+        return 0.0 if entry is None else max(0.0, entry[0] - time.monotonic())
+
     def clear_cache(self) -> None:
         """Forget every cached answer."""
         with self._lock:
             self._cache.clear()
+            self._cached_bytes = 0
 
     # The cache and the lookups under way
 
     async def _lookup(
         self, name: str, rdtype: str, convert: Callable[[dns.rdata.Rdata], T]
     ) -> Answer[T]:
-        qname = _absolute(name, rdtype)
-        key = (qname.to_text(omit_final_dot=True).lower(), rdtype)
+        qname, text = _names(name, rdtype)
+        key = (text, rdtype)
         cached = self._cached(key)
         if cached is None:
             cached = await self._shared(key, lambda: self._resolve(qname, key, convert))
@@ -360,6 +395,7 @@ class Resolver:
                 return None
             if entry[0] <= time.monotonic():
                 del self._cache[key]
+                self._cached_bytes -= entry[2]
                 return None
             self._cache.move_to_end(key)
             return entry[1]
@@ -367,13 +403,17 @@ class Resolver:
     def _store(self, key: _Key, answer: Answer[object]) -> None:
         size = self.settings.cache_size
         ttl = min(answer.ttl, _MAX_TTL)
-        if size <= 0 or ttl <= 0:
+        cost = _cost(answer)
+        if size <= 0 or ttl <= 0 or cost > _MAX_ANSWER_BYTES:
             return
         with self._lock:
-            self._cache[key] = (time.monotonic() + ttl, answer)
-            self._cache.move_to_end(key)
-            while len(self._cache) > size:
-                self._cache.popitem(last=False)
+            old = self._cache.pop(key, None)
+            if old is not None:
+                self._cached_bytes -= old[2]
+            self._cache[key] = (time.monotonic() + ttl, answer, cost)
+            self._cached_bytes += cost
+            while len(self._cache) > size or self._cached_bytes > _MAX_CACHE_BYTES:
+                self._cached_bytes -= self._cache.popitem(last=False)[1][2]
 
     async def _shared(
         self, key: _Key, start: Callable[[], Coroutine[object, object, Answer[object]]]
@@ -423,6 +463,8 @@ class Resolver:
                 raise DNSPermanentError(
                     f"malformed record: {exc}", name=name, rdtype=rdtype
                 ) from exc
+            if rdtype == "MX":  # sorted once, before it is cached
+                records = tuple(sorted(records, key=_preference))
             result = Answer(
                 name=name,
                 records=records,
@@ -432,6 +474,36 @@ class Resolver:
             )
         self._store(key, result)
         return result
+
+
+def _cost(answer: Answer[object]) -> int:
+    """About the bytes an answer holds in the cache."""
+    return (
+        200
+        + len(answer.name)
+        + sum(
+            len(r) if isinstance(r, bytes | str) else len(getattr(r, "data", b"")) + 64
+            for r in answer.records
+        )
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _converted(name: str) -> tuple[dns.name.Name, str] | str:
+    """`name` as an absolute DNS name and its key text, or why it is not a name (kept:
+    converting costs more than the cached lookup it leads to)."""
+    try:
+        qname = _absolute(name, "")
+    except DNSPermanentError as exc:
+        return exc.message
+    return qname, qname.to_text(omit_final_dot=True).lower()
+
+
+def _names(name: str, rdtype: str) -> tuple[dns.name.Name, str]:
+    found = _converted(name)
+    if isinstance(found, str):
+        raise DNSPermanentError(found, name=name, rdtype=rdtype)
+    return found
 
 
 def _absolute(name: str, rdtype: str) -> dns.name.Name:
@@ -480,8 +552,8 @@ def _text(name: dns.name.Name) -> str:
     return name.to_text(omit_final_dot=True).lower()
 
 
-def _preference(record: MX) -> int:
-    return record.preference
+def _preference(record: object) -> int:
+    return record.preference if isinstance(record, MX) else 0
 
 
 def _txt(rdata: dns.rdata.Rdata) -> bytes:

@@ -50,9 +50,13 @@
 
 The keys, strictly (any other key, or a value of another type, is refused):
 
-- `[pipeline]`: `checks`, `modifiers`, `sources`, `source_tables`, and either the
+- `[pipeline]`: `checks`, `modifiers`, `sources`, `source_tables`, `dmarc`, and either the
   shorthand `destinations`, `destination_tables`, `default` or a `[pipeline.default_source]`
-  table, never both.
+  table, never both. `dmarc = true` applies the From domain's DMARC policy after the
+  checks, as maddy's `dmarc` (default false: it needs check.dkim and check.spf results).
+- `[dns]`: the resolver every module shares (`mailmodule.dns.shared_resolver`), the
+  instance "dns": `nameservers` (IP addresses; default: /etc/resolv.conf), `port`,
+  `timeout` ("5s"), `attempts`, `cache_size`, `dnssec` (ask for the AD bit).
 - `[[endpoints]]`: `type`, `listen`, `pipeline`, and the endpoint module's settings. A
   `pipeline` table takes the keys of `[pipeline]` and serves that endpoint alone; an
   endpoint without one runs the top-level `[pipeline]` (shared by all such endpoints).
@@ -103,11 +107,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Literal, final
 
 from mailmodule.config import ConfigMap
+from mailmodule.dns import INSTANCE_NAME as DNS_INSTANCE
+from mailmodule.dns import Resolver
 from mailmodule.endpoint import Generation, OpenMetricsEndpoint, SMTPEndpoint, register_endpoints
 from mailmodule.errors import ConfigError, MailModuleError, ModuleInitError, SMTPError
-from mailmodule.interfaces import Check, DeliveryTarget, Modifier, Module, Table
+from mailmodule.interfaces import Check, DeliveryTarget, Modifier, Module, ResultsCheck, Table
 from mailmodule.metrics import MeteredTarget, Metrics
-from mailmodule.modules import register_reference_modules
+from mailmodule.modules import DMARC, register_reference_modules
 from mailmodule.pipeline import CheckSpec, Destination, FailAction, Pipeline, Source
 from mailmodule.registry import Registry, missing_methods
 
@@ -128,7 +134,8 @@ _DESTINATION_KEYS = frozenset({"targets", "checks", "modifiers", "reject"})
 _ROUTE_KEYS = frozenset({"destinations", "destination_tables", "default"})
 _SOURCE_KEYS = frozenset({"checks", "modifiers", "reject"}) | _ROUTE_KEYS
 _PIPELINE_KEYS = (
-    frozenset({"checks", "modifiers", "sources", "source_tables", "default_source"}) | _ROUTE_KEYS
+    frozenset({"checks", "modifiers", "sources", "source_tables", "default_source", "dmarc"})
+    | _ROUTE_KEYS
 )
 
 
@@ -194,6 +201,7 @@ class Server:
         if not self.hostname.strip(" ."):
             raise self._error(f"expected a host name, got {self.hostname!r}", key="hostname")
         self.pipeline = Pipeline(hostname=self.hostname)
+        self._dmarc: DMARC | None = None
         self.endpoints: list[SMTPEndpoint] = []
         self.openmetrics: OpenMetricsEndpoint | None = None
         self.metrics = metrics
@@ -202,7 +210,7 @@ class Server:
         self._generation = Generation()
         self._retiring: set[asyncio.Task[None]] = set()
         self._reloading = asyncio.Lock()  # reloads apply in the order they were asked
-        known = {"hostname", "modules", "pipeline", "endpoints"}
+        known = {"hostname", "modules", "pipeline", "endpoints", "dns"}
         for key in self._data:
             if key not in known:
                 raise self._error("unknown key", key=key)
@@ -296,6 +304,8 @@ class Server:
         """
         modules = self._table(self._data.get("modules", {}), "", "modules")
         kinds: dict[str, str] = {}
+        if self._dns(modules):
+            kinds[DNS_INSTANCE] = "dns"
         for name, raw in modules.items():
             kinds[name] = self._register_instance(name, self._table(raw, "modules", name))
         return kinds
@@ -315,11 +325,31 @@ class Server:
             failed = exc.instance_name
             if isinstance(cause, ConfigError):
                 raise self._error(
-                    cause.message, section=_sub("modules", failed), key=cause.key
+                    cause.message, section=self._instance_section(failed), key=cause.key
                 ) from exc
-            raise self._error(str(exc), section=_sub("modules", failed)) from exc
+            raise self._error(str(exc), section=self._instance_section(failed)) from exc
         except MailModuleError as exc:
-            raise self._error(str(exc), section=_sub("modules", name)) from exc
+            raise self._error(str(exc), section=self._instance_section(name)) from exc
+
+    def _instance_section(self, name: str) -> str:
+        """Where the instance `name` is configured: `[dns]` for the resolver."""
+        if name == DNS_INSTANCE and "dns" in self._data:
+            return "dns"
+        return _sub("modules", name)
+
+    def _dns(self, modules: Mapping[str, object]) -> bool:
+        """Register the `[dns]` table's resolver, the one every module shares, as the
+        instance "dns"; whether there is such a table."""
+        if "dns" not in self._data:
+            return False
+        table = self._table(self._data["dns"], "", "dns")
+        if DNS_INSTANCE in modules:
+            raise self._error(
+                f"the instance name {DNS_INSTANCE!r} is the [dns] table's resolver",
+                section=_sub("modules", DNS_INSTANCE),
+            )
+        self.registry.register_instance(Resolver(), ConfigMap(table, module="dns"))
+        return True
 
     def _register_instance(self, name: str, table: dict[str, object]) -> str:
         section = _sub("modules", name)
@@ -562,6 +592,7 @@ class Server:
             )
         checks = self._checks(table, section)
         modifiers = self._modifiers(table, section)
+        result_checks = self._result_checks(table, section)
         where = _sub(section, "sources")
         sources = {
             rule: self._source(self._table(raw, where, rule), _sub(where, rule))
@@ -588,6 +619,7 @@ class Server:
                     source_tables=source_tables,
                     default_source=default_source,
                     hostname=self.hostname,
+                    result_checks=result_checks,
                     instance_name=section,
                 )
             return Pipeline(
@@ -599,8 +631,25 @@ class Server:
                 tables=tables,
                 default=default,
                 hostname=self.hostname,
+                result_checks=result_checks,
                 instance_name=section,
             )
+
+    def _result_checks(self, table: Mapping[str, object], section: str) -> list[ResultsCheck]:
+        """`dmarc = true`: the DMARC evaluation after the checks, as maddy's `dmarc`."""
+        value = table.get("dmarc", False)
+        if not isinstance(value, bool):
+            raise self._error(
+                f"expected true or false, got {value!r}", section=section, key="dmarc"
+            )
+        if not value:
+            return []
+        if self._dmarc is None:  # one for every pipeline that asks, on the server's resolver
+            dmarc = DMARC("dmarc", "dmarc")
+            with self._building(section):
+                dmarc.init(ConfigMap({}, module="dmarc", resolver=self.registry.get_instance))
+            self._dmarc = dmarc
+        return [self._dmarc]
 
     def _endpoint(self, table: dict[str, object], index: int) -> SMTPEndpoint | OpenMetricsEndpoint:
         section = f"endpoints[{index}]"

@@ -17,6 +17,10 @@ from mailmodule.modules.blobstore import MemoryBlobStore as MemoryBlobStore
 from mailmodule.modules.checks import AuthorizeSender as AuthorizeSender
 from mailmodule.modules.checks import CommandCheck as CommandCheck
 from mailmodule.modules.checks import IPRevCheck as IPRevCheck
+from mailmodule.modules.dkim import DKIMCheck as DKIMCheck
+from mailmodule.modules.dkim import DKIMSigner as DKIMSigner
+from mailmodule.modules.dmarc import DMARC as DMARC
+from mailmodule.modules.dnsbl import DNSBLCheck as DNSBLCheck
 from mailmodule.modules.imap_filters import CommandFilter as CommandFilter
 from mailmodule.modules.maildir import MaildirTarget as MaildirTarget
 from mailmodule.modules.modifiers import ReplaceAddress as ReplaceAddress
@@ -28,6 +32,8 @@ from mailmodule.modules.pass_table import PassTable as PassTable
 from mailmodule.modules.pass_table import hash_password as hash_password
 from mailmodule.modules.pass_table import verify_password as verify_password
 from mailmodule.modules.queue import QueueTarget as QueueTarget
+from mailmodule.modules.require_mx import RequireMXCheck as RequireMXCheck
+from mailmodule.modules.spf import SPFCheck as SPFCheck
 from mailmodule.modules.storage import MaildirStorage as MaildirStorage
 from mailmodule.modules.tables import FileTable as FileTable
 from mailmodule.modules.tables import SQLTable as SQLTable
@@ -39,11 +45,15 @@ from mailmodule.modules.tls_loader import FileTLSLoader as FileTLSLoader
 register_reference_modules()
 
 __all__ = [
+    "DMARC",
     "REFERENCE_MODULES",
     "AuthorizeSender",
     "CommandCheck",
     "CommandFilter",
     "DANEPolicy",
+    "DKIMCheck",
+    "DKIMSigner",
+    "DNSBLCheck",
     "DNSSECPolicy",
     "FSBlobStore",
     "FileTLSLoader",
@@ -58,8 +68,10 @@ __all__ = [
     "QueueTarget",
     "RemoteTarget",
     "ReplaceAddress",
+    "RequireMXCheck",
     "S3BlobStore",
     "SMTPTarget",
+    "SPFCheck",
     "SQLTable",
     "StaticTable",
     "hash_password",

@@ -9,12 +9,16 @@ from mailmodule.interfaces import ModuleFactory
 from mailmodule.modules.blob_s3 import S3BlobStore
 from mailmodule.modules.blobstore import FSBlobStore, MemoryBlobStore
 from mailmodule.modules.checks import AuthorizeSender, CommandCheck, IPRevCheck
+from mailmodule.modules.dkim import DKIMCheck, DKIMSigner
+from mailmodule.modules.dnsbl import DNSBLCheck
 from mailmodule.modules.imap_filters import CommandFilter
 from mailmodule.modules.maildir import MaildirTarget
 from mailmodule.modules.modifiers import ReplaceAddress
 from mailmodule.modules.mx_auth import DANEPolicy, DNSSECPolicy, LocalPolicy, MTASTSPolicy
 from mailmodule.modules.pass_table import PassTable
 from mailmodule.modules.queue import QueueTarget
+from mailmodule.modules.require_mx import RequireMXCheck
+from mailmodule.modules.spf import SPFCheck
 from mailmodule.modules.storage import MaildirStorage
 from mailmodule.modules.tables import FileTable, SQLTable, StaticTable
 from mailmodule.modules.targets import RemoteTarget, SMTPTarget
@@ -40,9 +44,14 @@ REFERENCE_MODULES: Final[dict[str, ModuleFactory]] = {
     "check.command": CommandCheck,
     "check.authorize_sender": AuthorizeSender,
     "check.iprev": IPRevCheck,
+    "check.spf": SPFCheck,
+    "check.dnsbl": DNSBLCheck,
+    "check.require_mx_record": RequireMXCheck,
+    "check.dkim": DKIMCheck,
     "imap.filter.command": CommandFilter,
     "modify.replace_rcpt": ReplaceAddress,
     "modify.replace_sender": ReplaceAddress,
+    "modify.dkim": DKIMSigner,
     "tls.loader.file": FileTLSLoader,
     "mx_auth.local_policy": LocalPolicy,
     "mx_auth.dnssec": DNSSECPolicy,

@@ -1,4 +1,4 @@
-"""Checks that need no network: `check.command` and `check.authorize_sender`."""
+"""`check.command`, `check.authorize_sender` and `check.iprev`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,13 @@ from typing import ClassVar, Final, final
 from mailmodule import address
 from mailmodule.buffer import Buffer
 from mailmodule.config import ConfigMap, Setting, describe_value
+from mailmodule.dns import (
+    DNSPermanentError,
+    DNSTemporaryError,
+    Resolver,
+    default_resolver,
+    shared_resolver,
+)
 from mailmodule.errors import ConfigError, HeaderError, SMTPError
 from mailmodule.header import Header, HeaderField
 from mailmodule.interfaces import CheckResult, MultiTable, Table
@@ -729,9 +736,11 @@ class IPRevCheck(ModuleBase):
     iprev), reported in Authentication-Results.
 
     The name comes from `ConnState.rdns_name` (looked up by the endpoint); the forward
-    lookup uses dnspython. Loopback clients pass as "localhost" without a query. A client
-    that fails carries a 550 5.7.25 reason, so the configured fail action decides; a DNS
-    error is "temperror" and passes. Settings: `timeout` (default 5s).
+    lookup (A and AAAA) goes through the server's resolver (`mailmodule.dns`). Loopback
+    clients pass as "localhost" without a query. A client that fails carries a 550 5.7.25
+    reason, so the configured fail action decides; a temporary DNS error, or no PTR name
+    in time, is "temperror" and passes. Settings: `timeout` (default 5s), bounding the
+    wait for the PTR name and the forward lookup.
     """
 
     def __init__(
@@ -743,29 +752,34 @@ class IPRevCheck(ModuleBase):
     ) -> None:
         super().__init__(mod_name, inst_name, aliases, inline_args)
         self.timeout = 5.0
+        self.resolver: Resolver | None = None
 
     SETTINGS: ClassVar = (_IPREV_TIMEOUT,)
 
     def init(self, cfg: ConfigMap) -> None:
         cfg.declare(self.SETTINGS)
         self.timeout = cfg.value(_IPREV_TIMEOUT).total_seconds()
+        self.resolver = shared_resolver(cfg)
 
     async def check_state_for_msg(self, msg_meta: MsgMetadata) -> _IPRevState:
         return _IPRevState(self, msg_meta)
 
+    async def forward_ips(self, name: str) -> set[str]:
+        """The addresses `name` resolves to (A and AAAA); none when it does not exist or
+        is not a domain name.
 
-async def _forward_ips(name: str, lifetime: float) -> set[str]:
-    import dns.asyncresolver
-    import dns.exception
-
-    found: set[str] = set()
-    for rdtype in ("A", "AAAA"):
+        Raises:
+            DNSTemporaryError: the lookup failed for now, or took longer than `timeout`.
+        """
+        resolver = self.resolver or default_resolver()
         try:
-            answer = await dns.asyncresolver.resolve(name, rdtype, lifetime=lifetime)
-        except (dns.exception.DNSException, OSError):
-            continue
-        found.update(str(r) for r in answer)
-    return found
+            async with asyncio.timeout(self.timeout):
+                answer = await resolver.ip(name)
+        except TimeoutError as exc:
+            raise DNSTemporaryError("no answer in time", name=name, rdtype="A") from exc
+        except DNSPermanentError:
+            return set()
+        return {str(r) for r in answer.records}
 
 
 @final
@@ -787,8 +801,12 @@ class _IPRevState:
             name, outcome = None, "temperror"
         else:
             outcome = "fail"
-        if name is not None and await self._confirms(name, str(ip), ip.is_loopback):
-            outcome = "pass"
+        if name is not None:
+            try:
+                if await self._confirms(name, str(ip), ip.is_loopback):
+                    outcome = "pass"
+            except DNSTemporaryError:
+                outcome = "temperror"
         prop = AuthenticationResultProperty("policy", "iprev", str(ip), name)
         result = AuthenticationResult("iprev", result=outcome, properties=[prop])
         if outcome != "fail":
@@ -799,7 +817,7 @@ class _IPRevState:
     async def _confirms(self, name: str, ip: str, loopback: bool) -> bool:
         if loopback and name == "localhost":
             return True
-        return ip in await _forward_ips(name, self._check.timeout)
+        return ip in await self._check.forward_ips(name)
 
     async def check_sender(self, mail_from: str) -> CheckResult:
         return _NOTHING

@@ -11,8 +11,8 @@ from typing import Literal, final
 import attrs
 
 from mailmodule.errors import ConfigError, InterfaceMismatchError, SMTPError
-from mailmodule.header import HeaderField
-from mailmodule.interfaces import AuthResult, Check, CheckResult, CheckState
+from mailmodule.header import Header, HeaderField
+from mailmodule.interfaces import AuthResult, Check, CheckResult, CheckState, ResultsCheck
 from mailmodule.metadata import MsgMetadata
 from mailmodule.pipeline import _eager
 from mailmodule.pipeline._errors import fresh
@@ -415,6 +415,27 @@ class CheckRunner:
         if reject is not None:
             _log.debug("message %s rejected by %s: %s", self._meta.id, reject.check_name, reject)
             raise fresh(reject)
+
+    async def judge(self, checks: Sequence[ResultsCheck], header: Header) -> None:
+        """Run `checks` in order on the results so far, merging each verdict as it comes.
+
+        Raises:
+            SMTPError: the first refusal; a check that raises refuses with 451 4.7.0.
+        """
+        for check in checks:
+            try:
+                result = await check.check_results(self._meta, header, tuple(self.auth_results))
+                if not isinstance(result, CheckResult):
+                    raise TypeError(f"check_results returned {type(result).__name__}")
+            except Exception as exc:
+                _log.warning("message %s: %s raised: %r", self._meta.id, name_of(check), exc)
+                result = _failed(exc, name_of(check))
+            self.auth_results.extend(result.auth_result)
+            self.header_fields[:0] = result.header
+            if result.quarantine:
+                self.quarantine = self._meta.quarantine = True
+            if result.reject:
+                raise fresh(_reason(result.reason, name_of(check)))
 
     async def open(self, specs: Sequence[CheckSpec], mail_from: str) -> None:
         """The connection stage of `specs`, then their sender stage.

@@ -491,6 +491,8 @@ class PipelineDelivery:
             specs = [*specs]
             specs.extend(s for s in dict.fromkeys(extra) if s not in specs)
         await self._runner.stage(specs, "check_body", (header, body))
+        if self._p.result_checks:
+            await self._runner.judge(self._p.result_checks, header)
         hostname = self._p.hostname
         remove_forged_authentication_results(header, hostname, keep=_OWN_FIELDS.get())
         for field in reversed(self._runner.header_fields):

@@ -87,7 +87,7 @@ class ClientConnection:
     where the server offers their extension (SMTPUTF8 and DSN parameters are dropped, the
     addresses turned to A-labels, where it does not). Commands may be pipelined (sent
     before earlier replies) only when the server offers PIPELINING, and then only those
-    RFC 2920 lets continue a group (RCPT, RSET, NOOP, QUIT).
+    RFC 2920 lets continue a group (RCPT, RSET, NOOP, QUIT; MAIL after RSET or NOOP).
 
     Limits against a hostile server: a reply line longer than `max_line_length` bytes
     (with its CRLF), a reply of more than `max_reply_lines` lines, a reply nobody asked
@@ -504,10 +504,16 @@ class ClientConnection:
     def _check(self, trigger: ClientTrigger) -> None:
         if (self._state, trigger) not in SEND:
             raise ProtocolError(f"{trigger.value} is not legal in state {self._state.value}")
-        if self._pending and (trigger in MUST_WAIT or not self._extensions.pipelining):
+        pipelining = self._extensions.pipelining
+        if self._pending and (trigger in MUST_WAIT or not pipelining):
+            if trigger is Verb.MAIL and pipelining and self._only_resets_pending():
+                return  # RFC 2920: MAIL may follow RSET in a group; no transaction is open
             raise ProtocolError(
                 f"{trigger.value} must wait for the {len(self._pending)} reply(ies) awaited"
             )
+
+    def _only_resets_pending(self) -> bool:
+        return all(p.trigger in (Verb.RSET, Verb.NOOP) for p in self._pending)
 
     def _send(self, trigger: ClientTrigger, argument: str = "") -> None:
         self._check(trigger)

@@ -38,6 +38,7 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdata
 import dns.rdataclass
 import dns.rdataset
 import dns.rdatatype
@@ -93,6 +94,7 @@ class DNSServer:
         self._zones: dict[dns.name.Name, _Zone] = {}
         self._faults: dict[tuple[dns.name.Name, str | None], str] = {}
         self._queries: list[Query] = []
+        self._errors: list[str] = []
         self._udp: socketserver.UDPServer | None = None
         self._tcp: socketserver.TCPServer | None = None
         self._threads: list[threading.Thread] = []
@@ -188,6 +190,32 @@ class DNSServer:
         with self._lock:
             self._zones[name] = _Zone(zone, authenticated)
 
+    def add_record(
+        self, name: str, rdtype: str, rdata: str | dns.rdata.Rdata, *, ttl: int = 300
+    ) -> None:
+        """Add one record to the zone enclosing `name` (an absolute name; any octets but
+        "." and "\\" may appear in its labels). `rdata` is master file text ("10 mx.example.org.")
+        or a dnspython rdata (for TXT strings of any bytes).
+
+        Raises:
+            ZoneError: no zone encloses `name`, or `rdata` does not parse.
+        """
+        try:
+            owner = dns.name.from_text(name)
+            kind = dns.rdatatype.from_text(rdtype)
+            if isinstance(rdata, str):
+                rdata = dns.rdata.from_text(
+                    dns.rdataclass.IN, kind, rdata, origin=dns.name.root, relativize=False
+                )
+        except (dns.exception.DNSException, ValueError) as exc:
+            raise ZoneError(f"record {name!r} {rdtype}: {exc}") from exc
+        with self._lock:
+            zone = self._zone_of(owner)
+            if zone is None:
+                raise ZoneError(f"record {name!r}: no zone encloses it")
+            node = zone.zone.find_node(owner, create=True)
+            node.find_rdataset(dns.rdataclass.IN, kind, create=True).add(rdata, ttl)
+
     def remove_zone(self, origin: str) -> None:
         """Stop serving the zone of `origin` (names in it get REFUSED)."""
         with self._lock:
@@ -211,6 +239,12 @@ class DNSServer:
         """Every question received so far, in order."""
         with self._lock:
             return tuple(self._queries)
+
+    @property
+    def errors(self) -> tuple[str, ...]:
+        """Why the server answered SERVFAIL on its own (zone data it could not send)."""
+        with self._lock:
+            return tuple(self._errors)
 
     def clear_queries(self) -> None:
         """Forget the questions received so far."""
@@ -249,8 +283,16 @@ class DNSServer:
                 response.set_rcode(dns.rcode.from_text(fault))
                 return response.to_wire()
             wants_ad = bool(query.flags & dns.flags.AD or query.ednsflags & dns.flags.DO)
-            self._fill(response, qname, qtype, question.rdclass, wants_ad)
-        return self._wire(response, query, tcp)
+            try:
+                self._fill(response, qname, qtype, question.rdclass, wants_ad)
+                return self._wire(response, query, tcp)
+            except (dns.exception.DNSException, ValueError) as exc:
+                # Zone data the server cannot answer with: SERVFAIL, as a real one would,
+                # and the reason in `errors` for the test to see (never a silent drop).
+                self._errors.append(f"{qname} {dns.rdatatype.to_text(qtype)}: {exc}")
+        failed = dns.message.make_response(query)
+        failed.set_rcode(dns.rcode.SERVFAIL)
+        return failed.to_wire()
 
     def _zone_of(self, name: dns.name.Name) -> _Zone | None:
         found: _Zone | None = None

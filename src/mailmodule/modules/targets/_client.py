@@ -251,6 +251,11 @@ class SMTPClient:
         return (der,) if der else ()
 
     @property
+    def closed_by_peer(self) -> bool:
+        """Whether the upstream is known to have closed the connection (seen while idle)."""
+        return self._reader.at_eof() or self._writer.is_closing()
+
+    @property
     def usable(self) -> bool:
         """Whether another command can be sent (the session is neither closed nor broken
         nor in the middle of a body)."""
@@ -258,15 +263,35 @@ class SMTPClient:
         ready = conn.state in (ClientState.READY, ClientState.MAIL) and not conn.pending
         return ready and not self._writer.is_closing()
 
-    async def mail(self, sender: str, options: MailOptions | None = None) -> None:
-        """MAIL FROM; the parameters the upstream does not take are dropped.
+    async def mail(
+        self, sender: str, options: MailOptions | None = None, *, reset: bool = False
+    ) -> None:
+        """MAIL FROM; the parameters the upstream does not take are dropped. With
+        `reset`, RSET first (in the same write where the upstream offers PIPELINING), as
+        a session reused for another message starts.
 
         Raises:
             SMTPError: the upstream's refusal; 550/553 5.6.7 or 550 5.7.30 for what the
                 upstream cannot take (see `ClientConnection.mail`); 451 on failure.
         """
+        conn = self._conn
         async with self._deadline(self._settings.command_timeout):
-            await self._command(self._named(lambda: self._conn.mail(sender, options)))
+            data = b""
+            if reset:
+                data = conn.rset()
+                if not conn.extensions.pipelining:
+                    await self._command(data)
+                    data = b""
+            try:
+                data += self._named(lambda: conn.mail(sender, options))
+            except SMTPError:
+                if data:
+                    await self._command(data)  # the RSET alone
+                raise
+            await self._write(data)
+            if conn.pending > 1:  # the RSET's reply comes first
+                self._check((await self._await(CommandReply)).reply)
+            self._check((await self._await(CommandReply)).reply)
 
     async def rcpt(self, recipient: str, options: RcptOptions | None = None) -> None:
         """RCPT TO. A 552 is taken as 452, as RFC 5321 section 4.5.3.1.10 asks.
@@ -331,12 +356,20 @@ class SMTPClient:
     async def _send_dotted(self, header: Header, body: Buffer, stream: BinaryIO) -> None:
         conn = self._conn
         await self._command(conn.data())
+        # Pieces are gathered into writes of _BODY_CHUNK or more: each write is a send,
+        # and a small message goes in one.
+        out = [conn.send_body(header.to_bytes())]
+        size = len(out[0])
         with self._io():
-            self._writer.write(conn.send_body(header.to_bytes()))
             while chunk := await self._read(body, stream):
-                self._writer.write(conn.send_body(chunk))
-                await self._writer.drain()
-            self._writer.write(conn.end_body())
+                out.append(conn.send_body(chunk))
+                size += len(out[-1])
+                if size >= _BODY_CHUNK:
+                    self._writer.write(b"".join(out))
+                    await self._writer.drain()
+                    out, size = [], 0
+            out.append(conn.end_body())
+            self._writer.write(b"".join(out))
             await self._writer.drain()
 
     async def _send_chunks(self, header: Header, body: Buffer, stream: BinaryIO) -> None:
@@ -403,10 +436,13 @@ class SMTPClient:
             ) from exc
         return data
 
-    async def _command(self, data: bytes, *, check: bool = True) -> Reply:
+    async def _write(self, data: bytes) -> None:
         with self._io():
             self._writer.write(data)
             await self._writer.drain()
+
+    async def _command(self, data: bytes, *, check: bool = True) -> Reply:
+        await self._write(data)
         event = await self._await(CommandReply)
         if check:
             self._check(event.reply)

@@ -2,7 +2,8 @@
 
 A session handed back after its message is kept (at most `max_idle` per upstream, for at
 most `idle_timeout` seconds); the next message to that upstream takes it and sends RSET
-first, which both starts it clean and proves it still works. Sessions are bound to the
+first (with its MAIL, where the upstream pipelines), which starts it clean; one the
+upstream closed meanwhile is left for a new one. Sessions are bound to the
 event loop that opened them: one from another loop is closed, never used.
 """
 
@@ -15,7 +16,6 @@ from typing import final
 
 import attrs
 
-from mailmodule.errors import SMTPError
 from mailmodule.modules.targets._client import ClientSettings, SMTPClient
 from mailmodule.modules.targets._upstream import Upstream
 
@@ -51,8 +51,9 @@ class ConnectionPool:
         """How the sessions are opened."""
         return self._settings
 
-    async def acquire(self, upstream: Upstream) -> SMTPClient:
-        """A session with `upstream`: an idle one that answers RSET, else a new one.
+    async def acquire(self, upstream: Upstream) -> tuple[SMTPClient, bool]:
+        """A session with `upstream`, and whether it was used before: an idle one (which
+        the caller resets, with `SMTPClient.mail(..., reset=True)`), else a new one.
 
         Raises:
             SMTPError: from `SMTPClient.connect`.
@@ -64,14 +65,11 @@ class ConnectionPool:
             kept = idle.pop()
             if kept.loop is not loop or now - kept.since > self._idle_timeout:
                 await self._close(kept)
-                continue
-            try:
-                await kept.client.rset()
-            except SMTPError:
-                await self._close(kept)  # the server closed it meanwhile: a new one
-                continue
-            return kept.client
-        return await SMTPClient.connect(upstream, self._settings)
+            elif kept.client.closed_by_peer:
+                kept.client.abort()
+            else:
+                return kept.client, True
+        return await SMTPClient.connect(upstream, self._settings), False
 
     async def release(self, client: SMTPClient) -> None:
         """Hand a session back after its message (committed or aborted): kept if it is

@@ -21,7 +21,7 @@ from mailmodule.config import ConfigMap, Setting
 from mailmodule.errors import AddressError, ConfigError, SMTPError
 from mailmodule.header import Header
 from mailmodule.interfaces import Delivery, StatusCollector
-from mailmodule.metadata import MsgMetadata
+from mailmodule.metadata import MailOptions, MsgMetadata
 from mailmodule.modules._base import ModuleBase
 from mailmodule.modules.targets._client import ClientSettings, SMTPClient, tls_context
 from mailmodule.modules.targets._pool import ConnectionPool
@@ -208,8 +208,9 @@ class SMTPTarget(ModuleBase):
             idle_timeout=cfg.value(_IDLE_TIMEOUT).total_seconds(),
         )
 
-    async def connect(self) -> SMTPClient:
-        """A session with the first upstream that takes one (an idle one reused).
+    async def connect(self) -> tuple[SMTPClient, bool]:
+        """A session with the first upstream that takes one (an idle one reused), and
+        whether it was used before.
 
         Raises:
             SMTPError: no upstream could be reached: the last one's error.
@@ -225,19 +226,33 @@ class SMTPTarget(ModuleBase):
         raise last
 
     async def start(self, msg_meta: MsgMetadata, mail_from: str) -> Delivery:
-        client = await self.connect()
+        client, reused = await self.connect()
+        # AUTH= is what our client claimed, not what we vouch for: never passed on.
+        options = attrs.evolve(msg_meta.smtp_opts, auth=None)
         try:
-            limit = client.connection.extensions.size
-            if limit and msg_meta.smtp_opts.size > limit:
-                raise _too_big(self.name())
-            # AUTH= is what our client claimed, not what we vouch for: never passed on.
-            await client.mail(mail_from, attrs.evolve(msg_meta.smtp_opts, auth=None))
+            try:
+                await self._mail(client, mail_from, options, reset=reused)
+            except SMTPError:
+                if not reused or client.usable:
+                    raise
+                # The idle session died under us (closed, 421): once more on a new one.
+                await self.pool.release(client)
+                client = await SMTPClient.connect(client.upstream, self.pool.settings)
+                await self._mail(client, mail_from, options, reset=False)
         except BaseException:
             await self.pool.release(client)
             raise
         if self.lmtp:
             return _LMTPDelivery(self, msg_meta, client)
         return _SMTPDelivery(self, msg_meta, client)
+
+    async def _mail(
+        self, client: SMTPClient, sender: str, options: MailOptions, *, reset: bool
+    ) -> None:
+        limit = client.connection.extensions.size
+        if limit and options.size > limit:
+            raise _too_big(self.name())
+        await client.mail(sender, options, reset=reset)
 
     def close(self) -> None:
         """Close the idle sessions."""
