@@ -3,9 +3,8 @@ target.remote, to another server that is the MX of the recipients' domains; a re
 that MX refuses comes back to the sender as a delivery status notification.
 
 Both servers are `mailmodule.server.Server`s built from TOML files, as `mailmodule serve`
-builds them, run in this process: main's server has no `[dns]` table yet (branch dns17
-brings it), so the sending server's resolver is the process default, pointed here at
-the loopback DNS server.
+builds them, run in this process; the sending server's `[dns]` table points at the
+loopback DNS server.
 """
 
 from __future__ import annotations
@@ -21,9 +20,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
-from mailmodule import dns
 from mailmodule.modules import hash_password
 from mailmodule.server import Server
 from mailmodule.testing.dnsserver import DNSServer
@@ -48,6 +44,10 @@ rdns = false
 
 SENDER = """
 hostname = "out.sender.example"
+
+[dns]
+nameservers = ["127.0.0.1"]
+port = {dns_port}
 
 [modules.users]
 module = "table.static"
@@ -127,17 +127,19 @@ def submit(port: int) -> None:
 
 
 async def test_submitted_mail_reaches_the_mx_and_its_refusal_comes_back_as_a_bounce(
-    tmp_path: Path, dns_server: DNSServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, dns_server: DNSServer
 ) -> None:
     for domain in ("example.org", "other.example"):
         dns_server.add_zone("@ MX 10 mx\nmx A 127.0.0.1", origin=domain)
-    resolver = dns.Resolver(nameservers=["127.0.0.1"], port=dns_server.port)
-    monkeypatch.setattr(dns, "_default", resolver)
     port = free_port()
     receiver = tmp_path / "receiver.toml"
     receiver.write_text(RECEIVER.format(root=tmp_path, port=port))
     sender = tmp_path / "sender.toml"
-    sender.write_text(SENDER.format(root=tmp_path, port=port, hash=hash_password("s3cret")))
+    sender.write_text(
+        SENDER.format(
+            root=tmp_path, port=port, dns_port=dns_server.port, hash=hash_password("s3cret")
+        )
+    )
     mx, out = Server.from_file(str(receiver)), Server.from_file(str(sender))
     mx.initialize()
     out.initialize()
