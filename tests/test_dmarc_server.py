@@ -10,6 +10,7 @@ import pytest
 from mailmodule import ConfigError, Header, MsgMetadata, Registry
 from mailmodule.buffer import MemoryBuffer
 from mailmodule.dns import Resolver
+from mailmodule.modules import SPFCheck
 from mailmodule.pipeline import parse_authentication_results
 from mailmodule.server import Server
 from mailmodule.testing.dnsserver import DNSServer
@@ -68,3 +69,45 @@ def test_dmarc_must_be_true_or_false(tmp_path: Path, dns_server: DNSServer) -> N
 
 def test_dmarc_false_adds_no_evaluation(tmp_path: Path, dns_server: DNSServer) -> None:
     assert server(tmp_path, dns_server, dmarc="false").pipeline.result_checks == ()
+
+
+SPF_CONFIG = """
+[modules.spf]
+module = "check.spf"
+
+[modules.inbox]
+module = "target.maildir"
+autocreate = true
+root = "{root}"
+
+[pipeline]
+checks = ["&spf"]
+dmarc = {dmarc}
+default = {{ targets = ["&inbox"] }}
+
+[[endpoints]]
+type = "smtp"
+listen = ["127.0.0.1:0"]
+
+[endpoints.pipeline]
+checks = ["&spf"]
+dmarc = {second}
+default = {{ targets = ["&inbox"] }}
+"""
+
+
+@pytest.mark.parametrize(
+    ("dmarc", "second", "follows"),
+    [("true", "true", True), ("false", "false", False), ("true", "false", False)],
+)
+def test_spf_leaves_its_action_to_dmarc_only_where_every_pipeline_has_it(
+    tmp_path: Path, dns_server: DNSServer, dmarc: str, second: str, follows: bool
+) -> None:
+    registry = Registry(discover_plugins=False)
+    registry.register_instance(Resolver(), {"nameservers": ["127.0.0.1"], "port": dns_server.port})
+    text = SPF_CONFIG.format(root=tmp_path / "inbox", dmarc=dmarc, second=second)
+    built = Server(tomllib.loads(text), registry=registry)
+    built.initialize()
+    spf = registry.get_instance("spf")
+    assert isinstance(spf, SPFCheck)
+    assert spf.dmarc_follows is follows

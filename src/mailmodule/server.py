@@ -113,7 +113,7 @@ from mailmodule.endpoint import Generation, OpenMetricsEndpoint, SMTPEndpoint, r
 from mailmodule.errors import ConfigError, MailModuleError, ModuleInitError, SMTPError
 from mailmodule.interfaces import Check, DeliveryTarget, Modifier, Module, ResultsCheck, Table
 from mailmodule.metrics import MeteredTarget, Metrics
-from mailmodule.modules import DMARC, register_reference_modules
+from mailmodule.modules import DMARC, SPFCheck, register_reference_modules
 from mailmodule.pipeline import CheckSpec, Destination, FailAction, Pipeline, Source
 from mailmodule.registry import Registry, missing_methods
 
@@ -202,6 +202,9 @@ class Server:
             raise self._error(f"expected a host name, got {self.hostname!r}", key="hostname")
         self.pipeline = Pipeline(hostname=self.hostname)
         self._dmarc: DMARC | None = None
+        # check.spf leaves its action to DMARC only where every pipeline using it has one.
+        self._spf_in_pipeline: list[SPFCheck] = []
+        self._spf_dmarc: dict[int, tuple[SPFCheck, bool]] = {}
         self.endpoints: list[SMTPEndpoint] = []
         self.openmetrics: OpenMetricsEndpoint | None = None
         self.metrics = metrics
@@ -288,6 +291,8 @@ class Server:
                 )
             else:
                 self.openmetrics = endpoint
+        for spf, dmarc_follows in self._spf_dmarc.values():
+            spf.dmarc_follows = dmarc_follows
 
     def register_modules(self) -> dict[str, str]:
         """Register every instance of `[modules]` in `registry`, initializing none of them.
@@ -417,6 +422,8 @@ class Server:
         module = self._ref(value, section, key)
         if not isinstance(module, Check) or missing_methods(module, Check):
             raise self._error(f"{value!r} is not a check", section=section, key=key)
+        if isinstance(module, SPFCheck):
+            self._spf_in_pipeline.append(module)
         return module
 
     def _modifier(self, value: object, section: str, key: str) -> Modifier:
@@ -590,6 +597,7 @@ class Server:
                 section=section,
                 key="default_source",
             )
+        self._spf_in_pipeline = []
         checks = self._checks(table, section)
         modifiers = self._modifiers(table, section)
         result_checks = self._result_checks(table, section)
@@ -610,6 +618,9 @@ class Server:
                 _sub(section, "default_source"),
             )
         destinations, tables, default, routes = self._routes(table, section)
+        for spf in self._spf_in_pipeline:
+            _, before = self._spf_dmarc.get(id(spf), (spf, True))
+            self._spf_dmarc[id(spf)] = (spf, before and bool(result_checks))
         with self._building(section, {**rules, **routes}):
             if default_source is not None:
                 return Pipeline(
