@@ -1,5 +1,5 @@
 """Reference modules, ready to use: tables, a blob store, maildir delivery and storage, IMAP
-filters, password auth, local checks and modifiers.
+filters, password auth, local checks and modifiers, MX authentication policies.
 
 Importing this package registers each module under its maddy-style name in the default
 registry (`register_reference_modules` does the same for another registry).
@@ -24,6 +24,10 @@ from mailmodule.modules.dnsbl import DNSBLCheck as DNSBLCheck
 from mailmodule.modules.imap_filters import CommandFilter as CommandFilter
 from mailmodule.modules.maildir import MaildirTarget as MaildirTarget
 from mailmodule.modules.modifiers import ReplaceAddress as ReplaceAddress
+from mailmodule.modules.mx_auth import DANEPolicy as DANEPolicy
+from mailmodule.modules.mx_auth import DNSSECPolicy as DNSSECPolicy
+from mailmodule.modules.mx_auth import LocalPolicy as LocalPolicy
+from mailmodule.modules.mx_auth import MTASTSPolicy as MTASTSPolicy
 from mailmodule.modules.pass_table import PassTable as PassTable
 from mailmodule.modules.pass_table import hash_password as hash_password
 from mailmodule.modules.pass_table import verify_password as verify_password
@@ -34,6 +38,7 @@ from mailmodule.modules.storage import MaildirStorage as MaildirStorage
 from mailmodule.modules.tables import FileTable as FileTable
 from mailmodule.modules.tables import SQLTable as SQLTable
 from mailmodule.modules.tables import StaticTable as StaticTable
+from mailmodule.modules.targets import RemoteTarget as RemoteTarget
 from mailmodule.modules.targets import SMTPTarget as SMTPTarget
 from mailmodule.modules.tls_loader import FileTLSLoader as FileTLSLoader
 
@@ -45,18 +50,23 @@ __all__ = [
     "AuthorizeSender",
     "CommandCheck",
     "CommandFilter",
+    "DANEPolicy",
     "DKIMCheck",
     "DKIMSigner",
     "DNSBLCheck",
+    "DNSSECPolicy",
     "FSBlobStore",
     "FileTLSLoader",
     "FileTable",
     "IPRevCheck",
+    "LocalPolicy",
+    "MTASTSPolicy",
     "MaildirStorage",
     "MaildirTarget",
     "MemoryBlobStore",
     "PassTable",
     "QueueTarget",
+    "RemoteTarget",
     "ReplaceAddress",
     "RequireMXCheck",
     "S3BlobStore",

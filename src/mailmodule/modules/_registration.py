@@ -14,13 +14,14 @@ from mailmodule.modules.dnsbl import DNSBLCheck
 from mailmodule.modules.imap_filters import CommandFilter
 from mailmodule.modules.maildir import MaildirTarget
 from mailmodule.modules.modifiers import ReplaceAddress
+from mailmodule.modules.mx_auth import DANEPolicy, DNSSECPolicy, LocalPolicy, MTASTSPolicy
 from mailmodule.modules.pass_table import PassTable
 from mailmodule.modules.queue import QueueTarget
 from mailmodule.modules.require_mx import RequireMXCheck
 from mailmodule.modules.spf import SPFCheck
 from mailmodule.modules.storage import MaildirStorage
 from mailmodule.modules.tables import FileTable, SQLTable, StaticTable
-from mailmodule.modules.targets import SMTPTarget
+from mailmodule.modules.targets import RemoteTarget, SMTPTarget
 from mailmodule.modules.tls_loader import FileTLSLoader
 from mailmodule.registry import Registry, default_registry
 
@@ -35,9 +36,10 @@ REFERENCE_MODULES: Final[dict[str, ModuleFactory]] = {
     "storage.blob.s3": S3BlobStore,
     "storage.maildir": MaildirStorage,
     "target.maildir": MaildirTarget,
-    "target.queue": QueueTarget,
     "target.smtp": SMTPTarget,
     "target.lmtp": SMTPTarget,
+    "target.remote": RemoteTarget,
+    "target.queue": QueueTarget,
     "auth.pass_table": PassTable,
     "check.command": CommandCheck,
     "check.authorize_sender": AuthorizeSender,
@@ -51,6 +53,10 @@ REFERENCE_MODULES: Final[dict[str, ModuleFactory]] = {
     "modify.replace_sender": ReplaceAddress,
     "modify.dkim": DKIMSigner,
     "tls.loader.file": FileTLSLoader,
+    "mx_auth.local_policy": LocalPolicy,
+    "mx_auth.dnssec": DNSSECPolicy,
+    "mx_auth.mtasts": MTASTSPolicy,
+    "mx_auth.dane": DANEPolicy,
 }
 
 

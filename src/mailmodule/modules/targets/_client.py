@@ -241,6 +241,16 @@ class SMTPClient:
         return self._conn
 
     @property
+    def peer_certificates(self) -> tuple[bytes, ...]:
+        """The server's certificate as DER once TLS is up, else (); the leaf only, as
+        Python 3.11's ssl module gives no chain (so DANE-TA cannot match through it)."""
+        ssl_object = self._writer.get_extra_info("ssl_object")
+        if not isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
+            return ()
+        der = ssl_object.getpeercert(binary_form=True)
+        return (der,) if der else ()
+
+    @property
     def closed_by_peer(self) -> bool:
         """Whether the upstream is known to have closed the connection (seen while idle)."""
         return self._reader.at_eof() or self._writer.is_closing()

@@ -41,6 +41,7 @@ class Upstream:
     port: int = 0
     path: str = ""
     tls: bool = False
+    tls_name: str = ""
 
     @classmethod
     def parse(cls, text: str, *, key: str = "targets") -> Upstream:
@@ -71,6 +72,6 @@ class Upstream:
 
     @property
     def server_name(self) -> str:
-        """The name a certificate is checked against: the host ("localhost" for a Unix
-        socket)."""
-        return self.host or "localhost"
+        """The name a certificate is checked against: `tls_name` when set (an MX host
+        name whose address is `host`), else the host ("localhost" for a Unix socket)."""
+        return self.tls_name or self.host or "localhost"
