@@ -86,6 +86,17 @@ async def plain_mx() -> AsyncIterator[MX]:
     await server.ep.stop()
 
 
+_BUILT: list[RemoteTarget] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_targets() -> AsyncIterator[None]:
+    """Each target the test built closes its idle sessions at the end, as at shutdown."""
+    yield
+    while _BUILT:
+        await _BUILT.pop().aclose()
+
+
 def remote(
     dns_server: DNSServer,
     port: int,
@@ -107,6 +118,7 @@ def remote(
     full |= {"mx_auth": list(policies or {}), **settings}
     target = build(registry, "target.remote", "remote", full)
     assert isinstance(target, RemoteTarget)
+    _BUILT.append(target)
     return target
 
 

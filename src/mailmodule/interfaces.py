@@ -922,7 +922,9 @@ class DeliveryMXAuthPolicy(Protocol):
         self, mx_level: MXLevel, tls_level: TLSLevel, domain: str, mx: str, tls_state: TLSState
     ) -> TLSLevel:
         """The TLS level after this policy. `tls_state.handshake_complete` is false without
-        TLS; no peer certificates means no verification was done."""
+        TLS. `tls_state.peer_certificates` is what the server presented, verified or not
+        (DANE matches an unverified one); whether it was verified is told by `tls_level`
+        (`TLS_AUTHENTICATED`), never by the certificates' presence."""
         ...
 
     def reset(self, new_msg: MsgMetadata | None) -> None:

@@ -4,7 +4,9 @@ A session handed back after its message is kept (at most `max_idle` per upstream
 most `idle_timeout` seconds); the next message to that upstream takes it and sends RSET
 first (with its MAIL, where the upstream pipelines), which starts it clean; one the
 upstream closed meanwhile is left for a new one. Sessions are bound to the
-event loop that opened them: one from another loop is closed, never used.
+event loop that opened them: one from another loop is closed, never used, and those
+still idle when their loop shuts down (`asyncio.run` cancelling its tasks: a queue's
+thread stopping) are closed there, while it can still close them.
 """
 
 from __future__ import annotations
@@ -38,13 +40,14 @@ class ConnectionPool:
     Not safe to share between threads (one event loop at a time).
     """
 
-    __slots__ = ("_idle", "_idle_timeout", "_max_idle", "_settings")
+    __slots__ = ("_idle", "_idle_timeout", "_janitors", "_max_idle", "_settings")
 
     def __init__(self, settings: ClientSettings, *, max_idle: int = 4, idle_timeout: float = 60):
         self._settings = settings
         self._max_idle = max_idle
         self._idle_timeout = idle_timeout
         self._idle: dict[Upstream, deque[_Idle]] = {}
+        self._janitors: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 
     @property
     def settings(self) -> ClientSettings:
@@ -58,6 +61,14 @@ class ConnectionPool:
         Raises:
             SMTPError: from `SMTPClient.connect`.
         """
+        client = await self.take(upstream)
+        if client is not None:
+            return client, True
+        return await SMTPClient.connect(upstream, self._settings), False
+
+    async def take(self, upstream: Upstream) -> SMTPClient | None:
+        """An idle session with `upstream` (which the caller resets), or None: `acquire`
+        without connecting."""
         idle = self._idle.get(upstream)
         loop = asyncio.get_running_loop()
         now = time.monotonic()
@@ -68,8 +79,8 @@ class ConnectionPool:
             elif kept.client.closed_by_peer:
                 kept.client.abort()
             else:
-                return kept.client, True
-        return await SMTPClient.connect(upstream, self._settings), False
+                return kept.client
+        return None
 
     async def release(self, client: SMTPClient) -> None:
         """Hand a session back after its message (committed or aborted): kept if it is
@@ -78,7 +89,10 @@ class ConnectionPool:
         if not client.usable or len(idle) >= self._max_idle:
             await client.aclose()
             return
-        idle.append(_Idle(client, asyncio.get_running_loop(), time.monotonic()))
+        loop = asyncio.get_running_loop()
+        if loop not in self._janitors:
+            self._janitors[loop] = loop.create_task(self._janitor(loop))
+        idle.append(_Idle(client, loop, time.monotonic()))
 
     def close(self) -> None:
         """Close every idle session at once, without QUIT (at shutdown)."""
@@ -86,6 +100,28 @@ class ConnectionPool:
             for kept in idle:
                 kept.client.abort()
         self._idle.clear()
+
+    async def aclose(self) -> None:
+        """Close every idle session, with QUIT where it belongs to the running loop."""
+        kept = [kept for idle in self._idle.values() for kept in idle]
+        self._idle.clear()
+        await asyncio.gather(*(self._close(one) for one in kept))
+        janitor = self._janitors.get(asyncio.get_running_loop())
+        if janitor is not None:
+            janitor.cancel()
+
+    async def _janitor(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait until cancelled (by `aclose`, or by the shutdown of `loop`), then close
+        the sessions of `loop` still idle."""
+        try:
+            await loop.create_future()
+        finally:
+            if self._janitors.get(loop) is asyncio.current_task():
+                del self._janitors[loop]
+            for idle in self._idle.values():
+                for kept in [kept for kept in idle if kept.loop is loop]:
+                    idle.remove(kept)
+                    kept.client.abort()
 
     async def _close(self, kept: _Idle) -> None:
         if kept.loop is asyncio.get_running_loop():

@@ -11,6 +11,13 @@ altogether, without it (`TLS_NONE`); the policies then judge the connection
 message; a refused or unreachable one is skipped, and when none is left the domain's
 recipients fail with the last reason.
 
+Sessions are reused across messages per MX (`ConnectionPool`, as target.smtp): after its
+message a session is kept idle under its MX host, address, port and the TLS attempt
+(verified, unverified, none) that opened it, so the TLS level it reached and its peer
+certificate stay with it. A later message to any domain served by that MX takes it (RSET
+first) only after the same `check_mx` and `check_conn` a new connection gets, judged on
+the session's own TLS state; a reused session found dead is replaced at once.
+
 REQUIRETLS (RFC 8689) needs `TLS_AUTHENTICATED` and an MX level of at least
 `MX_MTASTS`, else 550 5.7.30. Quarantined mail is refused (554 5.7.1) unless
 `deliver_quarantined`. Deliveries implement `PartialDelivery`: each recipient gets
@@ -39,6 +46,7 @@ from mailmodule.metadata import MsgMetadata, TLSState
 from mailmodule.modules._base import ModuleBase
 from mailmodule.modules.mx_auth import PolicyDelivery, PolicyGroup
 from mailmodule.modules.targets._client import ClientSettings, SMTPClient, tls_context
+from mailmodule.modules.targets._pool import ConnectionPool
 from mailmodule.modules.targets._upstream import Upstream
 from mailmodule.smtp import is_valid_hello_name
 
@@ -74,6 +82,14 @@ _COMMAND = Setting.duration(
 _SUBMISSION = Setting.duration(
     "submission_timeout", "the body and its reply", dt.timedelta(minutes=12), positive=True
 )
+_MAX_IDLE = Setting.integer(
+    "max_idle_connections", "idle sessions kept per MX for the next messages", 4, minimum=0
+)
+_IDLE_TIMEOUT = Setting.duration(
+    "idle_timeout", "how long an idle session is kept", dt.timedelta(minutes=1)
+)
+# The TLS attempts, best first; a session is pooled under the one that opened it.
+_ATTEMPTS: Final = (TLSLevel.TLS_AUTHENTICATED, TLSLevel.TLS_ENCRYPTED, TLSLevel.TLS_NONE)
 
 
 @final
@@ -82,7 +98,8 @@ class RemoteTarget(ModuleBase):
 
     Settings: `hostname`, `mx_auth` (policy instance names, applied by weight),
     `smtp_port` (25; another only in tests), `tls_root_ca`, `deliver_quarantined`,
-    `connect_timeout`, `command_timeout`, `submission_timeout`.
+    `connect_timeout`, `command_timeout`, `submission_timeout`, `max_idle_connections`
+    and `idle_timeout` (sessions kept per MX). `close`/`aclose` close the idle sessions.
     """
 
     SETTINGS: ClassVar = (
@@ -94,6 +111,8 @@ class RemoteTarget(ModuleBase):
         _CONNECT,
         _COMMAND,
         _SUBMISSION,
+        _MAX_IDLE,
+        _IDLE_TIMEOUT,
     )
 
     def __init__(
@@ -107,7 +126,7 @@ class RemoteTarget(ModuleBase):
         self.policies = PolicyGroup(())
         self.port = 25
         self.deliver_quarantined = False
-        self._verified = ClientSettings(target_name=_NAME)
+        self._pools = _pools(ClientSettings(target_name=_NAME), max_idle=0, idle_timeout=0)
         self._resolver: Resolver | None = None
 
     def init(self, cfg: ConfigMap) -> None:
@@ -136,7 +155,7 @@ class RemoteTarget(ModuleBase):
             ) from exc
         self.port = cfg.value(_PORT)
         self.deliver_quarantined = cfg.value(_QUARANTINED)
-        self._verified = ClientSettings(
+        verified = ClientSettings(
             hostname=hostname,
             tls=verify,
             connect_timeout=cfg.value(_CONNECT).total_seconds(),
@@ -144,6 +163,11 @@ class RemoteTarget(ModuleBase):
             data_timeout=cfg.value(_SUBMISSION).total_seconds(),
             chunking=True,
             target_name=_NAME,
+        )
+        self._pools = _pools(
+            verified,
+            max_idle=cfg.value(_MAX_IDLE),
+            idle_timeout=cfg.value(_IDLE_TIMEOUT).total_seconds(),
         )
         self._resolver = shared_resolver(cfg)
 
@@ -198,21 +222,43 @@ class RemoteTarget(ModuleBase):
             ) from exc
         return tuple(str(ip) for ip in answer.records)
 
-    def settings(self, tls_level: TLSLevel) -> ClientSettings:
-        """The client settings of an attempt at `tls_level`: verified, unverified, none."""
-        if tls_level is TLSLevel.TLS_AUTHENTICATED:
-            return self._verified
-        if tls_level is TLSLevel.TLS_ENCRYPTED:
-            return attrs.evolve(self._verified, tls=tls_context(verify=False))
-        return attrs.evolve(self._verified, starttls=False)
+    def pool(self, tls_level: TLSLevel) -> ConnectionPool:
+        """The sessions of the attempt at `tls_level` (verified, unverified, none), with
+        its client settings."""
+        return self._pools[tls_level]
+
+    def close(self) -> None:
+        """Close the idle sessions at once, without QUIT."""
+        for pool in self._pools.values():
+            pool.close()
+
+    async def aclose(self) -> None:
+        """Close the idle sessions, with QUIT."""
+        await asyncio.gather(*(pool.aclose() for pool in self._pools.values()))
+
+
+def _pools(
+    verified: ClientSettings, *, max_idle: int, idle_timeout: float
+) -> dict[TLSLevel, ConnectionPool]:
+    settings = {
+        TLSLevel.TLS_AUTHENTICATED: verified,
+        TLSLevel.TLS_ENCRYPTED: attrs.evolve(verified, tls=tls_context(verify=False)),
+        TLSLevel.TLS_NONE: attrs.evolve(verified, starttls=False),
+    }
+    return {
+        level: ConnectionPool(each, max_idle=max_idle, idle_timeout=idle_timeout)
+        for level, each in settings.items()
+    }
 
 
 @final
 @attrs.define
 class _Conn:
     client: SMTPClient
+    pool: ConnectionPool  # where the session goes back to
     mx_level: MXLevel
     tls_level: TLSLevel
+    reused: bool
     rcpts: list[str] = attrs.Factory(list)
 
 
@@ -251,19 +297,9 @@ class _RemoteDelivery:
         last: SMTPError | None = None
         for host in hosts:
             try:
-                conn = await self._attempt(domain, host, dnssec)
+                return await self._session(domain, host, dnssec)
             except SMTPError as exc:
                 last = exc
-                continue
-            try:
-                _require_tls(self._meta, conn)
-                await conn.client.mail(
-                    self._mail_from, attrs.evolve(self._meta.smtp_opts, auth=None)
-                )
-            except BaseException:
-                await conn.client.aclose()
-                raise
-            return conn
         assert last is not None
         raise SMTPError(
             last.code,
@@ -273,29 +309,71 @@ class _RemoteDelivery:
             misc={"domain": domain, **last.misc},
         ) from last
 
-    async def _attempt(self, domain: str, host: str, dnssec: bool) -> _Conn:
+    async def _session(self, domain: str, host: str, dnssec: bool) -> _Conn:
+        """A session with MX `host` for `domain`'s recipients, its MAIL FROM accepted: an
+        idle one judged as a new one, or a new one when there is none or it proved dead."""
         mx_level = await self._policies.check_mx(domain, host, dnssec)
+        conn = await self._attempt(domain, host, mx_level, reuse=True)
+        try:
+            await self._mail(conn)
+        except SMTPError:
+            if not conn.reused or conn.client.usable:
+                raise
+            # The idle session was closed under us (or 421): a new one at once.
+            conn = await self._attempt(domain, host, mx_level, reuse=False)
+            await self._mail(conn)
+        return conn
+
+    async def _mail(self, conn: _Conn) -> None:
+        """MAIL FROM on `conn` (RSET first if it is reused); on failure the session goes
+        back to its pool."""
+        try:
+            _require_tls(self._meta, conn)
+            options = attrs.evolve(self._meta.smtp_opts, auth=None)
+            await conn.client.mail(self._mail_from, options, reset=conn.reused)
+        except BaseException:
+            await conn.pool.release(conn.client)
+            raise
+
+    async def _attempt(self, domain: str, host: str, mx_level: MXLevel, *, reuse: bool) -> _Conn:
+        """A session with MX `host` (an idle one if `reuse`), judged by `check_conn`."""
         await self._policies.prepare_conn(host)
-        client, tls_level = await self._open(host)
+        port = self._target.port
+        upstreams = [
+            Upstream(text=f"tcp://{host}:{port}", host=ip, port=port, tls_name=host)
+            for ip in await self._target.addresses(host)
+        ]
+        idle = await self._idle(upstreams) if reuse else None
+        client, attempt = idle or await self._open(host, upstreams)
+        pool = self._target.pool(attempt)
+        reached = attempt if client.connection.tls else TLSLevel.TLS_NONE
         state = TLSState(
             server_name=host,
             peer_certificates=client.peer_certificates,
             handshake_complete=client.connection.tls,
         )
         try:
-            tls_level = await self._policies.check_conn(mx_level, tls_level, domain, host, state)
+            tls_level = await self._policies.check_conn(mx_level, reached, domain, host, state)
         except BaseException:
-            await client.aclose()
+            await pool.release(client)
             raise
-        return _Conn(client=client, mx_level=mx_level, tls_level=tls_level)
+        return _Conn(client, pool, mx_level, tls_level, reused=idle is not None)
 
-    async def _open(self, host: str) -> tuple[SMTPClient, TLSLevel]:
-        """A session with MX `host` at the best TLS level it allows, trying each of its
-        addresses in turn."""
+    async def _idle(self, upstreams: list[Upstream]) -> tuple[SMTPClient, TLSLevel] | None:
+        """An idle session with one of the MX's addresses, and the TLS attempt that
+        opened it, or None."""
+        for upstream in upstreams:
+            for attempt in _ATTEMPTS:
+                client = await self._target.pool(attempt).take(upstream)
+                if client is not None:
+                    return client, attempt
+        return None
+
+    async def _open(self, host: str, upstreams: list[Upstream]) -> tuple[SMTPClient, TLSLevel]:
+        """A new session with MX `host` at the best TLS level it allows, trying each of
+        its addresses in turn, and the TLS attempt that opened it."""
         last: SMTPError | None = None
-        for ip in await self._target.addresses(host):
-            port = self._target.port
-            upstream = Upstream(text=f"tcp://{host}:{port}", host=ip, port=port, tls_name=host)
+        for upstream in upstreams:
             try:
                 return await self._open_at(upstream)
             except SMTPError as exc:
@@ -305,15 +383,15 @@ class _RemoteDelivery:
         raise last
 
     async def _open_at(self, upstream: Upstream) -> tuple[SMTPClient, TLSLevel]:
-        for level in (TLSLevel.TLS_AUTHENTICATED, TLSLevel.TLS_ENCRYPTED, TLSLevel.TLS_NONE):
+        for attempt in _ATTEMPTS:
             try:
-                client = await SMTPClient.connect(upstream, self._target.settings(level))
+                client = await SMTPClient.connect(upstream, self._target.pool(attempt).settings)
             except SMTPError as exc:
-                if exc.enhanced_code != (4, 7, 5) or level is TLSLevel.TLS_NONE:
+                if exc.enhanced_code != (4, 7, 5) or attempt is TLSLevel.TLS_NONE:
                     raise  # not a TLS failure: another level will not help
                 continue
-            return client, level if client.connection.tls else TLSLevel.TLS_NONE
-        raise AssertionError("unreachable: the last level raises or returns")
+            return client, attempt
+        raise AssertionError("unreachable: the last attempt raises or returns")
 
     async def body(self, header: Header, body: Buffer) -> None:
         failures: list[SMTPError] = []
@@ -348,7 +426,8 @@ class _RemoteDelivery:
     async def _close(self) -> None:
         conns, self._conns = list(self._conns.values()), {}
         self._policies.reset(None)
-        await asyncio.gather(*(conn.client.aclose() for conn in conns))
+        # Kept idle for the next message to the MX (its RSET drops an aborted transaction).
+        await asyncio.gather(*(conn.pool.release(conn.client) for conn in conns))
 
 
 def _domain(rcpt: str) -> str:
