@@ -301,3 +301,82 @@ async def test_a_domain_whose_mx_failed_is_not_looked_up_again_for_its_next_reci
     await delivery.abort()
     assert second.value is first.value
     assert len(dns_server.queries) == asked
+
+
+POOL_ZONES = {
+    "other.example": "@ MX 10 mx\nmx A 127.0.0.1",  # its own MX host, the same address
+    "alias.example": "@ MX 10 mx.example.net.",  # served by example.net's MX host
+}
+
+
+async def test_two_messages_to_one_domain_share_one_connection(
+    dns_server: DNSServer, mx: MX, certificate: tuple[str, str]
+) -> None:
+    target = remote(dns_server, mx.port, certificate[0])
+    await send(target, ["joe@example.net"])
+    await send(target, ["ann@example.net"])
+    assert [m.rcpts for m in mx.memory.messages] == [["joe@example.net"], ["ann@example.net"]]
+    assert mx.ep.sessions_started == 1
+
+
+async def test_an_idle_connection_the_mx_closed_is_replaced_transparently(
+    dns_server: DNSServer, plain_mx: MX
+) -> None:
+    target = remote(dns_server, plain_mx.port)
+    await send(target, ["joe@example.net"])
+    await plain_mx.ep.stop()  # closes the session the target keeps idle
+    again = SMTPEndpoint("smtp", [f"127.0.0.1:{plain_mx.port}"])
+    again.init(ConfigMap({"hostname": "mx.test"}))
+    again.pipeline = Pipeline(default=Destination(targets=[plain_mx.memory]))
+    await again.start()
+    try:
+        await send(target, ["ann@example.net"])
+    finally:
+        await target.aclose()
+        await again.stop()
+    assert [m.rcpts for m in plain_mx.memory.messages] == [["joe@example.net"], ["ann@example.net"]]
+    assert again.sessions_started == 1
+
+
+async def test_an_idle_connection_older_than_the_idle_timeout_is_not_reused(
+    dns_server: DNSServer, plain_mx: MX
+) -> None:
+    target = remote(dns_server, plain_mx.port, idle_timeout="0s")
+    await send(target, ["joe@example.net"])
+    await send(target, ["ann@example.net"])
+    assert len(plain_mx.memory.messages) == 2
+    assert plain_mx.ep.sessions_started == 2
+
+
+async def test_domains_share_a_connection_only_through_the_same_mx_host(
+    dns_server: DNSServer, plain_mx: MX
+) -> None:
+    target = remote(dns_server, plain_mx.port)
+    for origin, zone in POOL_ZONES.items():
+        dns_server.add_zone(zone, origin=origin)
+    await send(target, ["joe@example.net"])
+    await send(target, ["ann@alias.example"])  # mx.example.net again: its idle session
+    assert plain_mx.ep.sessions_started == 1
+    await send(target, ["bob@other.example"])  # mx.other.example: the same address, no matter
+    assert plain_mx.ep.sessions_started == 2
+    assert len(plain_mx.memory.messages) == 3
+
+
+async def test_a_reused_connection_is_judged_at_the_tls_level_it_reached(
+    dns_server: DNSServer, mx: MX, certificate: tuple[str, str]
+) -> None:
+    """nomx.example.net's certificate check fails: its session is only encrypted, which
+    the policy refuses, when it is new and again when it is reused; example.net's MX
+    host, whose certificate checks, gets its own authenticated session."""
+    policies: dict[str, dict[str, object]] = {"local_policy": {"min_tls_level": "authenticated"}}
+    target = remote(dns_server, mx.port, certificate[0], policies)
+    with pytest.raises(SMTPError, match="No usable MX"):
+        await send(target, ["joe@nomx.example.net"])
+    opened = mx.ep.sessions_started
+    with pytest.raises(SMTPError, match="No usable MX") as refused:
+        await send(target, ["ann@nomx.example.net"])
+    assert refused.value.enhanced_code == (4, 7, 1)
+    assert mx.ep.sessions_started == opened  # the refused session was reused, not remade
+    await send(target, ["bob@example.net"])
+    assert mx.ep.sessions_started == opened + 1
+    assert [m.rcpts for m in mx.memory.messages] == [["bob@example.net"]]
