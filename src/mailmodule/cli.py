@@ -9,6 +9,7 @@
     mailmodule check-config -c FILE     initialize everything (no_run), start nothing
     mailmodule deliver -c FILE --from A --to B [--to C] < message
     mailmodule meta show FILE           a maddy queue .meta file, pretty-printed
+    mailmodule queue -c FILE list|show ID|flush [ID...]|remove ID    a target.queue's messages
 
 -c defaults to $MAILMODULE_CONFIG, else /etc/mailmodule/mailmodule.toml; its format is
 in docs/configuration.md. The logging
@@ -165,6 +166,19 @@ def _parser() -> argparse.ArgumentParser:
     meta_sub = meta.add_subparsers(dest="meta_command", required=True, metavar="ACTION")
     show = meta_sub.add_parser("show", parents=[common], help="pretty-print a .meta file")
     show.add_argument("file", help="the .meta file")
+    # `mailmodule queue`: the actions run in mailmodule._queue_cli.
+    queue = sub.add_parser("queue", parents=[common], help="the messages in a target.queue")
+    queue.add_argument("-c", "--config", default=config, metavar="FILE", help=config_help)
+    queue.add_argument("--queue", dest="queue_name", help="the target.queue instance to read")
+    queue.add_argument("--location", help="read this queue directory instead of a configured one")
+    queue_sub = queue.add_subparsers(dest="queue_command", required=True, metavar="ACTION")
+    queue_sub.add_parser("list", parents=[common], help="one line per queued message")
+    queue_show = queue_sub.add_parser("show", parents=[common], help="metadata and header")
+    queue_show.add_argument("id", help="the message ID")
+    flush = queue_sub.add_parser("flush", parents=[common], help="ask the server to retry now")
+    flush.add_argument("ids", nargs="*", metavar="ID", help="the messages (default: all)")
+    remove = queue_sub.add_parser("remove", parents=[common], help="remove a message")
+    remove.add_argument("id", help="the message ID")
     _add_manage_commands(sub, common, config_help)
     return parser
 
@@ -352,6 +366,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _exit_code(
             lambda: asyncio.run(_deliver(args.config, args.sender, args.rcpts, data, sys.stdout))
         )
+    if args.command == "queue":
+        from mailmodule._queue_cli import run_queue_command
+
+        return _exit_code(lambda: run_queue_command(args, sys.stdout))
     if args.command in _MANAGE_ACTIONS:
         return _manage(parser, args)
     return _exit_code(lambda: _meta_show(args.file, sys.stdout))

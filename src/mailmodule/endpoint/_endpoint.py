@@ -77,8 +77,8 @@ class SMTPEndpoint:
 
     Offered: PIPELINING, 8BITMIME, SMTPUTF8, SIZE, ENHANCEDSTATUSCODES, CHUNKING;
     STARTTLS with a `tls` loader; AUTH PLAIN LOGIN with an `auth` module only (without
-    one, AUTH is an unknown command). DSN is not offered, but its parameters are read and
-    kept per message and recipient (`MsgMetadata.smtp_opts`, `rcpt_opts`).
+    one, AUTH is an unknown command); DSN with `dsn = true`. DSN's parameters are read and
+    kept per message and recipient (`MsgMetadata.smtp_opts`, `rcpt_opts`) either way.
 
     Settings: `SETTINGS` declares each (name, type, default, meaning), as
     `mailmodule modules --describe smtp` and docs/configuration.md show them; each is also
@@ -116,6 +116,7 @@ class SMTPEndpoint:
         self.auth_failure_delay = 0.5
         self.rdns = True
         self.strict_helo = False
+        self.dsn = False
         self.command_timeout = 300.0
         self.data_timeout = 180.0
         self.session_timeout = 1800.0
@@ -152,6 +153,7 @@ class SMTPEndpoint:
         self.auth_failure_delay = cfg.value(_s.AUTH_FAILURE_DELAY).total_seconds()
         self.rdns = cfg.value(_s.RDNS)
         self.strict_helo = cfg.value(_s.STRICT_HELO)
+        self.dsn = cfg.value(_s.DSN)
         legacy = cfg.value(_s.TIMEOUT)
         command = cfg.value(_s.COMMAND_TIMEOUT, legacy or _s.COMMAND_TIMEOUT.default)
         self.command_timeout = command.total_seconds()
@@ -222,7 +224,8 @@ class SMTPEndpoint:
                 starttls=tls is not None,
                 auth=self.auth is not None,
                 auth_without_tls=not self.auth_require_tls,
-                dsn_parameters=True,  # kept for the queue; DSN itself is not offered
+                dsn=self.dsn,
+                dsn_parameters=True,  # kept for the queue, also when DSN is not offered
                 max_message_size=self.max_message_size,
                 max_recipients=self.max_recipients,
                 max_errors=self.max_errors,

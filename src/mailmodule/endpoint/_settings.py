@@ -113,6 +113,12 @@ RDNS: Final = Setting.boolean(
 STRICT_HELO: Final = Setting.boolean(
     "strict_helo", "refuse (501 5.5.2) a HELO name that is no domain or address literal", False
 )
+DSN: Final = Setting.boolean(
+    "dsn",
+    "offer DSN (RFC 3461): where a target.queue with a bounce target honours NOTIFY, RET, "
+    "ENVID and ORCPT",
+    False,
+)
 TIMEOUT: Final = Setting.duration(
     "timeout", "an older name of command_timeout", None, positive=True
 )
@@ -165,6 +171,7 @@ ENDPOINT_SETTINGS: Final = (
     TLS,
     RDNS,
     STRICT_HELO,
+    DSN,
     COMMAND_TIMEOUT,
     TIMEOUT,
     DATA_TIMEOUT,

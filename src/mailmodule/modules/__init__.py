@@ -24,6 +24,7 @@ from mailmodule.modules.modifiers import ReplaceAddress as ReplaceAddress
 from mailmodule.modules.pass_table import PassTable as PassTable
 from mailmodule.modules.pass_table import hash_password as hash_password
 from mailmodule.modules.pass_table import verify_password as verify_password
+from mailmodule.modules.queue import QueueTarget as QueueTarget
 from mailmodule.modules.require_mx import RequireMXCheck as RequireMXCheck
 from mailmodule.modules.spf import SPFCheck as SPFCheck
 from mailmodule.modules.storage import MaildirStorage as MaildirStorage
@@ -49,6 +50,7 @@ __all__ = [
     "MaildirTarget",
     "MemoryBlobStore",
     "PassTable",
+    "QueueTarget",
     "ReplaceAddress",
     "RequireMXCheck",
     "S3BlobStore",
