@@ -131,7 +131,7 @@ def _show(store: QueueStore, message_id: str, out: TextIO) -> int:
 def _remove(store: QueueStore, message_id: str, out: TextIO) -> int:
     claim = store.claim(message_id)
     if claim is None:
-        if os.path.exists(store.path(message_id, ".meta")):
+        if store.exists(message_id):
             print(
                 f"mailmodule: message {message_id} is being delivered; try again", file=sys.stderr
             )
