@@ -14,7 +14,7 @@ from mailmodule.modules.imap_filters import CommandFilter
 from mailmodule.modules.maildir import MaildirTarget
 from mailmodule.modules.modifiers import ReplaceAddress
 from mailmodule.modules.pass_table import PassTable
-from mailmodule.modules.queue import QueueTarget
+from mailmodule.modules.queue import PostgresQueueStore, QueueTarget
 from mailmodule.modules.require_mx import RequireMXCheck
 from mailmodule.modules.spf import SPFCheck
 from mailmodule.modules.storage import MaildirStorage
@@ -37,6 +37,7 @@ REFERENCE_MODULES: Final[dict[str, ModuleFactory]] = {
     "target.smtp": SMTPTarget,
     "target.lmtp": SMTPTarget,
     "target.queue": QueueTarget,
+    "queue.postgres": PostgresQueueStore,
     "auth.pass_table": PassTable,
     "check.command": CommandCheck,
     "check.authorize_sender": AuthorizeSender,

@@ -5,7 +5,8 @@ One concept per module: `_protocol` (what a store of messages is), `_store` (the
 directory and its locks), `_dirsync` (group commit of directory fsyncs), `_retry` (the
 schedule), `_clock`, `_attempt` (one delivery attempt),
 `_scheduler` (what is tried when), `_dsn` (RFC 3464 reports), `_bounce` (who gets one),
-`_control` (the flush request file), `_host` (the scheduler's thread), `_target` (the
+`_control` (the flush request file), `_pgstore` and `_pgdb` (`queue.postgres`: rows in
+PostgreSQL, bodies in a blob store), `_host` (the scheduler's thread), `_target` (the
 module).
 """
 
@@ -20,6 +21,7 @@ from mailmodule.modules.queue._control import take_flush as take_flush
 from mailmodule.modules.queue._dsn import RecipientStatus as RecipientStatus
 from mailmodule.modules.queue._dsn import Report as Report
 from mailmodule.modules.queue._dsn import build_report as build_report
+from mailmodule.modules.queue._pgstore import PostgresQueueStore as PostgresQueueStore
 from mailmodule.modules.queue._protocol import MessageClaim as MessageClaim
 from mailmodule.modules.queue._protocol import QueueStorage as QueueStorage
 from mailmodule.modules.queue._protocol import StagedMessage as StagedMessage
@@ -37,6 +39,7 @@ __all__ = [
     "Clock",
     "FlushRequest",
     "MessageClaim",
+    "PostgresQueueStore",
     "QueueStorage",
     "QueueStore",
     "QueueTarget",

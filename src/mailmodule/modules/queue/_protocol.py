@@ -117,11 +117,16 @@ class QueueStorage(Protocol):
     Raises: `StorageError` when the storage fails; `DataError` for an ID that cannot be one.
     """
 
-    #: Where the messages are, for logs (a directory; a DSN without its password).
-    location: str
-    #: Seconds between looks for messages others queued, and before a message found
-    #: claimed elsewhere is looked at again.
-    poll_interval: float
+    @property
+    def location(self) -> str:
+        """Where the messages are, for logs (a directory; a DSN without its password)."""
+        ...
+
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between looks for messages others queued, and before a message found
+        claimed elsewhere is looked at again."""
+        ...
 
     def stage(self, meta: QueueMetadata, header: Header, body: Buffer) -> StagedMessage:
         """Write a new message's parts; `meta.msg_meta.id` becomes the ID it got."""
@@ -137,6 +142,11 @@ class QueueStorage(Protocol):
 
     def ids(self) -> Sequence[str]:
         """The IDs of the queued messages, sorted."""
+        ...
+
+    def candidates(self) -> Sequence[str]:
+        """The IDs of the messages a scheduler may want to try: a superset of those due
+        and not claimed elsewhere (a directory gives them all)."""
         ...
 
     def read_meta(self, message_id: str) -> QueueMetadata:

@@ -154,7 +154,7 @@ class Scheduler:
         Raises:
             StorageError: the directory cannot be read.
         """
-        ids = await asyncio.to_thread(self.store.ids)
+        ids = await asyncio.to_thread(self.store.candidates)
         unknown = [i for i in ids if i not in self._due and i not in self._running]
         found = 0
         for message_id in unknown:

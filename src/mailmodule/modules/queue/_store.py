@@ -337,6 +337,10 @@ class QueueStore:
         groups = self._groups()
         return sorted(i for i, kinds in groups.items() if {".meta", ".header", ".body"} <= kinds)
 
+    def candidates(self) -> list[str]:
+        """Every complete message (`ids`): when one is due is in its `.meta`."""
+        return self.ids()
+
     def _groups(self) -> dict[str, set[str]]:
         try:
             names = os.listdir(self.location)
