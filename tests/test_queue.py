@@ -125,7 +125,7 @@ def test_the_meta_file_reads_back_as_the_queue_metadata_written(store: QueueStor
         st.tuples(
             st.from_regex(r"[A-Za-z][A-Za-z0-9-]{0,20}", fullmatch=True),
             st.text(
-                st.characters(blacklist_characters="\r\n\0", blacklist_categories=("Cs",)),
+                st.characters(blacklist_characters="\r\n\0", codec="utf-8"),
                 max_size=60,
             ),
         ),
