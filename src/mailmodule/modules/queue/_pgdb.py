@@ -167,7 +167,10 @@ class _Claim:
             StorageError: the body cannot be fetched.
             MetadataError, HeaderError: the row's metadata or header is malformed.
         """
-        message, self._body = self.store.message(self.id, self._row)
+        message, body = self.store.message(self.id, self._row)
+        if self._body is not None:  # read again: the earlier copy goes
+            self._body.remove()
+        self._body = body
         return message
 
     def update(self, meta: QueueMetadata, *, due: float) -> None:

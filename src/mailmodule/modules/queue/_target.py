@@ -115,6 +115,11 @@ class QueueTarget(ModuleBase):
     crash before that leaves a body without a `.meta`, which the next start removes.
     Quarantined messages stay quarantined (`MsgMetadata.quarantine` is in the `.meta`).
 
+    With `store = "&name"` instead of `location`, messages are kept by that module, a
+    `QueueStorage` such as `queue.postgres` (rows in PostgreSQL, bodies in a blob store),
+    which several servers share: a lease on each message keeps them from trying it at
+    once, and each looks for the others' messages every `poll` of the store.
+
     The scheduler runs on a thread and loop of its own from `init` to `close`; `close`
     lets attempts under way finish for 30 seconds. Several queues may share one directory
     (the workers of `serve --workers`, the queue of the configuration before a reload and
