@@ -17,6 +17,7 @@ from mailmodule import (
     Delivery,
     DeliveryTarget,
     Header,
+    HeaderField,
     InterfaceMismatchError,
     MailModuleError,
     MemoryBuffer,
@@ -538,6 +539,52 @@ async def test_a_check_that_raises_is_a_temporary_failure() -> None:
     assert info.value.is_temporary
     assert isinstance(info.value.__cause__, RuntimeError)
     assert check.states[0].closes == 1
+
+
+class SyncStageState(RecordingState):
+    """A state whose sender stage forgot `async`: it returns a result, not an awaitable."""
+
+    def check_sender(self, mail_from: str) -> CheckResult:  # type: ignore[override]
+        return CheckResult(reject=True)
+
+
+class AwaitableStageState(RecordingState):
+    """A state whose sender stage returns an awaitable that is not a coroutine."""
+
+    def check_sender(self, mail_from: str) -> asyncio.Future[CheckResult]:  # type: ignore[override]
+        done: asyncio.Future[CheckResult] = asyncio.get_running_loop().create_future()
+        done.set_result(CheckResult(header=(HeaderField.build("X-Seen", mail_from),)))
+        return done
+
+
+class StateOf(RecordingCheck):
+    def __init__(self, state_type: type[RecordingState]) -> None:
+        super().__init__()
+        self.state_type = state_type
+
+    async def check_state_for_msg(self, msg_meta: MsgMetadata) -> RecordingState:
+        state = self.state_type(self)
+        self.states.append(state)
+        return state
+
+
+async def test_a_check_stage_that_returns_no_awaitable_is_a_temporary_failure() -> None:
+    check = StateOf(SyncStageState)
+    pipeline = Pipeline(checks=[check], default=Destination(targets=[MemoryTarget()]))
+    with pytest.raises(SMTPError) as info:
+        await pipeline.start(MsgMetadata(id="m"), "a@x")
+    assert info.value.code == 451
+    assert isinstance(info.value.__cause__, TypeError)
+    assert check.states[0].closes == 1
+
+
+async def test_a_check_stage_may_return_any_awaitable_as_await_would_take() -> None:
+    target = MemoryTarget()
+    pipeline = Pipeline(
+        checks=[StateOf(AwaitableStageState)], default=Destination(targets=[target])
+    )
+    await deliver(pipeline, ["b@example.org"])
+    assert b"X-Seen: a@example.org\r\n" in target.messages[0].header
 
 
 async def test_check_fields_are_added_after_body_checks_with_auth_results_on_top() -> None:

@@ -19,7 +19,7 @@ from mailmodule import (
     MsgMetadata,
     SMTPError,
 )
-from mailmodule.pipeline import Destination, Pipeline, Source
+from mailmodule.pipeline import NO_ROUTE, Destination, Pipeline, Source
 from tests.pipeline_kit import MemoryTarget, RecordingCheck
 
 _T = TypeVar("_T")
@@ -245,3 +245,12 @@ async def test_start_accepts_the_null_sender_and_postmaster(sender: str) -> None
     await delivery.body(header(), BODY)
     await delivery.commit()
     assert [m.mail_from for m in target.messages] == [sender]
+
+
+async def test_a_source_without_rules_routes_every_recipient_to_its_default_or_nowhere() -> None:
+    dest = Destination(targets=[MemoryTarget()])
+    assert Source(default=dest).static_route is dest
+    assert Source().static_route is NO_ROUTE
+    ruled = Source(destinations={"example.org": dest}, default=dest)
+    assert ruled.static_route is None
+    assert await Source(default=dest).route("Any@Where.example") is dest

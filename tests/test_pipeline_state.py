@@ -11,7 +11,7 @@ import pytest
 from mailmodule import Header, MemoryBuffer, MsgMetadata, SMTPError
 from mailmodule.errors import DeliveryStateError
 from mailmodule.pipeline import DeliveryState, Destination, Pipeline, PipelineDelivery
-from mailmodule.pipeline._state import TRANSITIONS, Step, advance
+from mailmodule.pipeline._state import AFTER, TRANSITIONS, Step, advance
 from tests.pipeline_kit import MapModifier, MemoryTarget, RecordingCheck
 
 BODY = MemoryBuffer(b"Hello\r\n")
@@ -39,6 +39,11 @@ def test_every_step_in_the_table_leads_where_the_table_says(
     pair: tuple[DeliveryState, Step], after: DeliveryState
 ) -> None:
     assert advance(*pair) is after
+
+
+def test_the_table_by_step_holds_exactly_the_transition_table() -> None:
+    by_step = {(state, step): new for step, after in AFTER.items() for state, new in after.items()}
+    assert by_step == dict(TRANSITIONS)
 
 
 class Message:

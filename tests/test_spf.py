@@ -172,7 +172,8 @@ async def test_check_helo_reports_both_identities(zone: DNSServer) -> None:
 
 async def test_a_dmarc_policy_of_the_from_domain_takes_over_the_action(zone: DNSServer) -> None:
     target = MemoryTarget()
-    pipeline, _ = spf_pipeline(zone, target, fail_action="reject")
+    pipeline, check = spf_pipeline(zone, target, fail_action="reject")
+    check.dmarc_follows = True
     await send(pipeline, ip=BAD, mail_from="joe@example.org", from_field="Joe <joe@example.org>")
     assert "spf=fail" in auth_results(target)
     assert not target.messages[0].meta.quarantine
@@ -180,9 +181,21 @@ async def test_a_dmarc_policy_of_the_from_domain_takes_over_the_action(zone: DNS
 
 async def test_a_dmarc_policy_of_a_parent_domain_counts(zone: DNSServer) -> None:
     target = MemoryTarget()
-    pipeline, _ = spf_pipeline(zone, target, fail_action="reject")
+    pipeline, check = spf_pipeline(zone, target, fail_action="reject")
+    check.dmarc_follows = True
     await send(pipeline, ip=BAD, mail_from="joe@example.org", from_field="a@deep.sub.example.org")
     assert "spf=fail" in auth_results(target)
+
+
+async def test_a_dmarc_policy_does_not_stop_the_action_when_no_dmarc_follows(
+    zone: DNSServer,
+) -> None:
+    target = MemoryTarget()
+    pipeline, check = spf_pipeline(zone, target, fail_action="reject")
+    assert not check.dmarc_follows
+    with pytest.raises(SMTPError, match="SPF authentication failed"):
+        await send(pipeline, ip=BAD, mail_from="joe@example.org", from_field="joe@example.org")
+    assert target.messages == []
 
 
 async def test_without_dmarc_the_action_applies_after_the_body(zone: DNSServer) -> None:

@@ -94,6 +94,7 @@ if TYPE_CHECKING:
     from mailmodule.interfaces import PlainAuth as PlainAuth
     from mailmodule.interfaces import PlainUserDB as PlainUserDB
     from mailmodule.interfaces import ReadCloser as ReadCloser
+    from mailmodule.interfaces import ResultsCheck as ResultsCheck
     from mailmodule.interfaces import StatusCollector as StatusCollector
     from mailmodule.interfaces import Storage as Storage
     from mailmodule.interfaces import Table as Table
@@ -202,6 +203,7 @@ _SUBMODULE: Final[dict[str, str]] = {
     "QueueMetadata": "mailmodule.metadata",
     "RcptOptions": "mailmodule.metadata",
     "ReadCloser": "mailmodule.interfaces",
+    "ResultsCheck": "mailmodule.interfaces",
     "Registry": "mailmodule.registry",
     "RegistryError": "mailmodule.errors",
     "Resolved": "mailmodule.metadata",
@@ -319,6 +321,7 @@ __all__ = [
     "Registry",
     "RegistryError",
     "Resolved",
+    "ResultsCheck",
     "SMTPError",
     "ShutdownError",
     "StatusCollector",

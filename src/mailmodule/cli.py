@@ -179,6 +179,26 @@ def _parser() -> argparse.ArgumentParser:
     flush.add_argument("ids", nargs="*", metavar="ID", help="the messages (default: all)")
     remove = queue_sub.add_parser("remove", parents=[common], help="remove a message")
     remove.add_argument("id", help="the message ID")
+    # `dkim keygen` (issue 17); the command itself is in _dkim_cli.
+    dkim = sub.add_parser("dkim", parents=[common], help="DKIM keys (modify.dkim)")
+    dkim_sub = dkim.add_subparsers(dest="dkim_command", required=True, metavar="ACTION")
+    keygen = dkim_sub.add_parser(
+        "keygen",
+        parents=[common],
+        help="write a new private key to OUT and print its DNS TXT record",
+        description="Write a new DKIM private key (PKCS #8 PEM, mode 0600) to OUT, its TXT "
+        "record beside it (.dns for .key), and print the record as a zone file line. "
+        "An existing OUT is never overwritten.",
+    )
+    keygen.add_argument("--domain", required=True, help="the signing domain (d=)")
+    keygen.add_argument("--selector", required=True, help="the selector (s=)")
+    keygen.add_argument(
+        "--type",
+        choices=["ed25519", "rsa", "rsa4096"],
+        default="rsa",
+        help="rsa (2048 bits, default), rsa4096 or ed25519",
+    )
+    keygen.add_argument("out", metavar="OUT", help="the private key file to create")
     _add_manage_commands(sub, common, config_help)
     return parser
 
@@ -370,6 +390,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mailmodule._queue_cli import run_queue_command
 
         return _exit_code(lambda: run_queue_command(args, sys.stdout))
+    if args.command == "dkim":
+        from mailmodule import _dkim_cli
+
+        return _exit_code(lambda: _dkim_cli.run(args, sys.stdout))
     if args.command in _MANAGE_ACTIONS:
         return _manage(parser, args)
     return _exit_code(lambda: _meta_show(args.file, sys.stdout))

@@ -144,7 +144,7 @@ class Header:
 
     @classmethod
     def _make(cls, bottom_up: list[HeaderField], eol: bytes, eoh: bytes) -> Header:
-        header = cls()
+        header = cls.__new__(cls)
         header._bottom_up = bottom_up
         header._eol = eol
         header._eoh = eoh

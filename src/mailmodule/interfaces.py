@@ -76,6 +76,7 @@ __all__ = [
     "PlainAuth",
     "PlainUserDB",
     "ReadCloser",
+    "ResultsCheck",
     "StatusCollector",
     "Storage",
     "TLSLevel",
@@ -410,6 +411,32 @@ class ModifierState(Protocol):
 
     def close(self) -> None:
         """The message is done; release what the state holds."""
+        ...
+
+
+@runtime_checkable
+class ResultsCheck(Protocol):
+    """Judges a message by what all its checks found: DMARC (RFC 7489) is one.
+
+    Not in maddy's module package: maddy's pipeline runs DMARC itself (its `dmarc`
+    directive). Here the pipeline runs any number of these (`Pipeline(result_checks=...)`)
+    without knowing what they do, so it needs no import of DNS or of a module.
+
+    Callers may assume (the pipeline guarantees): `check_results` is called once per
+    message, after every body check, with the header as received and the authentication
+    results of all checks in configured order; what it returns is merged as a check's
+    result: `auth_result` goes into the Authentication-Results field after the checks'
+    own, `quarantine` sends the message to Junk, `reject` refuses it with `reason` (no
+    fail action applies: the result is the verdict).
+    Implementers must: not change `header`; be safe to call concurrently for different
+    messages.
+    Raises: an exception is a temporary failure of the message (451 4.7.0).
+    """
+
+    async def check_results(
+        self, msg_meta: MsgMetadata, header: Header, results: tuple[AuthResult, ...]
+    ) -> CheckResult:
+        """The verdict on the message, given the results of its checks."""
         ...
 
 

@@ -50,9 +50,10 @@
 
 The keys, strictly (any other key, or a value of another type, is refused):
 
-- `[pipeline]`: `checks`, `modifiers`, `sources`, `source_tables`, and either the
+- `[pipeline]`: `checks`, `modifiers`, `sources`, `source_tables`, `dmarc`, and either the
   shorthand `destinations`, `destination_tables`, `default` or a `[pipeline.default_source]`
-  table, never both.
+  table, never both. `dmarc = true` applies the From domain's DMARC policy after the
+  checks, as maddy's `dmarc` (default false: it needs check.dkim and check.spf results).
 - `[dns]`: the resolver every module shares (`mailmodule.dns.shared_resolver`), the
   instance "dns": `nameservers` (IP addresses; default: /etc/resolv.conf), `port`,
   `timeout` ("5s"), `attempts`, `cache_size`, `dnssec` (ask for the AD bit).
@@ -110,9 +111,9 @@ from mailmodule.dns import INSTANCE_NAME as DNS_INSTANCE
 from mailmodule.dns import Resolver
 from mailmodule.endpoint import Generation, OpenMetricsEndpoint, SMTPEndpoint, register_endpoints
 from mailmodule.errors import ConfigError, MailModuleError, ModuleInitError, SMTPError
-from mailmodule.interfaces import Check, DeliveryTarget, Modifier, Module, Table
+from mailmodule.interfaces import Check, DeliveryTarget, Modifier, Module, ResultsCheck, Table
 from mailmodule.metrics import MeteredTarget, Metrics
-from mailmodule.modules import register_reference_modules
+from mailmodule.modules import DMARC, SPFCheck, register_reference_modules
 from mailmodule.pipeline import CheckSpec, Destination, FailAction, Pipeline, Source
 from mailmodule.registry import Registry, missing_methods
 
@@ -133,7 +134,8 @@ _DESTINATION_KEYS = frozenset({"targets", "checks", "modifiers", "reject"})
 _ROUTE_KEYS = frozenset({"destinations", "destination_tables", "default"})
 _SOURCE_KEYS = frozenset({"checks", "modifiers", "reject"}) | _ROUTE_KEYS
 _PIPELINE_KEYS = (
-    frozenset({"checks", "modifiers", "sources", "source_tables", "default_source"}) | _ROUTE_KEYS
+    frozenset({"checks", "modifiers", "sources", "source_tables", "default_source", "dmarc"})
+    | _ROUTE_KEYS
 )
 
 
@@ -199,6 +201,10 @@ class Server:
         if not self.hostname.strip(" ."):
             raise self._error(f"expected a host name, got {self.hostname!r}", key="hostname")
         self.pipeline = Pipeline(hostname=self.hostname)
+        self._dmarc: DMARC | None = None
+        # check.spf leaves its action to DMARC only where every pipeline using it has one.
+        self._spf_in_pipeline: list[SPFCheck] = []
+        self._spf_dmarc: dict[int, tuple[SPFCheck, bool]] = {}
         self.endpoints: list[SMTPEndpoint] = []
         self.openmetrics: OpenMetricsEndpoint | None = None
         self.metrics = metrics
@@ -285,6 +291,8 @@ class Server:
                 )
             else:
                 self.openmetrics = endpoint
+        for spf, dmarc_follows in self._spf_dmarc.values():
+            spf.dmarc_follows = dmarc_follows
 
     def register_modules(self) -> dict[str, str]:
         """Register every instance of `[modules]` in `registry`, initializing none of them.
@@ -414,6 +422,8 @@ class Server:
         module = self._ref(value, section, key)
         if not isinstance(module, Check) or missing_methods(module, Check):
             raise self._error(f"{value!r} is not a check", section=section, key=key)
+        if isinstance(module, SPFCheck):
+            self._spf_in_pipeline.append(module)
         return module
 
     def _modifier(self, value: object, section: str, key: str) -> Modifier:
@@ -587,8 +597,10 @@ class Server:
                 section=section,
                 key="default_source",
             )
+        self._spf_in_pipeline = []
         checks = self._checks(table, section)
         modifiers = self._modifiers(table, section)
+        result_checks = self._result_checks(table, section)
         where = _sub(section, "sources")
         sources = {
             rule: self._source(self._table(raw, where, rule), _sub(where, rule))
@@ -606,6 +618,9 @@ class Server:
                 _sub(section, "default_source"),
             )
         destinations, tables, default, routes = self._routes(table, section)
+        for spf in self._spf_in_pipeline:
+            _, before = self._spf_dmarc.get(id(spf), (spf, True))
+            self._spf_dmarc[id(spf)] = (spf, before and bool(result_checks))
         with self._building(section, {**rules, **routes}):
             if default_source is not None:
                 return Pipeline(
@@ -615,6 +630,7 @@ class Server:
                     source_tables=source_tables,
                     default_source=default_source,
                     hostname=self.hostname,
+                    result_checks=result_checks,
                     instance_name=section,
                 )
             return Pipeline(
@@ -626,8 +642,25 @@ class Server:
                 tables=tables,
                 default=default,
                 hostname=self.hostname,
+                result_checks=result_checks,
                 instance_name=section,
             )
+
+    def _result_checks(self, table: Mapping[str, object], section: str) -> list[ResultsCheck]:
+        """`dmarc = true`: the DMARC evaluation after the checks, as maddy's `dmarc`."""
+        value = table.get("dmarc", False)
+        if not isinstance(value, bool):
+            raise self._error(
+                f"expected true or false, got {value!r}", section=section, key="dmarc"
+            )
+        if not value:
+            return []
+        if self._dmarc is None:  # one for every pipeline that asks, on the server's resolver
+            dmarc = DMARC("dmarc", "dmarc")
+            with self._building(section):
+                dmarc.init(ConfigMap({}, module="dmarc", resolver=self.registry.get_instance))
+            self._dmarc = dmarc
+        return [self._dmarc]
 
     def _endpoint(self, table: dict[str, object], index: int) -> SMTPEndpoint | OpenMetricsEndpoint:
         section = f"endpoints[{index}]"

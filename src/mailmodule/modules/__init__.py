@@ -17,6 +17,9 @@ from mailmodule.modules.blobstore import MemoryBlobStore as MemoryBlobStore
 from mailmodule.modules.checks import AuthorizeSender as AuthorizeSender
 from mailmodule.modules.checks import CommandCheck as CommandCheck
 from mailmodule.modules.checks import IPRevCheck as IPRevCheck
+from mailmodule.modules.dkim import DKIMCheck as DKIMCheck
+from mailmodule.modules.dkim import DKIMSigner as DKIMSigner
+from mailmodule.modules.dmarc import DMARC as DMARC
 from mailmodule.modules.dnsbl import DNSBLCheck as DNSBLCheck
 from mailmodule.modules.imap_filters import CommandFilter as CommandFilter
 from mailmodule.modules.maildir import MaildirTarget as MaildirTarget
@@ -38,10 +41,13 @@ from mailmodule.modules.tls_loader import FileTLSLoader as FileTLSLoader
 register_reference_modules()
 
 __all__ = [
+    "DMARC",
     "REFERENCE_MODULES",
     "AuthorizeSender",
     "CommandCheck",
     "CommandFilter",
+    "DKIMCheck",
+    "DKIMSigner",
     "DNSBLCheck",
     "FSBlobStore",
     "FileTLSLoader",

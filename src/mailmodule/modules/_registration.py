@@ -9,6 +9,7 @@ from mailmodule.interfaces import ModuleFactory
 from mailmodule.modules.blob_s3 import S3BlobStore
 from mailmodule.modules.blobstore import FSBlobStore, MemoryBlobStore
 from mailmodule.modules.checks import AuthorizeSender, CommandCheck, IPRevCheck
+from mailmodule.modules.dkim import DKIMCheck, DKIMSigner
 from mailmodule.modules.dnsbl import DNSBLCheck
 from mailmodule.modules.imap_filters import CommandFilter
 from mailmodule.modules.maildir import MaildirTarget
@@ -45,9 +46,11 @@ REFERENCE_MODULES: Final[dict[str, ModuleFactory]] = {
     "check.spf": SPFCheck,
     "check.dnsbl": DNSBLCheck,
     "check.require_mx_record": RequireMXCheck,
+    "check.dkim": DKIMCheck,
     "imap.filter.command": CommandFilter,
     "modify.replace_rcpt": ReplaceAddress,
     "modify.replace_sender": ReplaceAddress,
+    "modify.dkim": DKIMSigner,
     "tls.loader.file": FileTLSLoader,
 }
 

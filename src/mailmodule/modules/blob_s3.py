@@ -24,6 +24,7 @@ from mailmodule.modules.blobstore import check_blob_key
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3.client import S3Client
+    from types_aiobotocore_s3.type_defs import CompletedPartTypeDef
 
 __all__ = ["S3BlobStore"]
 
@@ -238,7 +239,7 @@ class S3BlobStore(ModuleBase):
             raise _storage_error(f"cannot store blob {key!r}", exc) from exc
         upload_id = started["UploadId"]
         try:
-            parts = []
+            parts: list[CompletedPartTypeDef] = []
             number = 1
             while chunk := spool.read(self.part_size):
                 part = await s3.upload_part(
@@ -249,7 +250,7 @@ class S3BlobStore(ModuleBase):
                 number += 1
             await s3.complete_multipart_upload(
                 Bucket=self.bucket, Key=name, UploadId=upload_id,
-                MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                MultipartUpload={"Parts": parts},
             )  # fmt: skip
         except BaseException as exc:
             with contextlib.suppress(Exception):

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Coroutine, Sequence
-from operator import itemgetter
-from typing import Literal, final
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
+from operator import itemgetter, methodcaller
+from typing import Final, Literal, cast, final
 
 import attrs
 
 from mailmodule.errors import ConfigError, InterfaceMismatchError, SMTPError
-from mailmodule.header import HeaderField
-from mailmodule.interfaces import AuthResult, Check, CheckResult, CheckState
+from mailmodule.header import Header, HeaderField
+from mailmodule.interfaces import AuthResult, Check, CheckResult, CheckState, ResultsCheck
 from mailmodule.metadata import MsgMetadata
 from mailmodule.pipeline import _eager
 from mailmodule.pipeline._errors import fresh
@@ -164,82 +165,133 @@ def _raised(state: CheckState, stage: _Stage, exc: Exception, msg_id: str) -> Ch
     return _failed(exc, "a policy check")
 
 
+# What a check's stepper yields when a step is over without a CheckResult: the outcome is
+# in its box (a state just made, an exception raised, a value that is not a CheckResult).
+_MADE: Final = object()
+_RAISED: Final = object()
+_ODD: Final = object()
+# A stage's call on a state, `methodcaller(stage, *args)`; a coroutine, from a good state.
+_Request = Callable[[object], "_Steps"]
+_CoroutineType: Final[type] = types.CoroutineType
+
+
+_Steps = Generator[object, None, object]  # a coroutine, as `yield from` delegates to it
+
+
+def _awaitable(value: object) -> _Steps:
+    """`value` as `yield from` can await it, as `await value` would.
+
+    Raises:
+        TypeError: `value` is not awaitable.
+    """
+    if type(value) is not _CoroutineType:
+        if not isinstance(value, Awaitable):
+            raise TypeError(f"{type(value).__name__} is not awaitable")
+        value = _await(value)
+    return cast("_Steps", value)
+
+
+async def _await(value: Awaitable[object]) -> object:
+    return await value
+
+
+@types.coroutine
+def _stepper(
+    check: Check, meta: MsgMetadata, box: list[object]
+) -> Generator[object, _Request, None]:
+    """One check's life for one message as one generator: makes its state (on `next`),
+    then runs each stage it is sent as a call on the state, `methodcaller(stage, *args)`.
+
+    Each step ends at a yield of its outcome: a CheckResult as it is; `_MADE`, `_RAISED` or
+    `_ODD` with the state, the exception or the value in `box[0]`. Anything else it yields
+    comes from the check awaiting: the step goes on when the stepper is resumed. Resuming
+    one generator per step, rather than driving a coroutine per step to its StopIteration,
+    spares an exception per step.
+    """
+    call: _Steps
+    try:
+        state = yield from _awaitable(check.check_state_for_msg(meta))
+    except Exception as exc:
+        box[0] = exc
+        yield _RAISED
+        return
+    box[0] = state
+    request: _Request = yield _MADE
+    while True:
+        try:
+            call = request(state)
+            if type(call) is not _CoroutineType:
+                call = _awaitable(call)
+            result = yield from call
+        except Exception as exc:
+            box[0] = exc
+            request = yield _RAISED
+            continue
+        if type(result) is CheckResult:
+            request = yield result
+        else:
+            box[0] = result
+            request = yield _ODD
+
+
+def _is_outcome(yielded: object) -> bool:
+    return type(yielded) is CheckResult or yielded is _ODD or yielded is _RAISED or yielded is _MADE
+
+
 @final
 class _Run:
-    """One check's state for one message, and the context its steps run in."""
+    """One check's state for one message, its stepper, and the context its steps run in."""
 
-    __slots__ = ("ctx", "spec", "state")
+    __slots__ = ("box", "ctx", "send", "spec", "state", "steps")
 
-    def __init__(self, spec: CheckSpec, state: CheckState, ctx: contextvars.Context) -> None:
+    state: CheckState  # set once the stepper made it
+
+    def __init__(self, spec: CheckSpec, meta: MsgMetadata) -> None:
         self.spec = spec
-        self.state = state
-        self.ctx = ctx
+        self.ctx = contextvars.copy_context()
+        self.box: list[object] = [None]
+        self.steps = _stepper(spec.check, meta, self.box)
+        self.send = self.steps.send
+
+    def made(self) -> CheckState:
+        """The state the stepper made (it yielded `_MADE`)."""
+        state, self.box[0] = self.box[0], None
+        return cast("CheckState", state)
+
+    def outcome(self, yielded: object, stage: _Stage, msg_id: str) -> CheckResult:
+        """The result of a step that ended on `yielded` (not a CheckResult)."""
+        value, self.box[0] = self.box[0], None
+        if yielded is _RAISED:
+            assert isinstance(value, Exception)
+            return _raised(self.state, stage, value, msg_id)
+        return _checked(self.state, stage, value, msg_id)
 
 
 _Said = list[tuple[int, CheckSpec, CheckResult]]  # (position in the stage, spec, result)
-_Waiting = list[tuple[int, _Run, Coroutine[object, None, object], object]]
+_Waiting = list[tuple[int, _Run, object]]  # (position, run, what its step waits on)
 
 
-async def _finish(
-    coro: Coroutine[object, None, object], yielded: object, run: _Run, stage: _Stage, msg_id: str
-) -> CheckResult:
-    try:
-        value = await _eager.drive(coro, yielded)
-    except Exception as exc:
-        return _raised(run.state, stage, exc, msg_id)
-    return _checked(run.state, stage, value, msg_id)
+async def _finish(run: _Run, yielded: object) -> object:
+    """Go on with a step of `run` that waits on `yielded`, in a task in `run.ctx`: what
+    the stepper yields when the step is over."""
+    return await _eager.resume(run.steps, yielded, _is_outcome)
 
 
-def _start_stage(
-    runs: Sequence[_Run], stage: _Stage, args: tuple[object, ...], msg_id: str
-) -> tuple[_Said | None, _Waiting | None]:
-    """Step every state's coroutine for one stage, each in its own context, until it first
-    waits: the results that say something, of those that answered at once (a check that
-    raises gives a failure result), and those still waiting, for `_finish_stage`; None for
-    an empty list. A stage whose checks answer at once and say nothing costs no task, no
-    await and no list."""
-    said: _Said | None = None
-    waiting: _Waiting | None = None
-    i = 0
-    try:
-        for run in runs:
-            try:
-                coro = getattr(run.state, stage)(*args)
-                yielded = run.ctx.run(coro.send, None)
-            except StopIteration as done:
-                r = done.value
-                if type(r) is not CheckResult:
-                    said = said or []
-                    said.append((i, run.spec, _checked(run.state, stage, r, msg_id)))
-                elif not r.quiet:
-                    said = said or []
-                    said.append((i, run.spec, r))
-            except Exception as exc:
-                said = said or []
-                said.append((i, run.spec, _raised(run.state, stage, exc, msg_id)))
-            else:
-                waiting = waiting or []
-                waiting.append((i, run, coro, yielded))
-            i += 1
-    except BaseException:
-        for _, _, coro, _ in waiting or ():
-            coro.close()
-        raise
-    return said, waiting
+def _interrupted(run: _Run) -> object:
+    run.box[0] = RuntimeError("an earlier step of this check state was interrupted")
+    return _RAISED
 
 
 async def _finish_stage(said: _Said, waiting: _Waiting, stage: _Stage, msg_id: str) -> None:
-    """Run the waiting coroutines of `_start_stage` concurrently, each in a task in its own
+    """Run the waiting steps of `CheckRunner.begin_stage` concurrently, each in a task in its own
     context; add what their results say to `said`, which ends in stage order."""
     finished = await _eager.gather(
-        [_finish(coro, y, run, stage, msg_id) for _, run, coro, y in waiting],
-        [run.ctx for _, run, _, _ in waiting],
+        [_finish(run, y) for _, run, y in waiting], [run.ctx for _, run, _ in waiting]
     )
-    said.extend(
-        (i, run.spec, result)
-        for (i, run, _, _), result in zip(waiting, finished, strict=True)
-        if not result.quiet
-    )
+    for (i, run, _), r in zip(waiting, finished, strict=True):
+        result = r if type(r) is CheckResult else run.outcome(r, stage, msg_id)
+        if not result.quiet:
+            said.append((i, run.spec, result))
     said.sort(key=itemgetter(0))
 
 
@@ -290,74 +342,75 @@ class CheckRunner:
         self.auth_results: list[AuthResult] = []
 
     async def _make_states(self, specs: Sequence[CheckSpec], stage: _Stage) -> list[_Run]:
-        new = [s for s in specs if id(s) not in self._runs]
+        runs = self._runs
+        new = [s for s in specs if id(s) not in runs]
         if new:
-            failures = await self._new_states(new)
+            failures, waiting = self._start_states(new)
+            if waiting:
+                await self._finish_states(failures, waiting)
             if failures:
                 self._merge(failures)  # a check that could not start fails by its action
             if stage != "check_connection" and (self._conn_done or self._sender is not None):
-                await self._replay([s for s in new if id(s) in self._runs], stage)
+                await self._replay([s for s in new if id(s) in runs], stage)
         # A state shared by several specs (the same check twice) is called once.
         seen: set[int] = set()
         out: list[_Run] = []
         for spec in specs:
-            run = self._runs.get(id(spec))
+            run = runs.get(id(spec))
             if run is not None and id(run.state) not in seen:
                 seen.add(id(run.state))
                 out.append(run)
         return out
 
-    async def _new_states(self, specs: list[CheckSpec]) -> _Said:
-        """Make a state for each spec, concurrently and eagerly as `_start_stage` does, each
-        in a fresh context; the failures, for `_merge`. A state is recorded the moment it
-        exists, so that it is closed even when its siblings fail or the stage is cancelled."""
+    def _start_states(self, specs: list[CheckSpec]) -> tuple[_Said, _Waiting]:
+        """Make a state for each spec eagerly, as `begin_stage` steps, each in a fresh
+        context: the failures, for `_merge`, and those still being made, for
+        `_finish_states`. A state is recorded the moment it exists, so that it is closed
+        even when its siblings fail or the stage is cancelled."""
         meta = self._meta
+        runs = self._runs
         failures: _Said = []
-        waiting: list[
-            tuple[int, CheckSpec, Coroutine[object, None, CheckState], object, contextvars.Context]
-        ] = []
+        waiting: _Waiting = []
         try:
             for i, spec in enumerate(specs):
-                ctx = contextvars.copy_context()
-                try:
-                    coro = spec.check.check_state_for_msg(meta)
-                    yielded = ctx.run(coro.send, None)
-                except StopIteration as done:
-                    self._runs[id(spec)] = _Run(spec, done.value, ctx)
-                except Exception as exc:
-                    failures.append((i, spec, _failed_start(spec, exc, meta.id)))
+                run = _Run(spec, meta)
+                made = run.ctx.run(next, run.steps)
+                if made is _MADE:
+                    run.state = run.made()
+                    runs[id(spec)] = run
+                elif made is _RAISED:
+                    failures.append((i, spec, self._start_failure(run, made)))
                 else:
-                    waiting.append((i, spec, coro, yielded, ctx))
+                    waiting.append((i, run, made))
         except BaseException:
-            for _, _, coro, _, _ in waiting:
-                coro.close()
+            for _, run, _ in waiting:
+                run.steps.close()
             raise
-        if waiting:
-            late = await _eager.gather(
-                [self._finish_state(spec, coro, y, ctx) for _, spec, coro, y, ctx in waiting],
-                [ctx for *_, ctx in waiting],
-            )
-            failures.extend(
-                (i, spec, r)
-                for (i, spec, _, _, _), r in zip(waiting, late, strict=True)
-                if r is not None
-            )
-            failures.sort(key=itemgetter(0))  # configured order
-        return failures
+        return failures, waiting
 
-    async def _finish_state(
-        self,
-        spec: CheckSpec,
-        coro: Coroutine[object, None, CheckState],
-        yielded: object,
-        ctx: contextvars.Context,
-    ) -> CheckResult | None:
-        try:
-            state = await _eager.drive(coro, yielded)
-        except Exception as exc:
-            return _failed_start(spec, exc, self._meta.id)
-        self._runs[id(spec)] = _Run(spec, state, ctx)
-        return None
+    async def _finish_states(self, failures: _Said, waiting: _Waiting) -> None:
+        """Make the states `_start_states` left waiting, concurrently; their failures join
+        `failures`, in configured order."""
+        late = await _eager.gather(
+            [self._finish_state(run, y) for _, run, y in waiting],
+            [run.ctx for _, run, _ in waiting],
+        )
+        failures.extend((i, run.spec, r) for (i, run, _), r in zip(waiting, late, strict=True) if r)
+        failures.sort(key=itemgetter(0))
+
+    async def _finish_state(self, run: _Run, yielded: object) -> CheckResult | None:
+        made = await _eager.resume(run.steps, yielded, _is_outcome)
+        if made is _MADE:
+            run.state = run.made()
+            self._runs[id(run.spec)] = run
+            return None
+        return self._start_failure(run, made)
+
+    def _start_failure(self, run: _Run, outcome: object) -> CheckResult:
+        exc, run.box[0] = run.box[0], None
+        if outcome is not _RAISED or not isinstance(exc, Exception):
+            exc = RuntimeError(f"check_state_for_msg yielded {outcome!r}")
+        return _failed_start(run.spec, exc, self._meta.id)
 
     async def _replay(self, specs: list[CheckSpec], stage: _Stage) -> None:
         """Run for states joining at `stage` the stages the message passed before it."""
@@ -383,17 +436,61 @@ class CheckRunner:
         if not specs:
             return
         cached = self._stages.get(id(specs))
-        if cached is not None and cached[0] is specs:
-            runs = cached[1]
-        else:
-            runs = await self._make_states(specs, stage)
-            self._stages[id(specs)] = (specs, runs)
-        said, waiting = _start_stage(runs, stage, args, self._meta.id)
+        if cached is None or cached[0] is not specs:
+            self._stages[id(specs)] = (specs, await self._make_states(specs, stage))
+        if rest := self.begin_stage(specs, stage, args):
+            await rest
+
+    def begin_stage(
+        self, specs: Sequence[CheckSpec], stage: _Stage, args: tuple[object, ...]
+    ) -> Coroutine[object, None, None] | None:
+        """`stage` without an await where it can end at once: None when it ended (what the
+        states said merged), else what to await for the rest.
+
+        Steps every state, each in its own context, until it first waits. A stage whose
+        states exist and answer at once saying nothing costs no task, no await and no list;
+        a check that raises gives a failure result.
+
+        Raises:
+            SMTPError: the first rejection, as `stage`, when the stage ended at once.
+        """
+        cached = self._stages.get(id(specs))
+        if cached is None or cached[0] is not specs:
+            return self.stage(specs, stage, args)
+        runs = cached[1]
+        request = methodcaller(stage, *args)
+        said: _Said | None = None
+        waiting: _Waiting | None = None
+        try:
+            for run in runs:
+                try:
+                    r = run.ctx.run(run.send, request)
+                except StopIteration:  # an earlier step was interrupted: the stepper is gone
+                    r = _interrupted(run)
+                if type(r) is CheckResult:
+                    if r.quiet:
+                        continue
+                    said = said or []
+                    said.append((runs.index(run), run.spec, r))
+                elif r is _ODD or r is _RAISED:
+                    said = said or []
+                    said.append((runs.index(run), run.spec, run.outcome(r, stage, self._meta.id)))
+                else:
+                    waiting = waiting or []
+                    waiting.append((runs.index(run), run, r))
+        except BaseException:
+            for _, run, _ in waiting or ():
+                run.steps.close()
+            raise
         if waiting is not None:
-            said = said or []
-            await _finish_stage(said, waiting, stage, self._meta.id)
+            return self._finish_stage(said or [], waiting, stage)
         if said:
             self._merge(said)
+        return None
+
+    async def _finish_stage(self, said: _Said, waiting: _Waiting, stage: _Stage) -> None:
+        await _finish_stage(said, waiting, stage, self._meta.id)
+        self._merge(said)
 
     def _merge(self, said: _Said) -> None:
         """Apply results in stage order; the first rejection (after fail actions) is raised."""
@@ -416,15 +513,43 @@ class CheckRunner:
             _log.debug("message %s rejected by %s: %s", self._meta.id, reject.check_name, reject)
             raise fresh(reject)
 
+    async def judge(self, checks: Sequence[ResultsCheck], header: Header) -> None:
+        """Run `checks` in order on the results so far, merging each verdict as it comes.
+
+        Raises:
+            SMTPError: the first refusal; a check that raises refuses with 451 4.7.0.
+        """
+        for check in checks:
+            try:
+                result = await check.check_results(self._meta, header, tuple(self.auth_results))
+                if not isinstance(result, CheckResult):
+                    raise TypeError(f"check_results returned {type(result).__name__}")
+            except Exception as exc:
+                _log.warning("message %s: %s raised: %r", self._meta.id, name_of(check), exc)
+                result = _failed(exc, name_of(check))
+            self.auth_results.extend(result.auth_result)
+            self.header_fields[:0] = result.header
+            if result.quarantine:
+                self.quarantine = self._meta.quarantine = True
+            if result.reject:
+                raise fresh(_reason(result.reason, name_of(check)))
+
     async def open(self, specs: Sequence[CheckSpec], mail_from: str) -> None:
-        """The connection stage of `specs`, then their sender stage.
+        """The connection stage of `specs`, then their sender stage, then `opened`.
 
         Raises:
             SMTPError: the first rejection, as `stage`.
         """
         await self.stage(specs, "check_connection", ())
         self._conn_done = True
-        await self.stage(specs, "check_sender", (mail_from,))
+        if rest := self.begin_stage(specs, "check_sender", (mail_from,)):
+            await rest
+        self._sender = mail_from
+
+    def opened(self, mail_from: str) -> None:
+        """The message passed its connection and sender stages (`open`, or no checks):
+        states joining later see them replayed."""
+        self._conn_done = True
         self._sender = mail_from
 
     def passed(self, rcpt_to: str) -> None:
@@ -442,6 +567,7 @@ class CheckRunner:
             if id(run.state) in closed:
                 continue
             closed.add(id(run.state))
+            run.steps.close()
             try:
                 run.state.close()
             except Exception as exc:

@@ -44,7 +44,7 @@ from mailmodule.pipeline._eager import to_completion
 from mailmodule.pipeline._errors import as_smtp, fresh, own_failure
 from mailmodule.pipeline._modifiers import ModifierRunner
 from mailmodule.pipeline._routes import Destination, Source
-from mailmodule.pipeline._state import DeliveryState, Step, advance
+from mailmodule.pipeline._state import AFTER, DeliveryState, Step, advance
 
 if TYPE_CHECKING:
     from mailmodule.pipeline._pipeline import Pipeline
@@ -100,6 +100,11 @@ _ADDING: Final = DeliveryState.ADDING
 _IN_BODY: Final = DeliveryState.IN_BODY
 _COMMITTED: Final = DeliveryState.COMMITTED
 _ABORTED: Final = DeliveryState.ABORTED
+_AFTER_ADD_RCPT: Final = AFTER[_ADD_RCPT]
+_AFTER_RCPT_DONE: Final = AFTER[_RCPT_DONE]
+_AFTER_BODY: Final = AFTER[_BODY]
+_AFTER_BODY_OK: Final = AFTER[_BODY_OK]
+_AFTER_COMMIT: Final = AFTER[_COMMIT]
 
 
 @final
@@ -214,13 +219,6 @@ def _needed(holders: list[_Rcpt]) -> bool:
     return any(h.status is _ACCEPTED for h in holders)
 
 
-def _rcpt_key(rcpt_to: str) -> str:
-    try:
-        return address.for_lookup(rcpt_to)
-    except AddressError as exc:
-        raise SMTPError(501, (5, 1, 3), f"Invalid recipient address: {exc.message}") from exc
-
-
 @final
 class PipelineDelivery:
     """One message in a Pipeline. Implements `Delivery` and `PartialDelivery`.
@@ -313,7 +311,10 @@ class PipelineDelivery:
         once by `Pipeline.start`."""
         p = self._p
         checks = p.checks
-        await self._runner.open(checks, self._mail_from)
+        if checks:
+            await self._runner.open(checks, self._mail_from)
+        else:
+            self._runner.opened(self._mail_from)
         states = await self._mods.states(p.modifiers) if p.modifiers else []
         sender = await ModifierRunner.rewrite_sender(states, self._mail_from)
         source = await p.source_for(sender) if p.routes_senders else p.default_source
@@ -332,31 +333,55 @@ class PipelineDelivery:
             _log.debug("msg %s: started, sender %r", self._meta.id, sender)
 
     async def add_rcpt(self, rcpt_to: str) -> None:
-        self._state = advance(self._state, _ADD_RCPT)
+        self._state = _AFTER_ADD_RCPT.get(self._state) or advance(self._state, _ADD_RCPT)
         rcpt: _Rcpt | None = None
         try:
-            key = _rcpt_key(rcpt_to)
+            try:
+                key = address.for_lookup(rcpt_to)
+            except AddressError as exc:
+                raise SMTPError(
+                    501, (5, 1, 3), f"Invalid recipient address: {exc.message}"
+                ) from exc
             known = self._rcpts.get(key)
             if known is not None and known.status is _ACCEPTED:
-                self._state = advance(self._state, _RCPT_DONE)
+                self._state = _AFTER_RCPT_DONE.get(self._state) or advance(self._state, _RCPT_DONE)
                 return  # given twice: once is enough
             rcpt = self._rcpts[key] = _Rcpt(rcpt_to)  # a refused one given again starts over
             runner = self._runner
-            if self._p.checks:
-                await runner.stage(self._p.checks, "check_rcpt", (rcpt_to,))
+            checks = self._p.checks
+            if checks and (rest := runner.begin_stage(checks, "check_rcpt", (rcpt_to,))):
+                await rest
             source = self._source
             if source.checks:
                 await runner.stage(source.checks, "check_rcpt", (rcpt_to,))
-            addrs = rcpt.addresses = await ModifierRunner.rewrite_rcpt(self._source_mods, rcpt_to)
+            mods = self._source_mods
+            if len(mods) == 1:  # the common case, without a layer of calls
+                try:
+                    new = await mods[0].rewrite_rcpt(rcpt_to)
+                except Exception as exc:
+                    raise as_smtp(exc, what="a recipient modifier") from exc
+                if type(new) is list and len(new) == 1 and type(new[0]) is str and new[0]:
+                    addrs = [new[0]]
+                else:
+                    addrs = []
+                    ModifierRunner.add_rcpts(addrs, rcpt_to, new)
+            elif mods:
+                addrs = await ModifierRunner.rewrite_rcpt(mods, rcpt_to)
+            else:
+                addrs = [rcpt_to]
+            rcpt.addresses = addrs
             # Route and check every address the recipient becomes before any target sees
             # one: a refused alias member refuses the recipient, not half of it.
             plan: list[tuple[_DestRun, list[str]]] = []
+            static = source.static_route
             for addr in addrs:
-                addr_key = key if addr == rcpt_to else _build.route_key(addr)
-                if source.tables:
+                if static is not None:
+                    dest = static
+                elif source.tables:
+                    addr_key = key if addr == rcpt_to else _build.route_key(addr)
                     dest = await source.route(addr, key=addr_key)
                 else:
-                    dest = source.route_by_rules(addr_key)
+                    dest = source.route_by_rules(key if addr == rcpt_to else _build.route_key(addr))
                 if dest.reject is not None:
                     raise fresh(dest.reject)
                 drun = self._dests.get(id(dest)) or await self._dest_run(dest)
@@ -366,16 +391,26 @@ class PipelineDelivery:
                     plan.append((drun, await ModifierRunner.rewrite_rcpt(drun.mods, addr)))
                 else:
                     plan.append((drun, [addr]))
+            held = rcpt.held
             for drun, finals in plan:
                 for addr in finals:
                     for run in drun.runs:
                         holders = run.holders.get(addr)
                         if holders is None:
-                            await self._first_rcpt(run, drun, addr)
+                            # The target's first address: start its delivery first.
+                            try:
+                                delivery = run.delivery
+                                if delivery is None:
+                                    delivery = run.delivery = await run.target.start(
+                                        self._meta, drun.sender
+                                    )
+                                await delivery.add_rcpt(addr)
+                            except Exception as exc:
+                                raise as_smtp(exc, target=run.name) from exc
                             run.holders[addr] = [rcpt]
                         else:
                             holders.append(rcpt)
-                        rcpt.held.append((run, addr))
+                        held.append((run, addr))
         except asyncio.CancelledError:
             if rcpt is not None:
                 self._refuse(rcpt, SMTPError(451, (4, 4, 5), "Cancelled"))
@@ -392,25 +427,16 @@ class PipelineDelivery:
                 raise
             raise err from exc
         rcpt.status = _ACCEPTED
-        runner.passed(rcpt_to)
+        if source.late_checks:
+            runner.passed(rcpt_to)
         originals = self._meta.original_rcpts
         if originals is None:
             originals = self._meta.original_rcpts = {}
-        for _, addr in rcpt.held:
+        for _, addr in held:
             originals[addr] = rcpt_to
-        self._state = advance(self._state, _RCPT_DONE)
+        self._state = _AFTER_RCPT_DONE.get(self._state) or advance(self._state, _RCPT_DONE)
         if self._debug:
             _log.debug("msg %s: recipient %r accepted as %r", self._meta.id, rcpt_to, addrs)
-
-    async def _first_rcpt(self, run: _TargetRun, drun: _DestRun, addr: str) -> None:
-        """Give a target an address it does not have yet, starting its delivery first."""
-        delivery = run.delivery
-        try:
-            if delivery is None:
-                delivery = run.delivery = await run.target.start(self._meta, drun.sender)
-            await delivery.add_rcpt(addr)
-        except Exception as exc:
-            raise as_smtp(exc, target=run.name) from exc
 
     def _refuse(self, rcpt: _Rcpt, err: SMTPError) -> None:
         rcpt.status = _REFUSED
@@ -425,7 +451,7 @@ class PipelineDelivery:
         except BaseException:
             self._body_failed()
             raise
-        self._state = advance(self._state, _BODY_OK)
+        self._state = _AFTER_BODY_OK.get(self._state) or advance(self._state, _BODY_OK)
 
     async def body_non_atomic(self, c: StatusCollector, header: Header, body: Buffer) -> None:
         self._expect_body()
@@ -447,12 +473,14 @@ class PipelineDelivery:
         self._state = advance(self._state, _BODY_OK if accepted else _BODY_FAILED)
 
     def _expect_body(self) -> None:
-        state = advance(self._state, _BODY)
-        if not any(r.status is _ACCEPTED for r in self._rcpts.values()):
-            raise DeliveryStateError(
-                self._state.value, _BODY.value, "a body without accepted recipients"
-            )
-        self._state = state
+        state = _AFTER_BODY.get(self._state) or advance(self._state, _BODY)
+        for r in self._rcpts.values():
+            if r.status is _ACCEPTED:
+                self._state = state
+                return
+        raise DeliveryStateError(
+            self._state.value, _BODY.value, "a body without accepted recipients"
+        )
 
     def _body_failed(self) -> None:
         if self._state is _IN_BODY:
@@ -460,7 +488,7 @@ class PipelineDelivery:
 
     async def _deliver_body(self, header: Header, body: Buffer, *, partial: bool) -> None:
         try:
-            await self._prepare(header.copy(), body)
+            await self._prepare(header.copy(), body)  # (each header to give)
             # Nested pipelines with our authserv-id keep the field we added (by identity).
             own = self._own_fields
             token = _OWN_FIELDS.set(_OWN_FIELDS.get() + own) if own else None
@@ -486,11 +514,15 @@ class PipelineDelivery:
         specs: Sequence[CheckSpec] = self._p.checks  # the same tuple: its states are cached
         extra = [*self._source.checks]
         for drun in self._dests.values():
-            extra.extend(drun.dest.checks)
+            if drun.dest.checks:
+                extra.extend(drun.dest.checks)
         if extra:
             specs = [*specs]
             specs.extend(s for s in dict.fromkeys(extra) if s not in specs)
-        await self._runner.stage(specs, "check_body", (header, body))
+        if specs and (rest := self._runner.begin_stage(specs, "check_body", (header, body))):
+            await rest
+        if self._p.result_checks:
+            await self._runner.judge(self._p.result_checks, header)
         hostname = self._p.hostname
         remove_forged_authentication_results(header, hostname, keep=_OWN_FIELDS.get())
         for field in reversed(self._runner.header_fields):
@@ -581,7 +613,7 @@ class PipelineDelivery:
     # Commit and abort
 
     async def commit(self) -> None:
-        self._state = advance(self._state, _COMMIT)
+        self._state = _AFTER_COMMIT.get(self._state) or advance(self._state, _COMMIT)
         await to_completion(self._commit_all())
 
     async def _commit_all(self) -> None:
@@ -623,7 +655,8 @@ class PipelineDelivery:
             for other in failures[1:]:
                 first.add_note(f"also failed: target {other.target_name!r}: {other}")
             raise first
-        _log.debug("msg %s: delivered to %d recipient(s)", self._meta.id, delivered)
+        if self._debug:
+            _log.debug("msg %s: delivered to %d recipient(s)", self._meta.id, delivered)
 
     async def abort(self) -> None:
         if self._state in (_COMMITTED, _ABORTED):
@@ -656,7 +689,8 @@ class PipelineDelivery:
         for rcpt in self._rcpts.values():
             if rcpt.status in (_ACCEPTED, _FAILED):
                 rcpt.status = _ABORTED_RCPT
-        _log.debug("msg %s: aborted", self._meta.id)
+        if self._debug:
+            _log.debug("msg %s: aborted", self._meta.id)
         return failures
 
     async def _abort_one(self, name: str, delivery: Delivery) -> SMTPError | None:

@@ -76,19 +76,28 @@ class ModifierRunner:
                     new = await state.rewrite_rcpt(r)
                 except Exception as exc:
                     raise as_smtp(exc, what="a recipient modifier") from exc
-                if type(new) is list and len(new) == 1 and type(new[0]) is str and new[0]:
-                    if new[0] not in out:  # the common case: one address in, one out
-                        out.append(new[0])
-                    continue
-                if not new or not isinstance(new, (list, tuple)):
-                    raise _bad_rewrite(r, new)
-                for n in new:
-                    if type(n) is not str or not n:
-                        raise _bad_rewrite(r, new)
-                    if n not in out:
-                        out.append(n)
+                ModifierRunner.add_rcpts(out, r, new)
             rcpts = out
         return rcpts
+
+    @staticmethod
+    def add_rcpts(out: list[str], rcpt: str, new: object) -> None:
+        """Add to `out` the addresses a state's `rewrite_rcpt(rcpt)` returned, each once.
+
+        Raises:
+            SMTPError: 451, `new` is not a non-empty list of addresses.
+        """
+        if type(new) is list and len(new) == 1 and type(new[0]) is str and new[0]:
+            if new[0] not in out:  # the common case: one address in, one out
+                out.append(new[0])
+            return
+        if not new or not isinstance(new, (list, tuple)):
+            raise _bad_rewrite(rcpt, new)
+        for n in new:
+            if type(n) is not str or not n:
+                raise _bad_rewrite(rcpt, new)
+            if n not in out:
+                out.append(n)
 
     @staticmethod
     async def rewrite_body(states: Sequence[ModifierState], header: Header, body: Buffer) -> None:

@@ -8,7 +8,7 @@ from typing import final
 from mailmodule import address
 from mailmodule.config import ConfigMap
 from mailmodule.errors import AddressError, ConfigError, SMTPError
-from mailmodule.interfaces import Check, EarlyCheck, Modifier, Table
+from mailmodule.interfaces import Check, EarlyCheck, Modifier, ResultsCheck, Table
 from mailmodule.metadata import ConnState, MsgMetadata
 from mailmodule.pipeline import _build, _eager
 from mailmodule.pipeline._checks import CheckSpec
@@ -58,6 +58,7 @@ class Pipeline:
         default_source: the source of the remaining senders.
         destinations, tables, default: the routes of the default source.
         hostname: the authserv-id of the Authentication-Results field.
+        result_checks: `ResultsCheck`s (DMARC) run after all body checks, in order.
         name, instance_name: how the pipeline names itself as a module.
 
     Raises:
@@ -77,11 +78,13 @@ class Pipeline:
         tables: Sequence[tuple[Table, Destination]] = (),
         default: Destination | None = None,
         hostname: str = "localhost",
+        result_checks: Iterable[ResultsCheck] = (),
         name: str = "pipeline",
         instance_name: str = "",
     ) -> None:
         self.checks = _build.specs(checks)
         self.modifiers = _build.modifiers(modifiers)
+        self.result_checks = _build.implementing(result_checks, ResultsCheck, "result_checks")
         self._sources = _build.rules(sources, Source, "sources", null_ok=True)
         self._source_tables = _build.table_pairs(source_tables, Source, "source_tables")
         shorthand = destinations is not None or bool(tables) or default is not None

@@ -109,6 +109,25 @@ class Source:
     default: Destination | None = attrs.field(default=None, converter=_default)
     reject: SMTPError | None = attrs.field(default=None, converter=_reject)
 
+    #: Where every recipient goes when no rule tells them apart (no tables, no
+    #: destinations): `default`, or `NO_ROUTE`; None when the rules route.
+    static_route: Destination | None = attrs.field(init=False, repr=False)
+
+    @static_route.default
+    def _static_route(self) -> Destination | None:
+        if self.tables or self.destinations:
+            return None
+        return self.default if self.default is not None else NO_ROUTE
+
+    #: Whether a destination of this source has checks of its own, which join a message
+    #: late and see the earlier recipients replayed.
+    late_checks: bool = attrs.field(init=False, repr=False)
+
+    @late_checks.default
+    def _late_checks(self) -> bool:
+        dests = [*self.destinations.values(), *(d for _, d in self.tables), self.default]
+        return any(d is not None and d.checks for d in dests)
+
     def __attrs_post_init__(self) -> None:
         if self.reject is not None and (
             self.checks or self.modifiers or self.destinations or self.tables or self.default

@@ -14,7 +14,7 @@ from typing import Final
 
 from mailmodule.errors import DeliveryStateError
 
-__all__ = ["TRANSITIONS", "DeliveryState", "Step", "advance"]
+__all__ = ["AFTER", "TRANSITIONS", "DeliveryState", "Step", "advance"]
 
 
 class DeliveryState(enum.Enum):
@@ -67,6 +67,11 @@ _TABLE: Final[dict[tuple[DeliveryState, Step], DeliveryState]] = {
 }
 #: (state, step) -> the state after the step; every pair not listed is illegal.
 TRANSITIONS: Final[Mapping[tuple[DeliveryState, Step], DeliveryState]] = MappingProxyType(_TABLE)
+#: The same table by step: step -> {state: the state after the step}. For hot paths that
+#: know their step: `AFTER[step].get(state) or advance(state, step)` (which raises).
+AFTER: Final[Mapping[Step, Mapping[DeliveryState, DeliveryState]]] = {
+    step: {state: new for (state, s), new in _TABLE.items() if s is step} for step in Step
+}
 
 _WHY: Final[Mapping[tuple[DeliveryState, Step], str]] = MappingProxyType(
     {

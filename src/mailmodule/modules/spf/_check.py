@@ -90,12 +90,17 @@ class SPFCheck(ModuleBase):
             5.7.23 (fail, softfail, none, neutral; a fail carries the domain's
             explanation), 550 5.7.24 (permerror) or 451 4.7.24 (temperror).
         enforce_early: act at MAIL FROM (default false). When false the result is
-            computed at MAIL FROM but acted on after the body: if the From domain
-            publishes a DMARC policy other than p=none, the action is left to DMARC and
-            only the result is reported.
+            computed at MAIL FROM but acted on after the body: if a DMARC evaluation
+            follows (`dmarc_follows`) and the From domain publishes a DMARC policy other
+            than p=none, the action is left to DMARC and only the result is reported.
         check_helo: also evaluate the HELO identity (RFC 7208 2.3; default false); a
             HELO "fail" decides, whatever MAIL FROM gives. Both results are reported
             (DMARC reads the `smtp.mailfrom` one).
+
+    `dmarc_follows` says whether every pipeline running this check evaluates DMARC after
+    it: the server sets it from `dmarc = true`; an app passing a DMARC `ResultsCheck` to
+    its `Pipeline` sets it itself. Without it (the default) nothing is left to DMARC, so
+    no policy published by the sender's domain can switch the SPF action off.
 
     Verdicts are kept while the DNS answers they rest on are cached (`Evaluator`).
     Messages without a client IP (made locally) are not checked. A MAIL FROM whose domain
@@ -117,6 +122,7 @@ class SPFCheck(ModuleBase):
         }
         self.enforce_early = False
         self.check_helo = False
+        self.dmarc_follows = False
 
     SETTINGS: ClassVar = (*_ACTION_SETTINGS.values(), _ENFORCE_EARLY, _CHECK_HELO, _DEBUG)
 
@@ -252,7 +258,7 @@ class _SPFState:
             return _NOTHING
         results = await self._pending
         self._pending = None
-        defer = await self._dmarc_enforced(header)
+        defer = self._check.dmarc_follows and await self._dmarc_enforced(header)
         if defer and results[-1].result != "pass":
             _log.info(
                 "msg %s: check.spf: %s, the action is left to DMARC",
