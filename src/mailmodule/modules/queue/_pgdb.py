@@ -69,13 +69,11 @@ class _BlobLoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._pid = 0
 
     def run(self, coro: Coroutine[object, object, _T]) -> _T:
         with self._lock:
-            if self._loop is None or self._pid != os.getpid():  # none yet, or forked since
+            if self._loop is None:  # started on first use: listing needs none
                 self._loop = asyncio.new_event_loop()
-                self._pid = os.getpid()
                 self._thread = threading.Thread(
                     target=self._loop.run_forever, name="queue.postgres blobs", daemon=True
                 )
@@ -88,7 +86,7 @@ class _BlobLoop:
         it."""
         with self._lock:
             loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
-        if loop is not None and thread is not None and self._pid == os.getpid():
+        if loop is not None and thread is not None:
             if last is not None:
                 try:
                     asyncio.run_coroutine_threadsafe(last(), loop).result()
@@ -269,7 +267,6 @@ class PgQueue:
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
         self._idle: list[psycopg.Connection[_Row]] = []
         self._lock = threading.Lock()
-        self._pid = os.getpid()
         self._held: set[str] = set()
         self._renewer: threading.Thread | None = None
         self._stop = threading.Event()
@@ -292,8 +289,6 @@ class PgQueue:
 
     def take(self) -> psycopg.Connection[_Row]:
         with self._lock:
-            if self._pid != os.getpid():  # forked: the parent's connections are not ours
-                self._idle, self._held, self._pid = [], set(), os.getpid()
             if self._idle:
                 return self._idle.pop()
         try:
