@@ -6,10 +6,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import mailbox
+import os
+import signal
+import smtplib
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from mailmodule.buffer import MemoryBuffer
@@ -20,6 +25,7 @@ from mailmodule.modules.queue import QueueTarget
 from mailmodule.server import Server
 from tests.interop.postgres_kit import Postgres, postgres
 from tests.interop.test_pgqueue import enqueue, fs_blobs, pg_store
+from tests.serve_kit import serving
 
 __all__ = ["postgres"]
 
@@ -138,3 +144,80 @@ def test_a_queue_on_postgres_delivers_what_it_accepts(config: Path, tmp_path: Pa
             time.sleep(0.05)
     finally:
         server.registry.close_all()
+
+
+HUNG_SERVER = """
+hostname = "mx1.test"
+
+[modules.bodies]
+module = "storage.blob.fs"
+root = "{root}/bodies"
+
+[modules.pgqueue]
+module = "queue.postgres"
+dsn = "{dsn}"
+blobs = "&bodies"
+lease = "1s"
+poll = "1s"
+
+[modules.stuck]                    # an upstream that takes connections and never greets
+module = "target.smtp"
+targets = ["tcp://127.0.0.1:{hung_port}"]
+
+[modules.outbound]
+module = "target.queue"
+target = "&stuck"
+store = "&pgqueue"
+post_init_delay = "0s"
+
+[pipeline]
+default = {{ targets = ["&outbound"] }}
+
+[[endpoints]]
+type = "smtp"
+listen = ["127.0.0.1:0"]
+rdns = false
+"""
+
+
+def test_a_killed_serve_s_message_is_delivered_by_another_server_after_the_lease(
+    dsn: str, tmp_path: Path
+) -> None:
+    """A real `mailmodule serve` accepts a message, claims it, hangs on its upstream and is
+    killed with SIGKILL; another server delivers the message once, when the lease ends."""
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)
+        hung_port = hung.getsockname()[1]
+        config = tmp_path / "mx1.toml"
+        config.write_text(HUNG_SERVER.format(root=tmp_path, dsn=dsn, hung_port=hung_port))
+        with serving(config) as served:
+            [port] = served.ports()
+            with smtplib.SMTP("127.0.0.1", port) as client:
+                client.sendmail("ann@example.net", ["joe@example.org"], b"Subject: hi\r\n\r\nx\r\n")
+            deadline = time.monotonic() + 30
+            while not leased(dsn):
+                assert time.monotonic() < deadline, "never claimed"
+                time.sleep(0.05)
+            os.killpg(served.proc.pid, signal.SIGKILL)
+            served.proc.wait(30)
+    (tmp_path / "other.toml").write_text(CONFIG.format(root=tmp_path, dsn=dsn))
+    server = Server.from_file(str(tmp_path / "other.toml"))
+    try:
+        server.register_modules()
+        server.instance("outbound")
+        box = tmp_path / "mail" / "joe"
+        deadline = time.monotonic() + 30
+        while not (box.exists() and len(mailbox.Maildir(box, create=False)) >= 1):
+            assert time.monotonic() < deadline, "never delivered"
+            time.sleep(0.05)
+        time.sleep(1.5)  # longer than a lease: time for a second delivery, were there one
+        assert len(mailbox.Maildir(box, create=False)) == 1
+    finally:
+        server.registry.close_all()
+
+
+def leased(dsn: str) -> bool:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(b"SELECT count(*) FROM mailmodule_queue WHERE lease_owner IS NOT NULL")
+        return row.fetchone() == (1,)
