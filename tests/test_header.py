@@ -343,3 +343,12 @@ def test_every_change_on_a_parsed_header_agrees_with_a_top_first_list(
         assert len(header) == len(model)
         assert header.values(name) == [f.value for f in model if f.key == name.lower()]
         assert header.to_bytes() == b"".join(f.raw for f in model) + Header.parse(block)._eoh
+
+
+@given(st.text(min_size=1).map(lambda s: s.replace("\r", "").replace("\n", "").replace("\0", "")))
+def test_a_value_with_a_lone_surrogate_is_a_header_error_not_a_unicode_error(text: str) -> None:
+    value = text + "\udc80"
+    with pytest.raises(HeaderError, match="not valid Unicode"):
+        HeaderField.build("X-Test", value)
+    with pytest.raises(HeaderError):
+        Header().add("X-Test", value)

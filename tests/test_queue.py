@@ -124,8 +124,8 @@ def test_the_meta_file_reads_back_as_the_queue_metadata_written(store: QueueStor
     st.lists(
         st.tuples(
             st.from_regex(r"[A-Za-z][A-Za-z0-9-]{0,20}", fullmatch=True),
-            st.text(
-                st.characters(blacklist_characters="\r\n\0", codec="utf-8"),
+            st.text(  # no lone surrogates: Header.build cannot encode them (left to header.py)
+                st.characters(codec="utf-8", blacklist_characters="\r\n\0"),
                 max_size=60,
             ),
         ),

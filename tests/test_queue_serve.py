@@ -9,6 +9,7 @@ import email.policy
 import mailbox
 import shutil
 import smtplib
+import socket
 import subprocess
 import sys
 import time
@@ -163,3 +164,59 @@ def test_queue_flush_makes_the_running_server_retry_now(tmp_path: Path) -> None:
         wait_until(lambda: not list((tmp_path / "queue").iterdir()))
         assert served.stop() == 0
     assert len(list(mailbox.Maildir(tmp_path / "mail" / "later", create=False))) == 1
+
+
+RELAY = """
+hostname = "mx.test"
+
+[modules.local]
+module = "target.maildir"
+root = "{root}"
+autocreate = true
+
+[modules.upstream]
+module = "target.smtp"
+targets = ["tcp://127.0.0.1:{port}"]
+attempt_starttls = false
+
+[modules.outbound]
+module = "target.queue"
+target = "&upstream"
+location = "{queue}"
+post_init_delay = "0s"
+
+[pipeline]
+default = {{ targets = ["&outbound"] }}
+
+[[endpoints]]
+type = "smtp"
+listen = ["127.0.0.1:0"]
+rdns = false
+
+[[endpoints]]
+type = "smtp"
+listen = ["127.0.0.1:{port}"]
+rdns = false
+
+[endpoints.pipeline]
+destinations = {{ "example.org" = {{ targets = ["&local"] }} }}
+default = {{ reject = "550 5.1.2 No relaying" }}
+"""
+
+
+def test_the_queue_forwards_through_target_smtp(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a free port for the second endpoint
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = write_config(tmp_path, RELAY, port=port, queue=tmp_path / "queue")
+    with serving(config) as served:
+        first = served.ports()[0]
+        with smtplib.SMTP("127.0.0.1", first) as client:
+            client.sendmail("ann@example.net", ["joe@example.org"], MESSAGE)
+        box = tmp_path / "mail" / "joe"
+        wait_until(lambda: box.exists() and len(list(mailbox.Maildir(box, create=False))) == 1)
+        wait_until(lambda: not list((tmp_path / "queue").iterdir()))
+        assert served.stop() == 0
+    [got] = list(mailbox.Maildir(tmp_path / "mail" / "joe", create=False))
+    assert got["Subject"] == "Hello"
+    assert len(got.get_all("Received") or []) == 2  # through both endpoints

@@ -67,8 +67,9 @@ class HeaderField:
         """A new field `name: value`, folded at white space to 78 columns where it can be.
 
         Raises:
-            HeaderError: the name is not RFC 5322 field text, or the value holds a line
-                break (which would smuggle in another field).
+            HeaderError: the name is not RFC 5322 field text, the value holds a line
+                break (which would smuggle in another field) or has no UTF-8 form (a lone
+                surrogate).
         """
         if type(name) is not str or not _FIELD_NAME_STR.fullmatch(name):
             raise HeaderError(f"invalid field name {name!r}")
@@ -76,7 +77,10 @@ class HeaderField:
             raise HeaderError(f"value of field {name!r} must be a str, got {type(value).__name__}")
         if "\r" in value or "\n" in value or "\0" in value:
             raise HeaderError(f"value of field {name!r} contains a line break or NUL")
-        return cls(name, _fold(f"{name}: {value}", eol).encode("utf-8"))
+        try:
+            return cls(name, _fold(f"{name}: {value}", eol).encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            raise HeaderError(f"value of field {name!r} is not valid Unicode") from exc
 
 
 def _fold(line: str, eol: bytes) -> str:
