@@ -4,8 +4,10 @@ cli.py declares the command's arguments; this module runs it, and is imported on
 
 The commands read the directory of a `target.queue` instance named in the configuration
 file (`--queue NAME` when there are several, `--location DIR` for any directory), without
-initializing the server. `flush` writes the queue's control file (see
-`mailmodule.modules.queue.request_flush`), which a running server takes within a second;
+initializing the server; a queue whose `store` names a module (`queue.postgres`) is read
+through that module, initialized with what it refers to (its blob store) and nothing else.
+`flush` writes the queue's control file (see `mailmodule.modules.queue.request_flush`;
+for a database, it marks the rows), which a running server takes within a second;
 `remove` takes the message's lock first, so it never removes a message while an attempt
 runs.
 """
@@ -15,10 +17,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from mailmodule.modules.queue import QueueStore
+    from mailmodule.modules.queue import QueueStorage
 
 __all__ = ["run_queue_command"]
 
@@ -31,13 +34,39 @@ def run_queue_command(args: argparse.Namespace, out: TextIO) -> int:
         DataError: an ID cannot be a queue message ID.
         StorageError: the directory cannot be read or written.
     """
-    from mailmodule.modules.queue import QueueStore, check_id, request_flush
+    from mailmodule.modules.queue import QueueStore
 
-    location = args.location or _configured_location(args.config, args.queue_name)
+    location, store_ref = (
+        (args.location, "") if args.location else _configured(args.config, args.queue_name)
+    )
+    if store_ref:
+        return _with_store(args.config, store_ref, lambda store: _act(args, store, out))
     if not os.path.isdir(location):
         print(f"mailmodule: no queue directory at {location!r}", file=sys.stderr)
         return os.EX_NOINPUT
-    store = QueueStore(location)
+    return _act(args, QueueStore(location), out)
+
+
+def _with_store(config: str, ref: str, work: Callable[[QueueStorage], int]) -> int:
+    """`work` over the store module `ref` ("&name") of the configuration, closed after."""
+    from mailmodule.errors import ConfigError
+    from mailmodule.modules.queue import QueueStorage
+    from mailmodule.server import Server
+
+    server = Server.from_file(config)
+    try:
+        server.register_modules()
+        store = server.instance(ref.removeprefix("&"))
+        if not isinstance(store, QueueStorage):
+            raise ConfigError(f"{ref} is not a queue store", file=config, key="store")
+        return work(store)
+    finally:
+        server.registry.close_all()
+
+
+def _act(args: argparse.Namespace, store: QueueStorage, out: TextIO) -> int:
+    from mailmodule.modules.queue import check_id
+
     action = args.queue_command
     if action == "list":
         return _list(store, out)
@@ -45,14 +74,16 @@ def run_queue_command(args: argparse.Namespace, out: TextIO) -> int:
         return _show(store, check_id(args.id), out)
     if action == "flush":
         ids = [check_id(i) for i in args.ids]
-        request_flush(store.location, ids)
+        store.request_flush(ids)
         what = f"{len(ids)} message(s)" if ids else "every message"
         print(f"flush of {what} asked; a running server retries within a second", file=out)
         return 0
     return _remove(store, check_id(args.id), out)
 
 
-def _configured_location(path: str, name: str | None) -> str:
+def _configured(path: str, name: str | None) -> tuple[str, str]:
+    """The queue directory, or the reference to the store module, of the configuration's
+    target.queue (`name`, else its only one)."""
     import tomllib
 
     from mailmodule.errors import ConfigError
@@ -86,15 +117,18 @@ def _configured_location(path: str, name: str | None) -> str:
             section="modules",
         )
     [(inst, table)] = queues.items()
+    store = table.get("store")
+    if isinstance(store, str) and store.startswith("&"):
+        return "", store
     location = table.get("location")
     if not isinstance(location, str) or not location:
         raise ConfigError(
             "expected a queue directory", file=path, section=f"modules.{inst}", key="location"
         )
-    return location
+    return location, ""
 
 
-def _list(store: QueueStore, out: TextIO) -> int:
+def _list(store: QueueStorage, out: TextIO) -> int:
     from mailmodule.errors import MetadataError
 
     print("ID\tARRIVAL\tTRIES\tFROM\tTO", file=out)
@@ -111,7 +145,7 @@ def _list(store: QueueStore, out: TextIO) -> int:
     return 0
 
 
-def _show(store: QueueStore, message_id: str, out: TextIO) -> int:
+def _show(store: QueueStorage, message_id: str, out: TextIO) -> int:
     import json
 
     from mailmodule.errors import StorageError
@@ -128,10 +162,10 @@ def _show(store: QueueStore, message_id: str, out: TextIO) -> int:
     return 0
 
 
-def _remove(store: QueueStore, message_id: str, out: TextIO) -> int:
+def _remove(store: QueueStorage, message_id: str, out: TextIO) -> int:
     claim = store.claim(message_id)
     if claim is None:
-        if os.path.exists(store.path(message_id, ".meta")):
+        if store.exists(message_id):
             print(
                 f"mailmodule: message {message_id} is being delivered; try again", file=sys.stderr
             )

@@ -31,6 +31,7 @@ from mailmodule.modules.mx_auth import MTASTSPolicy as MTASTSPolicy
 from mailmodule.modules.pass_table import PassTable as PassTable
 from mailmodule.modules.pass_table import hash_password as hash_password
 from mailmodule.modules.pass_table import verify_password as verify_password
+from mailmodule.modules.queue import PostgresQueueStore as PostgresQueueStore
 from mailmodule.modules.queue import QueueTarget as QueueTarget
 from mailmodule.modules.require_mx import RequireMXCheck as RequireMXCheck
 from mailmodule.modules.spf import SPFCheck as SPFCheck
@@ -65,6 +66,7 @@ __all__ = [
     "MaildirTarget",
     "MemoryBlobStore",
     "PassTable",
+    "PostgresQueueStore",
     "QueueTarget",
     "RemoteTarget",
     "ReplaceAddress",

@@ -16,7 +16,7 @@ from mailmodule.modules.maildir import MaildirTarget
 from mailmodule.modules.modifiers import ReplaceAddress
 from mailmodule.modules.mx_auth import DANEPolicy, DNSSECPolicy, LocalPolicy, MTASTSPolicy
 from mailmodule.modules.pass_table import PassTable
-from mailmodule.modules.queue import QueueTarget
+from mailmodule.modules.queue import PostgresQueueStore, QueueTarget
 from mailmodule.modules.require_mx import RequireMXCheck
 from mailmodule.modules.spf import SPFCheck
 from mailmodule.modules.storage import MaildirStorage
@@ -40,6 +40,7 @@ REFERENCE_MODULES: Final[dict[str, ModuleFactory]] = {
     "target.lmtp": SMTPTarget,
     "target.remote": RemoteTarget,
     "target.queue": QueueTarget,
+    "queue.postgres": PostgresQueueStore,
     "auth.pass_table": PassTable,
     "check.command": CommandCheck,
     "check.authorize_sender": AuthorizeSender,

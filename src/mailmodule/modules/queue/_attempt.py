@@ -10,7 +10,7 @@ from typing import final
 from mailmodule.errors import SMTPError
 from mailmodule.interfaces import Delivery, DeliveryTarget, PartialDelivery
 from mailmodule.metadata import MsgMetadata
-from mailmodule.modules.queue._store import StoredMessage
+from mailmodule.modules.queue._protocol import StoredMessage
 
 __all__ = ["ABORT_TIMEOUT", "attempt", "to_smtp_error"]
 

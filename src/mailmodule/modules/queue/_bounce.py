@@ -12,7 +12,7 @@ from mailmodule.header import Header
 from mailmodule.interfaces import DeliveryTarget
 from mailmodule.metadata import MailOptions, MsgMetadata, RcptOptions, Timestamp, generate_msg_id
 from mailmodule.modules.queue._dsn import Action, RecipientStatus, Report, build_report
-from mailmodule.modules.queue._store import StoredMessage
+from mailmodule.modules.queue._protocol import StoredMessage
 
 __all__ = ["Bouncer", "Outcome", "rcpt_options", "wants_report"]
 

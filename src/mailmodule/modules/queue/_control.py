@@ -18,7 +18,7 @@ from typing import final
 import attrs
 
 from mailmodule.errors import DataError, StorageError
-from mailmodule.modules.queue._store import check_id
+from mailmodule.modules.queue._protocol import check_id
 
 __all__ = ["FLUSH_FILE", "FlushRequest", "request_flush", "take_flush"]
 

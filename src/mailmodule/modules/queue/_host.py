@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import final
 
 from mailmodule.errors import StorageError
-from mailmodule.modules.queue._control import take_flush
 from mailmodule.modules.queue._scheduler import Scheduler
 
 __all__ = ["SchedulerThread"]
@@ -25,8 +24,6 @@ __all__ = ["SchedulerThread"]
 _log = logging.getLogger("mailmodule.modules.queue")
 #: Seconds between looks for the control file.
 CONTROL_POLL = 1.0
-#: Seconds between looks for messages other processes committed (`Scheduler.rescan`).
-RESCAN_INTERVAL = 60.0
 
 
 @final
@@ -90,16 +87,21 @@ class SchedulerThread:
             self._stop = stop
         self._ready.set()
         loop = asyncio.get_running_loop()
-        next_scan = loop.time() + RESCAN_INTERVAL
+        rescan_interval = scheduler.store.poll_interval
+        next_scan = loop.time() + rescan_interval
         try:
             while not stop.is_set():
                 if loop.time() >= next_scan:
-                    next_scan = loop.time() + RESCAN_INTERVAL
+                    next_scan = loop.time() + rescan_interval
                     try:
                         await scheduler.rescan()
                     except StorageError as exc:
                         _log.error("queue %s: %s", self._name, exc)
-                request = await asyncio.to_thread(take_flush, scheduler.store.location)
+                try:
+                    request = await asyncio.to_thread(scheduler.store.take_flush)
+                except StorageError as exc:
+                    _log.error("queue %s: %s", self._name, exc)
+                    request = None
                 if request is not None:
                     count = scheduler.flush(None if request.all else request.ids)
                     _log.info(

@@ -4,10 +4,10 @@ attempt's outcome does to the message on disk."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import itertools
 import logging
-import os
 from collections.abc import Iterable
 from typing import final
 
@@ -17,14 +17,12 @@ from mailmodule.metadata import Timestamp
 from mailmodule.modules.queue._attempt import attempt, to_smtp_error
 from mailmodule.modules.queue._bounce import Bouncer, Outcome
 from mailmodule.modules.queue._clock import Clock
+from mailmodule.modules.queue._protocol import QueueStorage
 from mailmodule.modules.queue._retry import RetryPolicy
-from mailmodule.modules.queue._store import QueueStore
 
 __all__ = ["Scheduler"]
 
 _log = logging.getLogger("mailmodule.modules.queue")
-#: A message found locked by another process is looked at again after this many seconds.
-_BUSY_RETRY = 60.0
 #: Slack when deciding whether a message read from disk is due (another process may have
 #: tried it since it was scheduled here).
 _DUE_SLACK = 1.0
@@ -32,7 +30,7 @@ _DUE_SLACK = 1.0
 
 @final
 class Scheduler:
-    """Delivers the messages of a `QueueStore` to a target, retrying as `policy` says.
+    """Delivers the messages of a `QueueStorage` to a target, retrying as `policy` says.
 
     Runs on one event loop: `start()` there, then `schedule()` and `flush()` from it (the
     module hands messages over from other threads with `call_soon_threadsafe`), and
@@ -47,7 +45,7 @@ class Scheduler:
     in between sends it again rather than never.
 
     Args:
-        store: the queue directory.
+        store: where the messages are (a directory, a database).
         target: where messages are delivered.
         policy: the retry schedule.
         clock: the time source (tests move it by hand).
@@ -61,7 +59,7 @@ class Scheduler:
     def __init__(
         self,
         *,
-        store: QueueStore,
+        store: QueueStorage,
         target: DeliveryTarget,
         policy: RetryPolicy,
         clock: Clock,
@@ -156,7 +154,7 @@ class Scheduler:
         Raises:
             StorageError: the directory cannot be read.
         """
-        ids = await asyncio.to_thread(self.store.ids)
+        ids = await asyncio.to_thread(self.store.candidates)
         unknown = [i for i in ids if i not in self._due and i not in self._running]
         found = 0
         for message_id in unknown:
@@ -263,9 +261,8 @@ class Scheduler:
             _log.error("queue msg %s: cannot be claimed: %s", message_id, exc)
             return
         if claim is None:
-            meta_path = store.path(message_id, ".meta")
-            if await asyncio.to_thread(os.path.exists, meta_path):  # busy in another process
-                self.schedule(message_id, self.clock.now() + _BUSY_RETRY)
+            if await asyncio.to_thread(store.exists, message_id):  # busy in another process
+                self.schedule(message_id, self.clock.now() + store.poll_interval)
             return
         try:
             try:
@@ -320,7 +317,9 @@ class Scheduler:
                 await asyncio.to_thread(claim.remove)
                 return
             try:
-                await asyncio.to_thread(claim.update, meta)
+                await asyncio.to_thread(
+                    functools.partial(claim.update, meta, due=self.policy.due(meta))
+                )
             except StorageError as exc:
                 _log.error("queue msg %s: %s", message_id, exc)
             self.schedule(message_id, self.policy.due(meta))

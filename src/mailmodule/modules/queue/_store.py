@@ -21,51 +21,28 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import BinaryIO, final
-
-import attrs
 
 from mailmodule._fsutil import make_private_dirs
 from mailmodule.buffer import Buffer, FileBuffer
 from mailmodule.errors import DataError, MetadataError, StorageError
 from mailmodule.header import Header
 from mailmodule.metadata import QueueMetadata
+from mailmodule.modules.queue._control import FlushRequest, request_flush, take_flush
 from mailmodule.modules.queue._dirsync import DirSync
+from mailmodule.modules.queue._protocol import StoredMessage, check_id
 
-__all__ = ["Claim", "QueueStore", "Staged", "StoredMessage", "check_id"]
+__all__ = ["Claim", "QueueStore", "Staged"]
 
 _log = logging.getLogger("mailmodule.modules.queue")
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,199}")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,199}")  # check_id's
 _SUFFIXES = (".meta.new", ".meta", ".header", ".body")
 _NO_FOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW
 _COPY_CHUNK = 1 << 16
 #: Tries at finding a free ID before giving up (each next one has random letters added).
 _ID_TRIES = 8
-
-
-def check_id(message_id: str) -> str:
-    """`message_id` if it can name files in a queue directory: letters, digits, "-" and
-    "_", at most 200, not starting with "-" or "_" (so no path, no hidden file).
-
-    Raises:
-        DataError: it cannot; names it.
-    """
-    if not isinstance(message_id, str) or not _ID.fullmatch(message_id):
-        raise DataError(f"not a queue message ID: {message_id!r}")
-    return message_id
-
-
-@final
-@attrs.frozen(kw_only=True)
-class StoredMessage:
-    """A message read from the queue: its metadata, header and body (a file)."""
-
-    id: str
-    meta: QueueMetadata
-    header: Header
-    body: FileBuffer
 
 
 @final
@@ -150,8 +127,8 @@ class Claim:
             body=FileBuffer(self.store.path(self.id, ".body"), size),
         )
 
-    def update(self, meta: QueueMetadata) -> None:
-        """Replace the `.meta` atomically and durably.
+    def update(self, meta: QueueMetadata, *, due: float = 0.0) -> None:
+        """Replace the `.meta` atomically and durably (`due` follows from it: unused).
 
         Raises:
             StorageError: it cannot be written; the old one is still in place.
@@ -184,7 +161,8 @@ class Claim:
 
 @final
 class QueueStore:
-    """One queue directory: writing, claiming, scanning and cleaning up messages.
+    """One queue directory: writing, claiming, scanning and cleaning up messages (the
+    `QueueStorage` of one machine).
 
     Every method blocks on the file system: call them off the event loop.
 
@@ -204,6 +182,7 @@ class QueueStore:
         self.location = path
         self._prefix = os.path.join(path, "")
         self.dir_sync = DirSync(path)
+        self.poll_interval = 60.0
 
     def path(self, message_id: str, suffix: str) -> str:
         """The file `message_id` + `suffix` of the directory (the ID is not checked)."""
@@ -342,6 +321,10 @@ class QueueStore:
             return None
         return fd
 
+    def exists(self, message_id: str) -> bool:
+        """Whether the message's `.meta` is there."""
+        return os.path.exists(self.path(check_id(message_id), ".meta"))
+
     # Scanning
 
     def ids(self) -> list[str]:
@@ -353,6 +336,10 @@ class QueueStore:
         """
         groups = self._groups()
         return sorted(i for i, kinds in groups.items() if {".meta", ".header", ".body"} <= kinds)
+
+    def candidates(self) -> list[str]:
+        """Every complete message (`ids`): when one is due is in its `.meta`."""
+        return self.ids()
 
     def _groups(self) -> dict[str, set[str]]:
         try:
@@ -450,6 +437,19 @@ class QueueStore:
                 yield message_id, self.read_meta(message_id)
             except (MetadataError, StorageError) as exc:
                 yield message_id, MetadataError(str(exc))
+
+    # Flushing, closing
+
+    def request_flush(self, ids: Sequence[str] = ()) -> None:
+        """Append `ids` (every message when empty) to the control file (`request_flush`)."""
+        request_flush(self.location, ids)
+
+    def take_flush(self) -> FlushRequest | None:
+        """Take the control file away, and what it asks (`take_flush`)."""
+        return take_flush(self.location)
+
+    def close(self) -> None:
+        """Nothing to let go of: every file is closed after use."""
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
