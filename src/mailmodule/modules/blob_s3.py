@@ -20,7 +20,7 @@ from mailmodule.config import ConfigMap, Setting
 from mailmodule.errors import ConfigError, NoSuchBlobError, StorageError
 from mailmodule.interfaces import UNKNOWN_BLOB_SIZE, ReadCloser
 from mailmodule.modules._base import ModuleBase
-from mailmodule.modules.blobstore import check_blob_key
+from mailmodule.modules.blobstore import CheckedWrites, check_blob_key, check_blob_size
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3.client import S3Client
@@ -53,31 +53,12 @@ _PART_SIZE: Final = Setting.size(
 )  # fmt: skip
 
 
-class _S3Blob:
+class _S3Blob(CheckedWrites):
     """A blob spooled locally until `sync` uploads it."""
 
     def __init__(self, store: S3BlobStore, key: str, size: int) -> None:
-        self._store, self._key, self._size = store, key, size
-        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL)  # noqa: SIM115
-        self._written = 0
-        self._done = False
-        self._failed = False
-
-    def write(self, data: bytes, /) -> int:
-        if self._done:
-            raise StorageError("blob is closed")
-        if self._failed:
-            raise StorageError(f"blob {self._key!r} had a failed write")
-        if self._size != UNKNOWN_BLOB_SIZE and self._written + len(data) > self._size:
-            self._failed = True
-            raise StorageError(f"blob is larger than the {self._size} bytes announced")
-        try:
-            written = self._spool.write(data)
-        except OSError as exc:
-            self._failed = True
-            raise StorageError(f"cannot spool blob {self._key!r}: {exc}") from exc
-        self._written += written
-        return written
+        super().__init__(tempfile.SpooledTemporaryFile(max_size=_SPOOL), key, size)  # noqa: SIM115
+        self._store = store
 
     def sync(self) -> None:
         """Upload the blob; on any failure nothing is visible and the blob is discarded.
@@ -91,23 +72,19 @@ class _S3Blob:
         try:
             if self._failed:
                 raise StorageError(f"blob {self._key!r} had a failed write; discarded")
-            if self._size != UNKNOWN_BLOB_SIZE and self._written != self._size:
-                raise StorageError(
-                    f"blob {self._key!r} has {self._written} of the {self._size} bytes "
-                    "announced; discarded"
-                )
-            self._spool.seek(0)
-            self._store._run_blocking(self._store._upload(self._key, self._spool, self._written))
+            check_blob_size(self._key, self._size, self._written)
+            self._file.seek(0)
+            self._store._run_blocking(self._store._upload(self._key, self._file, self._written))
         except BaseException:
             self.close()
             raise
         self._done = True
-        self._spool.close()
+        self._file.close()
 
     def close(self) -> None:
         """Without a successful `sync`, the data is discarded."""
         self._done = True
-        self._spool.close()
+        self._file.close()
 
 
 @final

@@ -10,7 +10,7 @@ import stat
 import tempfile
 import threading
 from collections.abc import Sequence
-from typing import ClassVar, Final, final
+from typing import IO, ClassVar, Final, final
 
 from mailmodule._fsutil import fsync_dir
 from mailmodule.config import ConfigMap, Setting
@@ -18,7 +18,7 @@ from mailmodule.errors import ConfigError, NoSuchBlobError, StorageError
 from mailmodule.interfaces import UNKNOWN_BLOB_SIZE, ReadCloser
 from mailmodule.modules._base import ModuleBase
 
-__all__ = ["FSBlobStore", "MemoryBlobStore", "check_blob_key"]
+__all__ = ["CheckedWrites", "FSBlobStore", "MemoryBlobStore", "check_blob_key", "check_blob_size"]
 
 
 def check_blob_key(key: str) -> str:
@@ -47,7 +47,8 @@ def check_blob_key(key: str) -> str:
     return key
 
 
-def _check_size(key: str, size: int, written: int) -> None:
+def check_blob_size(key: str, size: int, written: int) -> None:
+    """Raises StorageError when `written` is not the announced `size` (unless unknown)."""
     if size != UNKNOWN_BLOB_SIZE and written != size:
         raise StorageError(f"blob {key!r} has {written} of the {size} bytes announced; discarded")
 
@@ -62,15 +63,13 @@ def _refuse_non_file(key: str, path: str) -> None:
         raise StorageError(f"blob {key!r} is taken by something that is not a regular file")
 
 
-class _Blob:
-    """A blob being written to a temporary file; `sync` moves it under its key.
+class CheckedWrites:
+    """The writing half of a Blob over a local file: refused once closed, after a failed
+    write, or past the announced size (which poisons the blob: its `sync` must then
+    raise and discard it). Subclasses publish in `sync` and discard in `close`."""
 
-    A failed or oversize write poisons the blob: `sync` then raises and discards it.
-    """
-
-    def __init__(self, fd: int, tmp: str, final: str, key: str, size: int) -> None:
-        self._file = os.fdopen(fd, "wb")
-        self._tmp, self._final, self._key, self._size = tmp, final, key, size
+    def __init__(self, file: IO[bytes], key: str, size: int) -> None:
+        self._file, self._key, self._size = file, key, size
         self._written = 0
         self._done = False
         self._failed = False
@@ -91,6 +90,14 @@ class _Blob:
         self._written += written
         return written
 
+
+class _Blob(CheckedWrites):
+    """A blob being written to a temporary file; `sync` moves it under its key."""
+
+    def __init__(self, fd: int, tmp: str, final: str, key: str, size: int) -> None:
+        super().__init__(os.fdopen(fd, "wb"), key, size)
+        self._tmp, self._final = tmp, final
+
     def sync(self) -> None:
         """Publish the blob; on any failure it is discarded and nothing is visible."""
         if self._done:
@@ -98,7 +105,7 @@ class _Blob:
         try:
             if self._failed:
                 raise StorageError(f"blob {self._key!r} had a failed write; discarded")
-            _check_size(self._key, self._size, self._written)
+            check_blob_size(self._key, self._size, self._written)
             try:
                 self._file.flush()
                 os.fsync(self._file.fileno())
@@ -242,7 +249,7 @@ class _MemoryBlob:
         self._done = True
         if self._failed:
             raise StorageError(f"blob {self._key!r} had a failed write; discarded")
-        _check_size(self._key, self._size, len(self._data))
+        check_blob_size(self._key, self._size, len(self._data))
         with self._store._lock:
             self._store.blobs[self._key] = bytes(self._data)
 
