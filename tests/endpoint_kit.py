@@ -12,6 +12,23 @@ from mailmodule.modules import MaildirTarget
 from mailmodule.pipeline import Destination, Pipeline
 
 
+def free_port(*, udp: bool = False) -> int:
+    """A loopback TCP port free right now (with `udp`, free for UDP too: a DNS server's),
+    for a server a test starts on it next."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            if not udp:
+                return port
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dgram:
+                try:
+                    dgram.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+
+
 def maildir(root: Path) -> MaildirTarget:
     target = MaildirTarget("target.maildir", "local")
     target.init(ConfigMap({"root": str(root), "autocreate": True}))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import socket
 import subprocess
 import sys
 import time
@@ -20,22 +19,16 @@ from mailmodule.errors import ConfigError, NoSuchBlobError, StorageError
 from mailmodule.interfaces import UNKNOWN_BLOB_SIZE, Blob, BlobStore
 from mailmodule.modules.blob_s3 import S3BlobStore
 from mailmodule.testing import BlobStoreSuite
+from tests.endpoint_kit import free_port
 
 _buckets = itertools.count()
 MiB = 1024 * 1024
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """moto's S3 server, for the session; its URL."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

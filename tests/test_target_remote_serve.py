@@ -15,7 +15,6 @@ import email.message
 import email.policy
 import mailbox
 import smtplib
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 from mailmodule.modules import hash_password
 from mailmodule.server import Server
 from mailmodule.testing.dnsserver import DNSServer
+from tests.endpoint_kit import free_port
 
 RECEIVER = """
 hostname = "mx.example.org"
@@ -93,13 +93,6 @@ default = {{ targets = ["&outbound"] }}
 """
 
 MESSAGE = b"From: joe@sender.example\r\nSubject: Far away\r\n\r\nHello.\r\n"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def messages(box: Path) -> list[email.message.EmailMessage]:

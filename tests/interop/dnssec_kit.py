@@ -14,7 +14,6 @@ relative to the origin; the SOA and NS records are added.
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -30,6 +29,7 @@ import dns.rdatatype
 import dns.rdtypes.ANY.DNSKEY
 
 from mailmodule.dns import Resolver
+from tests.endpoint_kit import free_port
 from tests.interop.conftest import require_peer
 
 _STARTUP: Final = 15.0  # seconds the daemons get to answer
@@ -83,20 +83,6 @@ remote-control:
 {stubs}"""
 
 
-def free_port() -> int:
-    """A loopback port free for both UDP and TCP right now."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-
-
 @attrs.frozen(kw_only=True)
 class SignedDNS:
     """The running pair: Knot on `knot_port`, the validating Unbound on `port`."""
@@ -134,7 +120,7 @@ class SignedDNS:
                 f"  - domain: {name}\n"
                 + ("    dnssec-signing: on\n    dnssec-policy: test\n" if sign else "")
             )
-        knot_port, port = free_port(), free_port()
+        knot_port, port = free_port(udp=True), free_port(udp=True)
         (tmp / "knot.conf").write_text(
             _KNOT_CONF.format(tmp=tmp, port=knot_port, zones="".join(zones))
         )

@@ -12,7 +12,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,14 +21,9 @@ from pathlib import Path
 import attrs
 import pytest
 
+from tests.endpoint_kit import free_port
+
 _INSTALL = "install it with `bash .ci/install-peers` (apt-get install postgresql)"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _bindir() -> Path | None:

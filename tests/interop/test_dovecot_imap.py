@@ -28,6 +28,7 @@ import pytest
 from mailmodule import Header, MemoryBuffer, MsgMetadata
 from mailmodule.modules import MaildirStorage, MaildirTarget
 from mailmodule.modules.storage import _utf7
+from tests.endpoint_kit import free_port
 from tests.interop.conftest import require_peer
 from tests.modules_kit import build, new_registry
 
@@ -159,19 +160,21 @@ def hand_over(root: Path) -> None:
             os.lchown(name, user.pw_uid, user.pw_gid)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def start_dovecot(binary: str, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     user = pwd.getpwnam("nobody")
     (tmp / "passwd").write_text(f"joe:{{PLAIN}}{PASSWORD}::::::\n")
+    config = CONFIG.format(tmp=tmp, port=port, uid=user.pw_uid, gid=user.pw_gid)
+    return launch(binary, tmp, config, port, b"* OK"), port
+
+
+def launch(
+    binary: str, tmp: Path, config: str, port: int, greeting: bytes
+) -> subprocess.Popen[bytes]:
+    """Dovecot run with `config` from `tmp` (its run/ and state/ made there), once `port`
+    greets with `greeting`; the test fails with Dovecot's log if it does not."""
     conf = tmp / "dovecot.conf"
-    conf.write_text(CONFIG.format(tmp=tmp, port=port, uid=user.pw_uid, gid=user.pw_gid))
+    conf.write_text(config)
     for sub in ("run", "state"):
         (tmp / sub).mkdir()
     with (tmp / "stderr").open("wb") as stderr:
@@ -187,8 +190,8 @@ def start_dovecot(binary: str, tmp: Path) -> tuple[subprocess.Popen[bytes], int]
             pytest.fail(f"dovecot exited {proc.returncode}: {log(tmp)}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                if sock.recv(64).startswith(b"* OK"):
-                    return proc, port
+                if sock.recv(64).startswith(greeting):
+                    return proc
         except OSError:
             time.sleep(0.1)
     stop(proc)

@@ -10,10 +10,8 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +20,9 @@ import pytest
 from mailmodule import Header, MemoryBuffer, MsgMetadata, SMTPError
 from mailmodule.interfaces import PartialDelivery
 from mailmodule.modules import SMTPTarget
+from tests.endpoint_kit import free_port
 from tests.interop.conftest import require_peer
-from tests.interop.test_dovecot_imap import free_port, log, stop
+from tests.interop.test_dovecot_imap import launch, log, stop
 from tests.modules_kit import build, new_registry
 
 CONFIG = """\
@@ -96,29 +95,8 @@ def start_lmtp(binary: str, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
     (tmp / "passwd").write_text(f"joe::::::\nann::::::\nbroken:::::{tmp}/blocker/home:\n")
     (tmp / "mail").mkdir()
     os.chown(tmp / "mail", user.pw_uid, user.pw_gid)
-    conf = tmp / "dovecot.conf"
-    conf.write_text(CONFIG.format(tmp=tmp, port=port, uid=user.pw_uid, gid=user.pw_gid))
-    for sub in ("run", "state"):
-        (tmp / sub).mkdir()
-    with (tmp / "stderr").open("wb") as stderr:
-        proc = subprocess.Popen(
-            [binary, "-c", str(conf), "-F"],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"dovecot exited {proc.returncode}: {log(tmp)}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                if sock.recv(64).startswith(b"220"):
-                    return proc, port
-        except OSError:
-            time.sleep(0.1)
-    stop(proc)
-    pytest.fail(f"dovecot did not listen on {port}: {log(tmp)}")
+    config = CONFIG.format(tmp=tmp, port=port, uid=user.pw_uid, gid=user.pw_gid)
+    return launch(binary, tmp, config, port, b"220"), port
 
 
 class Collector:

@@ -13,7 +13,6 @@ import email
 import email.policy
 import signal
 import smtplib
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from mailmodule.dns import DNSError, Resolver
+from tests.endpoint_kit import free_port
 from tests.interop.conftest import require_peer
 from tests.serve_kit import serving, write_config
 
@@ -83,20 +83,6 @@ rdns = false
 """
 
 
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (now; knotd takes it right after)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-
-
 async def _answers(port: int) -> bool:
     resolver = Resolver(nameservers=["127.0.0.1"], port=port, timeout=0.5, attempts=1)
     try:
@@ -112,7 +98,7 @@ def knot(tmp_path: Path) -> Iterator[int]:
     for sub in ("run", "db", "zones"):
         (directory / sub).mkdir(parents=True)
     (directory / "zones" / "example.org.zone").write_text(ZONE)
-    port = free_port()
+    port = free_port(udp=True)
     conf = directory / "knot.conf"
     conf.write_text(KNOT_CONF.format(dir=directory, port=port))
     log = (directory / "knotd.log").open("w")

@@ -20,7 +20,7 @@ from benchmarks import _postfix
 from mailmodule import Header, MemoryBuffer, MsgMetadata, SMTPError
 from mailmodule.metadata import MailOptions
 from mailmodule.modules import SMTPTarget
-from tests.interop.test_dovecot_imap import free_port
+from tests.endpoint_kit import free_port
 from tests.modules_kit import build, new_registry
 
 HEADER = Header([("From", "a@bücher.example"), ("Subject", "Relayed")])
