@@ -269,17 +269,22 @@ def closing_config(root: Path, tag: str) -> dict[str, object]:
     }
 
 
-async def test_the_old_modules_are_closed_once_the_last_session_on_them_ends(
-    tmp_path: Path,
-) -> None:
-
+def closing_server(root: Path, tag: str) -> Server:
+    """An initialized server on `closing_config(root, tag)`, the Closing records cleared."""
     Closing.closed.clear()
     Closing.routed.clear()
     Closing.old_closed.clear()
     registry = Registry()
     registry.register("table.closing", Closing)
-    server = Server(closing_config(tmp_path / "mail", "old"), registry=registry)
+    server = Server(closing_config(root, tag), registry=registry)
     server.initialize()
+    return server
+
+
+async def test_the_old_modules_are_closed_once_the_last_session_on_them_ends(
+    tmp_path: Path,
+) -> None:
+    server = closing_server(tmp_path / "mail", "old")
     ((_, _, port),) = await server.start()
     client = await asyncio.to_thread(mid_message, port, "joe@example.org")
     assert await server.reload(closing_config(tmp_path / "mail", "new")) is None
@@ -304,12 +309,7 @@ async def test_the_old_modules_are_closed_once_the_last_session_on_them_ends(
 
 
 async def test_reloads_asked_together_apply_in_the_order_asked(tmp_path: Path) -> None:
-    Closing.closed.clear()
-    Closing.routed.clear()
-    registry = Registry()
-    registry.register("table.closing", Closing)
-    server = Server(closing_config(tmp_path / "mail", "first"), registry=registry)
-    server.initialize()
+    server = closing_server(tmp_path / "mail", "first")
     await server.start()
     second, third = (closing_config(tmp_path / "mail", tag) for tag in ("second", "third"))
     refused = await asyncio.gather(server.reload(second), server.reload(third))
@@ -325,13 +325,7 @@ async def test_a_session_told_other_limits_keeps_its_old_settings_to_its_end(
     tmp_path: Path,
 ) -> None:
     """Its EHLO said SIZE; a reload that changes the size limit cannot apply to it."""
-    Closing.closed.clear()
-    Closing.routed.clear()
-    Closing.old_closed.clear()
-    registry = Registry()
-    registry.register("table.closing", Closing)
-    server = Server(closing_config(tmp_path / "mail", "old"), registry=registry)
-    server.initialize()
+    server = closing_server(tmp_path / "mail", "old")
     ((_, _, port),) = await server.start()
     client = await asyncio.to_thread(greeted, "127.0.0.1", port)
     bigger = closing_config(tmp_path / "mail", "new")
