@@ -41,9 +41,17 @@ xn--bcher-kva TXT "IDNA"
 """
 
 
-def resolver_for(server: DNSServer, **settings: object) -> Resolver:
-    args: dict[str, object] = {"timeout": 0.3, "attempts": 1, **settings}
-    return Resolver(nameservers=["127.0.0.1"], port=server.port, **args)  # type: ignore[arg-type]
+def resolver_for(
+    server: DNSServer, *, timeout: float = 0.3, cache_size: int = 10000, dnssec: bool = False
+) -> Resolver:
+    return Resolver(
+        nameservers=["127.0.0.1"],
+        port=server.port,
+        timeout=timeout,
+        attempts=1,
+        cache_size=cache_size,
+        dnssec=dnssec,
+    )
 
 
 @pytest.fixture
