@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
-from operator import itemgetter, methodcaller
+from collections.abc import Awaitable, Coroutine, Generator, Sequence
+from operator import itemgetter
 from typing import Final, Literal, cast, final
 
 import attrs
@@ -165,134 +166,142 @@ def _raised(state: CheckState, stage: _Stage, exc: Exception, msg_id: str) -> Ch
     return _failed(exc, "a policy check")
 
 
-# What a check's stepper yields when a step is over without a CheckResult: the outcome is
-# in its box (a state just made, an exception raised, a value that is not a CheckResult).
-_MADE: Final = object()
-_RAISED: Final = object()
-_ODD: Final = object()
-# A stage's call on a state, `methodcaller(stage, *args)`; a coroutine, from a good state.
-_Request = Callable[[object], "_Steps"]
 _CoroutineType: Final[type] = types.CoroutineType
+_MAKE: Final = "check_state_for_msg"
 
 
-_Steps = Generator[object, None, object]  # a coroutine, as `yield from` delegates to it
+_Resumable = Coroutine[object, None, object] | Generator[object, None, object]
 
 
-def _awaitable(value: object) -> _Steps:
-    """`value` as `yield from` can await it, as `await value` would.
+@final
+class _Raised:
+    """A step that raised."""
 
-    Raises:
-        TypeError: `value` is not awaitable.
-    """
-    if type(value) is not _CoroutineType:
-        if not isinstance(value, Awaitable):
-            raise TypeError(f"{type(value).__name__} is not awaitable")
-        value = _await(value)
-    return cast("_Steps", value)
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+
+@final
+class _Waits:
+    """A step that suspended: its coroutine and what it waits on."""
+
+    __slots__ = ("coro", "yielded")
+
+    def __init__(
+        self,
+        coro: Coroutine[object, None, object] | Generator[object, None, object],
+        yielded: object,
+    ) -> None:
+        self.coro = coro
+        self.yielded = yielded
 
 
 async def _await(value: Awaitable[object]) -> object:
     return await value
 
 
-@types.coroutine
-def _stepper(
-    check: Check, meta: MsgMetadata, box: list[object]
-) -> Generator[object, _Request, None]:
-    """One check's life for one message as one generator: makes its state (on `next`),
-    then runs each stage it is sent as a call on the state, `methodcaller(stage, *args)`.
-
-    Each step ends at a yield of its outcome: a CheckResult as it is; `_MADE`, `_RAISED` or
-    `_ODD` with the state, the exception or the value in `box[0]`. Anything else it yields
-    comes from the check awaiting: the step goes on when the stepper is resumed. Resuming
-    one generator per step, rather than driving a coroutine per step to its StopIteration,
-    spares an exception per step.
-    """
-    call: _Steps
+def _step(subject: object, method: str, args: tuple[object, ...]) -> object:
+    """`subject.method(*args)` run in the current context until it ends or first waits:
+    its value, `_Raised` or `_Waits`. A coroutine ending at once costs no task."""
     try:
-        state = yield from _awaitable(check.check_state_for_msg(meta))
+        aw = getattr(subject, method)(*args)
+        if type(aw) is not _CoroutineType:
+            aw = _await(aw)  # raises TypeError at the send when `aw` is not awaitable
+        yielded = aw.send(None)
+    except StopIteration as done:
+        return done.value
     except Exception as exc:
-        box[0] = exc
-        yield _RAISED
-        return
-    box[0] = state
-    request: _Request = yield _MADE
+        return _Raised(exc)
+    return _Waits(aw, yielded)
+
+
+async def _finish(waits: _Waits) -> object:
+    """The rest of a step that suspended, in a task: its value, or `_Raised`."""
+    try:
+        return await _eager.drive(waits.coro, waits.yielded)
+    except Exception as exc:
+        return _Raised(exc)
+
+
+# What a driver yields besides what a step waits on.
+_DONE: Final = object()  # the pass is over
+_PRIVATE: Final = object()  # step the run in lane[0] in its own context
+_SPLIT: Final = object()  # the run in lane[0] set a variable: send a fresh shared context
+
+_Driver = Generator[object, object, object]
+
+
+def _odd_step(exc: Exception, aw: object) -> Generator[object, None, object] | None:
+    """What to await instead when `yield from aw` failed only because `aw` is an awaitable
+    that is not iterable (it has `__await__` alone); None when `exc` is a real failure."""
+    if type(exc) is TypeError and aw is not None and hasattr(type(aw), "__await__"):
+        return _await(cast("Awaitable[object]", aw)).__await__()
+    return None
+
+
+@types.coroutine
+def _driver(lane: list[object]) -> _Driver:
+    """Steps, inside the shared context, the runs of each pass it is sent that share it.
+
+    A pass is (runs, method, args, noted, shared, base): each step is
+    `run.subject.method(*args)` awaited by `yield from`, so a coroutine that ends at once
+    costs no exception and no task. What a step gives that is not a quiet CheckResult goes
+    to `noted` with its run. `lane[0]` is the run at hand when it yields; with `lane[1]`
+    set (the caller left a waiting step to it) it returns that step's value once it is over.
+    """
+    task = yield _DONE
     while True:
-        try:
-            call = request(state)
-            if type(call) is not _CoroutineType:
-                call = _awaitable(call)
-            result = yield from call
-        except Exception as exc:
-            box[0] = exc
-            request = yield _RAISED
-            continue
-        if type(result) is CheckResult:
-            request = yield result
-        else:
-            box[0] = result
-            request = yield _ODD
-
-
-def _is_outcome(yielded: object) -> bool:
-    return type(yielded) is CheckResult or yielded is _ODD or yielded is _RAISED or yielded is _MADE
+        runs, method, args, noted, shared, base = cast("_PassTask", task)
+        for run in runs:
+            lane[0] = run
+            if run.ctx is None:
+                aw = None
+                try:
+                    aw = getattr(run.subject, method)(*args)
+                    r = yield from aw
+                except Exception as exc:
+                    rest = _odd_step(exc, aw)
+                    try:
+                        r = _Raised(exc) if rest is None else (yield from rest)
+                    except Exception as again:
+                        r = _Raised(again)
+                if lane[1]:
+                    return r
+                if type(r) is not CheckResult or not r.quiet:
+                    noted.append((run, r))
+                if shared != base:
+                    run.ctx = shared
+                    shared = cast("contextvars.Context", (yield _SPLIT))
+            else:
+                yield _PRIVATE
+        task = yield _DONE
 
 
 @final
 class _Run:
-    """One check's state for one message, its stepper, and the context its steps run in."""
+    """One check's state for one message and the context its steps run in: None while it
+    shares the runner's (see `CheckRunner`)."""
 
-    __slots__ = ("box", "ctx", "send", "spec", "state", "steps")
+    __slots__ = ("ctx", "spec", "subject")
 
-    state: CheckState  # set once the stepper made it
-
-    def __init__(self, spec: CheckSpec, meta: MsgMetadata) -> None:
+    def __init__(self, spec: CheckSpec, ctx: contextvars.Context | None) -> None:
         self.spec = spec
-        self.ctx = contextvars.copy_context()
-        self.box: list[object] = [None]
-        self.steps = _stepper(spec.check, meta, self.box)
-        self.send = self.steps.send
+        self.ctx = ctx
+        #: What its steps call: the check until its state is made (see `made`), then the state.
+        self.subject: object = spec.check
 
-    def made(self) -> CheckState:
-        """The state the stepper made (it yielded `_MADE`)."""
-        state, self.box[0] = self.box[0], None
-        return cast("CheckState", state)
-
-    def outcome(self, yielded: object, stage: _Stage, msg_id: str) -> CheckResult:
-        """The result of a step that ended on `yielded` (not a CheckResult)."""
-        value, self.box[0] = self.box[0], None
-        if yielded is _RAISED:
-            assert isinstance(value, Exception)
-            return _raised(self.state, stage, value, msg_id)
-        return _checked(self.state, stage, value, msg_id)
+    @property
+    def state(self) -> CheckState:
+        return cast("CheckState", self.subject)
 
 
 _Said = list[tuple[int, CheckSpec, CheckResult]]  # (position in the stage, spec, result)
-_Waiting = list[tuple[int, _Run, object]]  # (position, run, what its step waits on)
-
-
-async def _finish(run: _Run, yielded: object) -> object:
-    """Go on with a step of `run` that waits on `yielded`, in a task in `run.ctx`: what
-    the stepper yields when the step is over."""
-    return await _eager.resume(run.steps, yielded, _is_outcome)
-
-
-def _interrupted(run: _Run) -> object:
-    run.box[0] = RuntimeError("an earlier step of this check state was interrupted")
-    return _RAISED
-
-
-async def _finish_stage(said: _Said, waiting: _Waiting, stage: _Stage, msg_id: str) -> None:
-    """Run the waiting steps of `CheckRunner.begin_stage` concurrently, each in a task in its own
-    context; add what their results say to `said`, which ends in stage order."""
-    finished = await _eager.gather(
-        [_finish(run, y) for _, run, y in waiting], [run.ctx for _, run, _ in waiting]
-    )
-    for (i, run, _), r in zip(waiting, finished, strict=True):
-        result = r if type(r) is CheckResult else run.outcome(r, stage, msg_id)
-        if not result.quiet:
-            said.append((i, run.spec, result))
-    said.sort(key=itemgetter(0))
+_Noted = list[tuple[_Run, object]]  # (run, what its step gave)
+_PassTask = tuple[
+    Sequence[_Run], str, tuple[object, ...], _Noted, contextvars.Context, contextvars.Context
+]
 
 
 def _failed_start(spec: CheckSpec, exc: Exception, msg_id: str) -> CheckResult:
@@ -304,9 +313,13 @@ def _failed_start(spec: CheckSpec, exc: Exception, msg_id: str) -> CheckResult:
 class CheckRunner:
     """The checks of one message: creates states lazily, runs stages, merges results.
 
-    Each state's steps, its creation included, run in a `contextvars.Context` of its own,
-    copied from the caller's when the state is made, as they would in a task of their own:
-    what one check sets is seen by its own later steps, never by its siblings or the caller.
+    Each state's steps, its creation included, run in a `contextvars.Context` of its own
+    as they would in a task of their own: what one check sets is seen by its own later
+    steps, never by its siblings or the caller. The contexts are copied on write: states
+    start out sharing one copy of the caller's context, made with the first states, and a
+    step of a state that sets a variable, or waits, leaves the shared copy to that state
+    and the others go on in a fresh one. So a stage of quiet checks that answer at once
+    enters one context, not one per check.
 
     Stages run concurrently across states; results merge in configured order, so the first
     rejecting check (in that order) decides the reply. States that join late (a
@@ -315,12 +328,16 @@ class CheckRunner:
     """
 
     __slots__ = (
+        "_base",
         "_closed",
         "_conn_done",
+        "_driver",
         "_meta",
+        "_noted",
         "_rcpts",
         "_runs",
         "_sender",
+        "_shared",
         "_stages",
         "auth_results",
         "header_fields",
@@ -333,6 +350,12 @@ class CheckRunner:
         # id(specs) -> (specs, their runs, each state once): kept with the tuple, whose
         # identity the key is.
         self._stages: dict[int, tuple[Sequence[CheckSpec], list[_Run]]] = {}
+        # The shared context, and an unchanged copy of it: `shared != base` is an identity
+        # test while no step changed the shared one.
+        self._shared: contextvars.Context | None = None
+        self._base: contextvars.Context | None = None
+        self._noted: _Noted = []  # what the steps of a pass said, see `_pass`
+        self._driver: tuple[_Driver, list[object]] | None = None
         self._conn_done = False
         self._sender: str | None = None
         self._rcpts: list[str] = []
@@ -341,15 +364,100 @@ class CheckRunner:
         self.header_fields: list[HeaderField] = []
         self.auth_results: list[AuthResult] = []
 
+    # Stepping
+
+    def _pass(self, runs: Sequence[_Run], method: str, args: tuple[object, ...]) -> _Noted | None:
+        """One step of every run (`method` on its subject), each in its run's context: what
+        they said that is not a quiet CheckResult, or None.
+
+        The driver steps the runs sharing the context, inside it; it stops at each run of a
+        context of its own, stepped here, at a step that set a variable (the run takes the
+        shared context, a fresh one is entered) and at one that waits (the driver is left
+        to that step, finished later in a task; a new driver takes the rest).
+        """
+        base = self._base
+        assert base is not None
+        noted = self._noted
+        driver, lane = self._driver or self._new_driver()
+        send: object = (runs, method, args, noted, self._shared, base)
+        try:
+            while True:
+                shared = self._shared
+                assert shared is not None
+                yielded = shared.run(driver.send, send)
+                if yielded is _DONE:
+                    break
+                send = None
+                run = cast("_Run", lane[0])
+                if yielded is _PRIVATE:
+                    assert run.ctx is not None
+                    r = run.ctx.run(_step, run.subject, method, args)
+                    if type(r) is not CheckResult or not r.quiet:
+                        noted.append((run, r))
+                elif yielded is _SPLIT:  # the run took the shared context as its own
+                    self._shared = send = base.copy()
+                else:  # the run's step waits: its driver is left to it
+                    lane[1] = True
+                    if shared != base:
+                        run.ctx, self._shared = shared, base.copy()
+                    else:
+                        run.ctx = base.copy()
+                    noted.append((run, _Waits(driver, yielded)))
+                    driver, lane = self._new_driver()
+                    rest = runs[list(runs).index(run) + 1 :]
+                    send = (rest, method, args, noted, self._shared, base)
+        except BaseException:  # a step raised a cancellation: nothing of the pass goes on
+            self._driver = None
+            noted, self._noted = self._noted, []
+            if method == _MAKE:
+                self._record(noted)  # the states made before it, to be closed
+            self._close_waiting(noted)
+            raise
+        if not noted:
+            return None
+        self._noted = []
+        return noted
+
+    def _new_driver(self) -> tuple[_Driver, list[object]]:
+        lane: list[object] = [None, False]
+        driver = _driver(lane)
+        driver.send(None)
+        self._driver = (driver, lane)
+        return self._driver
+
+    async def _finish(self, noted: _Noted) -> None:
+        """Run the steps in `noted` that wait to their end, concurrently, each in a task in
+        its run's context; their outcomes replace the `_Waits`."""
+        waiting = [(k, w) for k, (_, w) in enumerate(noted) if type(w) is _Waits]
+        if not waiting:
+            return
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(_finish(w), context=noted[k][0].ctx) for k, w in waiting]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        finally:  # what ended, also when the rest is cancelled (a state made is closed)
+            for (k, _), task in zip(waiting, tasks, strict=True):
+                if task.done() and not task.cancelled() and task.exception() is None:
+                    noted[k] = (noted[k][0], task.result())
+
+    @staticmethod
+    def _close_waiting(noted: _Noted | None) -> None:
+        for _, w in noted or ():
+            if type(w) is _Waits:
+                w.coro.close()
+
+    # States
+
     async def _make_states(self, specs: Sequence[CheckSpec], stage: _Stage) -> list[_Run]:
         runs = self._runs
         new = [s for s in specs if id(s) not in runs]
         if new:
-            failures, waiting = self._start_states(new)
-            if waiting:
-                await self._finish_states(failures, waiting)
-            if failures:
-                self._merge(failures)  # a check that could not start fails by its action
+            await self._start_states(new)
             if stage != "check_connection" and (self._conn_done or self._sender is not None):
                 await self._replay([s for s in new if id(s) in runs], stage)
         # A state shared by several specs (the same check twice) is called once.
@@ -357,60 +465,47 @@ class CheckRunner:
         out: list[_Run] = []
         for spec in specs:
             run = runs.get(id(spec))
-            if run is not None and id(run.state) not in seen:
-                seen.add(id(run.state))
+            if run is not None and id(run.subject) not in seen:
+                seen.add(id(run.subject))
                 out.append(run)
         return out
 
-    def _start_states(self, specs: list[CheckSpec]) -> tuple[_Said, _Waiting]:
-        """Make a state for each spec eagerly, as `begin_stage` steps, each in a fresh
-        context: the failures, for `_merge`, and those still being made, for
-        `_finish_states`. A state is recorded the moment it exists, so that it is closed
-        even when its siblings fail or the stage is cancelled."""
-        meta = self._meta
-        runs = self._runs
-        failures: _Said = []
-        waiting: _Waiting = []
+    async def _start_states(self, specs: list[CheckSpec]) -> None:
+        """Make a state for each spec, concurrently, each in a context of its own (see the
+        class); a check that fails to start fails by its action. A state is recorded the
+        moment it exists, so that it is closed even when its siblings fail or the stage is
+        cancelled."""
+        current = contextvars.copy_context()
+        if self._base is None:
+            self._base, self._shared = current, current.copy()
+            ctx = None
+        else:  # late: the caller's context now, shared while it is the same
+            ctx = None if current == self._base else current
+        new = [_Run(spec, ctx) for spec in specs]
+        noted: _Noted = []
         try:
-            for i, spec in enumerate(specs):
-                run = _Run(spec, meta)
-                made = run.ctx.run(next, run.steps)
-                if made is _MADE:
-                    run.state = run.made()
-                    runs[id(spec)] = run
-                elif made is _RAISED:
-                    failures.append((i, spec, self._start_failure(run, made)))
-                else:
-                    waiting.append((i, run, made))
+            noted = self._pass(new, _MAKE, (self._meta,)) or []
+            self._record(noted)
+            await self._finish(noted)
         except BaseException:
-            for _, run, _ in waiting:
-                run.steps.close()
+            self._record(noted)
+            self._close_waiting(noted)
             raise
-        return failures, waiting
+        failures = self._record(noted)
+        if failures:
+            self._merge(failures)  # a check that could not start fails by its action
 
-    async def _finish_states(self, failures: _Said, waiting: _Waiting) -> None:
-        """Make the states `_start_states` left waiting, concurrently; their failures join
-        `failures`, in configured order."""
-        late = await _eager.gather(
-            [self._finish_state(run, y) for _, run, y in waiting],
-            [run.ctx for _, run, _ in waiting],
-        )
-        failures.extend((i, run.spec, r) for (i, run, _), r in zip(waiting, late, strict=True) if r)
-        failures.sort(key=itemgetter(0))
-
-    async def _finish_state(self, run: _Run, yielded: object) -> CheckResult | None:
-        made = await _eager.resume(run.steps, yielded, _is_outcome)
-        if made is _MADE:
-            run.state = run.made()
-            self._runs[id(run.spec)] = run
-            return None
-        return self._start_failure(run, made)
-
-    def _start_failure(self, run: _Run, outcome: object) -> CheckResult:
-        exc, run.box[0] = run.box[0], None
-        if outcome is not _RAISED or not isinstance(exc, Exception):
-            exc = RuntimeError(f"check_state_for_msg yielded {outcome!r}")
-        return _failed_start(run.spec, exc, self._meta.id)
+    def _record(self, noted: _Noted) -> _Said:
+        """Record the states made in `noted` (idempotent); the failures to start."""
+        failures: _Said = []
+        runs = self._runs
+        for i, (run, value) in enumerate(noted):
+            if type(value) is _Raised:
+                failures.append((i, run.spec, _failed_start(run.spec, value.exc, self._meta.id)))
+            elif type(value) is not _Waits and id(run.spec) not in runs:
+                run.subject = value
+                runs[id(run.spec)] = run
+        return failures
 
     async def _replay(self, specs: list[CheckSpec], stage: _Stage) -> None:
         """Run for states joining at `stage` the stages the message passed before it."""
@@ -424,6 +519,8 @@ class CheckRunner:
             await self.stage(specs, "check_sender", (self._sender,))
         for rcpt in self._rcpts:
             await self.stage(specs, "check_rcpt", (rcpt,))
+
+    # Stages
 
     async def stage(
         self, specs: Sequence[CheckSpec], stage: _Stage, args: tuple[object, ...]
@@ -447,9 +544,9 @@ class CheckRunner:
         """`stage` without an await where it can end at once: None when it ended (what the
         states said merged), else what to await for the rest.
 
-        Steps every state, each in its own context, until it first waits. A stage whose
-        states exist and answer at once saying nothing costs no task, no await and no list;
-        a check that raises gives a failure result.
+        Steps every state until it first waits. A stage whose states exist and answer at
+        once saying nothing costs no task, no await and no list; a check that raises gives
+        a failure result.
 
         Raises:
             SMTPError: the first rejection, as `stage`, when the stage ended at once.
@@ -458,39 +555,38 @@ class CheckRunner:
         if cached is None or cached[0] is not specs:
             return self.stage(specs, stage, args)
         runs = cached[1]
-        request = methodcaller(stage, *args)
-        said: _Said | None = None
-        waiting: _Waiting | None = None
-        try:
-            for run in runs:
-                try:
-                    r = run.ctx.run(run.send, request)
-                except StopIteration:  # an earlier step was interrupted: the stepper is gone
-                    r = _interrupted(run)
-                if type(r) is CheckResult:
-                    if r.quiet:
-                        continue
-                    said = said or []
-                    said.append((runs.index(run), run.spec, r))
-                elif r is _ODD or r is _RAISED:
-                    said = said or []
-                    said.append((runs.index(run), run.spec, run.outcome(r, stage, self._meta.id)))
-                else:
-                    waiting = waiting or []
-                    waiting.append((runs.index(run), run, r))
-        except BaseException:
-            for _, run, _ in waiting or ():
-                run.steps.close()
-            raise
-        if waiting is not None:
-            return self._finish_stage(said or [], waiting, stage)
-        if said:
-            self._merge(said)
+        noted = self._pass(runs, stage, args)
+        if noted is None:
+            return None
+        if any(type(w) is _Waits for _, w in noted):
+            return self._finish_stage(runs, noted, stage)
+        self._merge(self._results(runs, noted, stage))
         return None
 
-    async def _finish_stage(self, said: _Said, waiting: _Waiting, stage: _Stage) -> None:
-        await _finish_stage(said, waiting, stage, self._meta.id)
-        self._merge(said)
+    async def _finish_stage(self, runs: list[_Run], noted: _Noted, stage: _Stage) -> None:
+        try:
+            await self._finish(noted)
+        except BaseException:
+            self._close_waiting(noted)
+            raise
+        self._merge(self._results(runs, noted, stage))
+
+    def _results(self, runs: list[_Run], noted: _Noted, stage: _Stage) -> _Said:
+        """What the steps in `noted` said, as results in stage order; failures for those
+        that raised or gave something else than a CheckResult."""
+        said: _Said = []
+        msg_id = self._meta.id
+        for run, value in noted:
+            i = runs.index(run)
+            if type(value) is CheckResult:
+                if not value.quiet:
+                    said.append((i, run.spec, value))
+            elif type(value) is _Raised:
+                said.append((i, run.spec, _raised(run.state, stage, value.exc, msg_id)))
+            else:
+                said.append((i, run.spec, _checked(run.state, stage, value, msg_id)))
+        said.sort(key=itemgetter(0))
+        return said
 
     def _merge(self, said: _Said) -> None:
         """Apply results in stage order; the first rejection (after fail actions) is raised."""
@@ -564,10 +660,9 @@ class CheckRunner:
         self._closed = True
         closed: set[int] = set()
         for run in self._runs.values():
-            if id(run.state) in closed:
+            if id(run.subject) in closed:
                 continue
-            closed.add(id(run.state))
-            run.steps.close()
+            closed.add(id(run.subject))
             try:
                 run.state.close()
             except Exception as exc:

@@ -20,6 +20,7 @@ from typing import TypeVar, cast
 __all__ = ["drive", "gather", "in_task", "resume", "to_completion"]
 
 _T = TypeVar("_T")
+_Resumable = Coroutine[object, None, _T] | Generator[object, None, _T]
 _S = TypeVar("_S")
 
 
@@ -64,8 +65,9 @@ async def gather(
     return cast("list[_T]", results)
 
 
-async def drive(coro: Coroutine[object, None, _T], yielded: object) -> _T:
-    """Go on running a coroutine that suspended on `yielded`, as a Task would.
+async def drive(coro: _Resumable[_T], yielded: object) -> _T:
+    """Go on running a coroutine (or a generator-based one) that suspended on `yielded`,
+    as a Task would.
 
     For coroutines stepped eagerly with `coro.send(None)`: wrap this in a task.
     """
@@ -158,9 +160,11 @@ async def to_completion(coro: Coroutine[object, None, _T]) -> _T:
     return result
 
 
-def _sender(coro: Coroutine[object, None, _T]) -> Callable[[], object]:
+def _sender(
+    coro: _Resumable[_T],
+) -> Callable[[], object]:
     return lambda: coro.send(None)
 
 
-def _thrower(coro: Coroutine[object, None, _T], exc: BaseException) -> Callable[[], object]:
+def _thrower(coro: _Resumable[_T], exc: BaseException) -> Callable[[], object]:
     return lambda: coro.throw(exc)
