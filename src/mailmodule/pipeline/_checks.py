@@ -227,8 +227,8 @@ async def _finish(waits: _Waits) -> object:
 
 # What a driver yields besides what a step waits on.
 _DONE: Final = object()  # the pass is over
-_PRIVATE: Final = object()  # step the run in lane[0] in its own context
-_SPLIT: Final = object()  # the run in lane[0] set a variable: send a fresh shared context
+_PRIVATE: Final = object()  # step the run at hand in its own context
+_SPLIT: Final = object()  # the run at hand set a variable: send a fresh shared context
 
 _Driver = Generator[object, object, object]
 
@@ -242,20 +242,20 @@ def _odd_step(exc: Exception, aw: object) -> Generator[object, None, object] | N
 
 
 @types.coroutine
-def _driver(lane: list[object]) -> _Driver:
+def _driver(lane: list[bool]) -> _Driver:
     """Steps, inside the shared context, the runs of each pass it is sent that share it.
 
     A pass is (runs, method, args, noted, shared, base): each step is
     `run.subject.method(*args)` awaited by `yield from`, so a coroutine that ends at once
     costs no exception and no task. What a step gives that is not a quiet CheckResult goes
-    to `noted` with its run. `lane[0]` is the run at hand when it yields; with `lane[1]`
-    set (the caller left a waiting step to it) it returns that step's value once it is over.
+    to `noted` with its run. When it yields, its local `run` is the run at hand (see
+    `_at_hand`); with `lane[0]` set (the caller left a waiting step to it) it returns that
+    step's value once the step is over.
     """
     task = yield _DONE
     while True:
         runs, method, args, noted, shared, base = cast("_PassTask", task)
         for run in runs:
-            lane[0] = run
             if run.ctx is None:
                 aw = None
                 try:
@@ -267,9 +267,9 @@ def _driver(lane: list[object]) -> _Driver:
                         r = _Raised(exc) if rest is None else (yield from rest)
                     except Exception as again:
                         r = _Raised(again)
-                if lane[1]:
+                if lane[0]:
                     return r
-                if type(r) is not CheckResult or not r.quiet:
+                if r.__class__ is not CheckResult or not r.quiet:
                     noted.append((run, r))
                 if shared != base:
                     run.ctx = shared
@@ -277,6 +277,14 @@ def _driver(lane: list[object]) -> _Driver:
             else:
                 yield _PRIVATE
         task = yield _DONE
+
+
+def _at_hand(driver: _Driver) -> _Run:
+    """The run a driver stopped at: its local `run` (read only when it stops short of the
+    end of a pass, so that each step costs no store of it)."""
+    frame = cast("types.GeneratorType[object, object, object]", driver).gi_frame
+    assert frame is not None
+    return cast("_Run", frame.f_locals["run"])
 
 
 @final
@@ -332,6 +340,7 @@ class CheckRunner:
         "_closed",
         "_conn_done",
         "_driver",
+        "_made",
         "_meta",
         "_noted",
         "_rcpts",
@@ -350,12 +359,13 @@ class CheckRunner:
         # id(specs) -> (specs, their runs, each state once): kept with the tuple, whose
         # identity the key is.
         self._stages: dict[int, tuple[Sequence[CheckSpec], list[_Run]]] = {}
-        # The shared context, and an unchanged copy of it: `shared != base` is an identity
-        # test while no step changed the shared one.
-        self._shared: contextvars.Context | None = None
-        self._base: contextvars.Context | None = None
+        self._made: dict[int, _Run] = {}  # id(state) -> its run: each state once
+        # The caller's context when the message started, and the shared copy of it:
+        # `shared != base` is an identity test while no step changed the shared one.
+        self._base = contextvars.copy_context()
+        self._shared = self._base.copy()
         self._noted: _Noted = []  # what the steps of a pass said, see `_pass`
-        self._driver: tuple[_Driver, list[object]] | None = None
+        self._driver: tuple[_Driver, list[bool]] | None = None
         self._conn_done = False
         self._sender: str | None = None
         self._rcpts: list[str] = []
@@ -375,37 +385,13 @@ class CheckRunner:
         shared context, a fresh one is entered) and at one that waits (the driver is left
         to that step, finished later in a task; a new driver takes the rest).
         """
-        base = self._base
-        assert base is not None
         noted = self._noted
         driver, lane = self._driver or self._new_driver()
-        send: object = (runs, method, args, noted, self._shared, base)
+        shared = self._shared
         try:
-            while True:
-                shared = self._shared
-                assert shared is not None
-                yielded = shared.run(driver.send, send)
-                if yielded is _DONE:
-                    break
-                send = None
-                run = cast("_Run", lane[0])
-                if yielded is _PRIVATE:
-                    assert run.ctx is not None
-                    r = run.ctx.run(_step, run.subject, method, args)
-                    if type(r) is not CheckResult or not r.quiet:
-                        noted.append((run, r))
-                elif yielded is _SPLIT:  # the run took the shared context as its own
-                    self._shared = send = base.copy()
-                else:  # the run's step waits: its driver is left to it
-                    lane[1] = True
-                    if shared != base:
-                        run.ctx, self._shared = shared, base.copy()
-                    else:
-                        run.ctx = base.copy()
-                    noted.append((run, _Waits(driver, yielded)))
-                    driver, lane = self._new_driver()
-                    rest = runs[list(runs).index(run) + 1 :]
-                    send = (rest, method, args, noted, self._shared, base)
+            yielded = shared.run(driver.send, (runs, method, args, noted, shared, self._base))
+            if yielded is not _DONE:
+                self._rest_of_pass(runs, method, args, driver, lane, yielded)
         except BaseException:  # a step raised a cancellation: nothing of the pass goes on
             self._driver = None
             noted, self._noted = self._noted, []
@@ -418,8 +404,41 @@ class CheckRunner:
         self._noted = []
         return noted
 
-    def _new_driver(self) -> tuple[_Driver, list[object]]:
-        lane: list[object] = [None, False]
+    def _rest_of_pass(
+        self,
+        runs: Sequence[_Run],
+        method: str,
+        args: tuple[object, ...],
+        driver: _Driver,
+        lane: list[bool],
+        yielded: object,
+    ) -> None:
+        """`_pass` after the driver stopped short of its end, on `yielded`."""
+        base, noted = self._base, self._noted
+        while yielded is not _DONE:
+            send: object = None
+            run = _at_hand(driver)
+            if yielded is _PRIVATE:
+                assert run.ctx is not None
+                r = run.ctx.run(_step, run.subject, method, args)
+                if type(r) is not CheckResult or not r.quiet:
+                    noted.append((run, r))
+            elif yielded is _SPLIT:  # the run took the shared context as its own
+                self._shared = send = base.copy()
+            else:  # the run's step waits: its driver is left to it
+                lane[0] = True
+                if self._shared != base:
+                    run.ctx, self._shared = self._shared, base.copy()
+                else:
+                    run.ctx = base.copy()
+                noted.append((run, _Waits(driver, yielded)))
+                driver, lane = self._new_driver()
+                rest = runs[list(runs).index(run) + 1 :]
+                send = (rest, method, args, noted, self._shared, base)
+            yielded = self._shared.run(driver.send, send)
+
+    def _new_driver(self) -> tuple[_Driver, list[bool]]:
+        lane = [False]
         driver = _driver(lane)
         driver.send(None)
         self._driver = (driver, lane)
@@ -461,12 +480,11 @@ class CheckRunner:
             if stage != "check_connection" and (self._conn_done or self._sender is not None):
                 await self._replay([s for s in new if id(s) in runs], stage)
         # A state shared by several specs (the same check twice) is called once.
-        seen: set[int] = set()
+        made = self._made
         out: list[_Run] = []
         for spec in specs:
             run = runs.get(id(spec))
-            if run is not None and id(run.subject) not in seen:
-                seen.add(id(run.subject))
+            if run is not None and made[id(run.subject)] is run and run not in out:
                 out.append(run)
         return out
 
@@ -475,36 +493,36 @@ class CheckRunner:
         class); a check that fails to start fails by its action. A state is recorded the
         moment it exists, so that it is closed even when its siblings fail or the stage is
         cancelled."""
-        current = contextvars.copy_context()
-        if self._base is None:
-            self._base, self._shared = current, current.copy()
-            ctx = None
-        else:  # late: the caller's context now, shared while it is the same
+        if self._runs:  # late: the caller's context now, shared while it is the same
+            current = contextvars.copy_context()
             ctx = None if current == self._base else current
+        else:
+            ctx = None
         new = [_Run(spec, ctx) for spec in specs]
-        noted: _Noted = []
-        try:
-            noted = self._pass(new, _MAKE, (self._meta,)) or []
-            self._record(noted)
-            await self._finish(noted)
-        except BaseException:
-            self._record(noted)
-            self._close_waiting(noted)
-            raise
+        noted = self._pass(new, _MAKE, (self._meta,)) or []
         failures = self._record(noted)
+        if any(type(w) is _Waits for _, w in noted):
+            try:
+                await self._finish(noted)
+            except BaseException:
+                self._record(noted)
+                self._close_waiting(noted)
+                raise
+            failures = self._record(noted)
         if failures:
             self._merge(failures)  # a check that could not start fails by its action
 
     def _record(self, noted: _Noted) -> _Said:
         """Record the states made in `noted` (idempotent); the failures to start."""
         failures: _Said = []
-        runs = self._runs
+        runs, made = self._runs, self._made
         for i, (run, value) in enumerate(noted):
             if type(value) is _Raised:
                 failures.append((i, run.spec, _failed_start(run.spec, value.exc, self._meta.id)))
             elif type(value) is not _Waits and id(run.spec) not in runs:
                 run.subject = value
                 runs[id(run.spec)] = run
+                made.setdefault(id(value), run)
         return failures
 
     async def _replay(self, specs: list[CheckSpec], stage: _Stage) -> None:
@@ -658,11 +676,7 @@ class CheckRunner:
         if self._closed:
             return
         self._closed = True
-        closed: set[int] = set()
-        for run in self._runs.values():
-            if id(run.subject) in closed:
-                continue
-            closed.add(id(run.subject))
+        for run in self._made.values():
             try:
                 run.state.close()
             except Exception as exc:
