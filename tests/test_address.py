@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailmodule import AddressError
+from mailmodule import AddressError, address
 from mailmodule.address import (
     clean_domain,
     domain_for_lookup,
@@ -206,3 +206,28 @@ def test_arbitrary_text_raises_only_address_error(text: str) -> None:
             func(text)
     is_valid(text)
     is_valid_domain(text)
+
+
+def plain_ascii_address(addr: str) -> bool:
+    """When `for_lookup` may just lower-case: ASCII, both sides of the last "@" non-empty,
+    no address literal, no A-label anywhere."""
+    at = addr.rfind("@")
+    return (
+        addr.isascii()
+        and 0 < at < len(addr) - 1
+        and addr[at + 1] != "["
+        and "xn--" not in addr.lower()
+    )
+
+
+@given(st.text(alphabet="aZ.@[]xXnN-é\x00 ", max_size=14))
+def test_for_lookup_lower_cases_exactly_the_plain_ascii_addresses(addr: str) -> None:
+    assert bool(address._PLAIN_ADDRESS(addr)) == plain_ascii_address(addr)
+    if plain_ascii_address(addr):
+        assert for_lookup(addr) == addr.lower().removesuffix(".")
+
+
+@given(addresses)
+def test_for_lookup_of_a_plain_ascii_address_is_what_the_full_rules_give(addr: str) -> None:
+    if plain_ascii_address(addr):
+        assert for_lookup(addr) == address._for_lookup(addr)

@@ -499,9 +499,10 @@ class CheckRunner:
         else:
             ctx = None
         new = [_Run(spec, ctx) for spec in specs]
+        before = len(self._runs)
         noted = self._pass(new, _MAKE, (self._meta,)) or []
         failures = self._record(noted)
-        if any(type(w) is _Waits for _, w in noted):
+        if len(self._runs) - before < len(noted) - len(failures):  # some are being made
             try:
                 await self._finish(noted)
             except BaseException:
@@ -678,7 +679,7 @@ class CheckRunner:
         self._closed = True
         for run in self._made.values():
             try:
-                run.state.close()
+                run.subject.close()  # type: ignore[attr-defined]  # a state, once made
             except Exception as exc:
                 _log.error(
                     "closing the state of %s for message %s failed: %r",

@@ -17,6 +17,7 @@ import asyncio
 import contextvars
 import enum
 import logging
+import types
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final, final
 
@@ -40,7 +41,7 @@ from mailmodule.pipeline._authresults import (
     remove_forged_authentication_results,
 )
 from mailmodule.pipeline._checks import CheckRunner, CheckSpec, name_of
-from mailmodule.pipeline._eager import to_completion
+from mailmodule.pipeline._eager import drive, to_completion
 from mailmodule.pipeline._errors import as_smtp, fresh, own_failure
 from mailmodule.pipeline._modifiers import ModifierRunner
 from mailmodule.pipeline._routes import Destination, Source
@@ -105,6 +106,7 @@ _AFTER_RCPT_DONE: Final = AFTER[_RCPT_DONE]
 _AFTER_BODY: Final = AFTER[_BODY]
 _AFTER_BODY_OK: Final = AFTER[_BODY_OK]
 _AFTER_COMMIT: Final = AFTER[_COMMIT]
+_CoroutineType: Final[type] = types.CoroutineType
 
 
 @final
@@ -695,7 +697,15 @@ class PipelineDelivery:
 
     async def _abort_one(self, name: str, delivery: Delivery) -> SMTPError | None:
         try:
-            await asyncio.wait_for(delivery.abort(), ABORT_TIMEOUT)
+            aborting = delivery.abort()
+            if type(aborting) is _CoroutineType:  # run eagerly: a timer only if it waits
+                try:
+                    yielded = aborting.send(None)
+                except StopIteration:
+                    return None
+                await asyncio.wait_for(drive(aborting, yielded), ABORT_TIMEOUT)
+            else:
+                await asyncio.wait_for(aborting, ABORT_TIMEOUT)
         except (Exception, asyncio.CancelledError) as exc:
             err = as_smtp(own_failure(exc), target=name)
             _log.error("msg %s: target %s failed to abort: %s", self._meta.id, name, err)
