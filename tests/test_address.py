@@ -220,13 +220,6 @@ def plain_ascii_address(addr: str) -> bool:
     )
 
 
-@given(st.text(alphabet="aZ.@[]xXnN-é\x00 ", max_size=14))
-def test_for_lookup_lower_cases_exactly_the_plain_ascii_addresses(addr: str) -> None:
-    assert bool(address._PLAIN_ADDRESS(addr)) == plain_ascii_address(addr)
-    if plain_ascii_address(addr):
-        assert for_lookup(addr) == addr.lower().removesuffix(".")
-
-
 @given(addresses)
 def test_for_lookup_of_a_plain_ascii_address_is_what_the_full_rules_give(addr: str) -> None:
     if plain_ascii_address(addr):

@@ -38,11 +38,6 @@ __all__ = [
     "unquote_local_part",
 ]
 
-# ASCII, a local part and a domain around the last "@", the domain no address literal, no
-# "xn--" anywhere: `for_lookup` is then lower() and the trailing dot dropped.
-_PLAIN_ADDRESS = re.compile(
-    r"(?!.*[xX][nN]--)[\x00-\x7f]+@[\x00-\x3f\x41-\x5a\x5c-\x7f][\x00-\x3f\x41-\x7f]*", re.DOTALL
-).fullmatch
 _ASCII_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 _DOT_ATOM_CHARS = frozenset("!#$%&'*+-/=?^_`{|}~.")
 
@@ -92,8 +87,12 @@ def for_lookup(addr: str) -> str:
     Raises:
         AddressError: the address does not split, or its domain is not a valid IDN.
     """
-    if _PLAIN_ADDRESS(addr):  # the common case, as fast as lower() allows
-        return addr.lower().removesuffix(".")
+    if addr.isascii():  # the common case, as fast as lower() allows
+        at = addr.rfind("@")
+        if 0 < at < len(addr) - 1 and addr[at + 1] != "[":
+            low = addr.lower()
+            if "xn--" not in low:
+                return low.removesuffix(".")
     return _for_lookup(addr)
 
 

@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import logging
 import types
-from collections.abc import Awaitable, Coroutine, Generator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from operator import itemgetter
 from typing import Final, Literal, cast, final
 
@@ -279,6 +279,10 @@ def _driver(lane: list[bool]) -> _Driver:
         task = yield _DONE
 
 
+def _no_driver(task: object) -> object:
+    raise RuntimeError("a pass before any state was made")
+
+
 def _at_hand(driver: _Driver) -> _Run:
     """The run a driver stopped at: its local `run` (read only when it stops short of the
     end of a pass, so that each step costs no store of it)."""
@@ -340,11 +344,13 @@ class CheckRunner:
         "_closed",
         "_conn_done",
         "_driver",
+        "_lane",
         "_made",
         "_meta",
         "_noted",
         "_rcpts",
         "_runs",
+        "_send",
         "_sender",
         "_shared",
         "_stages",
@@ -365,7 +371,10 @@ class CheckRunner:
         self._base = contextvars.copy_context()
         self._shared = self._base.copy()
         self._noted: _Noted = []  # what the steps of a pass said, see `_pass`
-        self._driver: tuple[_Driver, list[bool]] | None = None
+        # The driver of the shared context, made with the first states.
+        self._driver: _Driver | None = None
+        self._lane: list[bool] = []
+        self._send: Callable[[object], object] = _no_driver
         self._conn_done = False
         self._sender: str | None = None
         self._rcpts: list[str] = []
@@ -386,14 +395,13 @@ class CheckRunner:
         to that step, finished later in a task; a new driver takes the rest).
         """
         noted = self._noted
-        driver, lane = self._driver or self._new_driver()
         shared = self._shared
         try:
-            yielded = shared.run(driver.send, (runs, method, args, noted, shared, self._base))
+            yielded = shared.run(self._send, (runs, method, args, noted, shared, self._base))
             if yielded is not _DONE:
-                self._rest_of_pass(runs, method, args, driver, lane, yielded)
+                self._rest_of_pass(runs, method, args, yielded)
         except BaseException:  # a step raised a cancellation: nothing of the pass goes on
-            self._driver = None
+            self._new_driver()
             noted, self._noted = self._noted, []
             if method == _MAKE:
                 self._record(noted)  # the states made before it, to be closed
@@ -409,12 +417,12 @@ class CheckRunner:
         runs: Sequence[_Run],
         method: str,
         args: tuple[object, ...],
-        driver: _Driver,
-        lane: list[bool],
         yielded: object,
     ) -> None:
         """`_pass` after the driver stopped short of its end, on `yielded`."""
         base, noted = self._base, self._noted
+        driver, lane = self._driver, self._lane
+        assert driver is not None
         while yielded is not _DONE:
             send: object = None
             run = _at_hand(driver)
@@ -439,10 +447,10 @@ class CheckRunner:
 
     def _new_driver(self) -> tuple[_Driver, list[bool]]:
         lane = [False]
-        driver = _driver(lane)
+        driver: _Driver = _driver(lane)
         driver.send(None)
-        self._driver = (driver, lane)
-        return self._driver
+        self._driver, self._lane, self._send = driver, lane, driver.send
+        return driver, lane
 
     async def _finish(self, noted: _Noted) -> None:
         """Run the steps in `noted` that wait to their end, concurrently, each in a task in
@@ -498,6 +506,8 @@ class CheckRunner:
             ctx = None if current == self._base else current
         else:
             ctx = None
+        if self._driver is None:
+            self._new_driver()
         new = [_Run(spec, ctx) for spec in specs]
         before = len(self._runs)
         noted = self._pass(new, _MAKE, (self._meta,)) or []

@@ -362,7 +362,7 @@ class PipelineDelivery:
                     new = await mods[0].rewrite_rcpt(rcpt_to)
                 except Exception as exc:
                     raise as_smtp(exc, what="a recipient modifier") from exc
-                if type(new) is list and len(new) == 1 and type(new[0]) is str and new[0]:
+                if new.__class__ is list and len(new) == 1 and new[0].__class__ is str and new[0]:
                     addrs = [new[0]]
                 else:
                     addrs = []
@@ -372,47 +372,33 @@ class PipelineDelivery:
             else:
                 addrs = [rcpt_to]
             rcpt.addresses = addrs
-            # Route and check every address the recipient becomes before any target sees
-            # one: a refused alias member refuses the recipient, not half of it.
-            plan: list[tuple[_DestRun, list[str]]] = []
             static = source.static_route
-            for addr in addrs:
-                if static is not None:
-                    dest = static
-                elif source.tables:
-                    addr_key = key if addr == rcpt_to else _build.route_key(addr)
-                    dest = await source.route(addr, key=addr_key)
-                else:
-                    dest = source.route_by_rules(key if addr == rcpt_to else _build.route_key(addr))
-                if dest.reject is not None:
-                    raise fresh(dest.reject)
-                drun = self._dests.get(id(dest)) or await self._dest_run(dest)
-                if dest.checks:
-                    await runner.stage(dest.checks, "check_rcpt", (addr,))
-                if drun.mods:
-                    plan.append((drun, await ModifierRunner.rewrite_rcpt(drun.mods, addr)))
-                else:
-                    plan.append((drun, [addr]))
+            if static is not None and static.plain and len(addrs) == 1:
+                # The common case: one address, one destination that does not change it.
+                plan: Sequence[tuple[_DestRun, str]] = (
+                    (self._dests.get(id(static)) or await self._dest_run(static), addrs[0]),
+                )
+            else:
+                plan = await self._plan(source, key, rcpt_to, addrs)
             held = rcpt.held
-            for drun, finals in plan:
-                for addr in finals:
-                    for run in drun.runs:
-                        holders = run.holders.get(addr)
-                        if holders is None:
-                            # The target's first address: start its delivery first.
-                            try:
-                                delivery = run.delivery
-                                if delivery is None:
-                                    delivery = run.delivery = await run.target.start(
-                                        self._meta, drun.sender
-                                    )
-                                await delivery.add_rcpt(addr)
-                            except Exception as exc:
-                                raise as_smtp(exc, target=run.name) from exc
-                            run.holders[addr] = [rcpt]
-                        else:
-                            holders.append(rcpt)
-                        held.append((run, addr))
+            for drun, addr in plan:
+                for run in drun.runs:
+                    holders = run.holders.get(addr)
+                    if holders is None:
+                        # The target's first address: start its delivery first.
+                        try:
+                            delivery = run.delivery
+                            if delivery is None:
+                                delivery = run.delivery = await run.target.start(
+                                    self._meta, drun.sender
+                                )
+                            await delivery.add_rcpt(addr)
+                        except Exception as exc:
+                            raise as_smtp(exc, target=run.name) from exc
+                        run.holders[addr] = [rcpt]
+                    else:
+                        holders.append(rcpt)
+                    held.append((run, addr))
         except asyncio.CancelledError:
             if rcpt is not None:
                 self._refuse(rcpt, SMTPError(451, (4, 4, 5), "Cancelled"))
@@ -439,6 +425,38 @@ class PipelineDelivery:
         self._state = _AFTER_RCPT_DONE.get(self._state) or advance(self._state, _RCPT_DONE)
         if self._debug:
             _log.debug("msg %s: recipient %r accepted as %r", self._meta.id, rcpt_to, addrs)
+
+    async def _plan(
+        self, source: Source, key: str, rcpt_to: str, addrs: Sequence[str]
+    ) -> list[tuple[_DestRun, str]]:
+        """Route and check every address a recipient became, before any target sees one (a
+        refused alias member refuses the recipient, not half of it): each destination
+        with each address its modifiers make of them.
+
+        Raises:
+            SMTPError: a destination, its checks or modifiers refuse an address.
+        """
+        plan: list[tuple[_DestRun, str]] = []
+        static = source.static_route
+        for addr in addrs:
+            if static is not None:
+                dest = static
+            elif source.tables:
+                addr_key = key if addr == rcpt_to else _build.route_key(addr)
+                dest = await source.route(addr, key=addr_key)
+            else:
+                dest = source.route_by_rules(key if addr == rcpt_to else _build.route_key(addr))
+            if dest.reject is not None:
+                raise fresh(dest.reject)
+            drun = self._dests.get(id(dest)) or await self._dest_run(dest)
+            if dest.checks:
+                await self._runner.stage(dest.checks, "check_rcpt", (addr,))
+            if drun.mods:
+                finals = await ModifierRunner.rewrite_rcpt(drun.mods, addr)
+                plan.extend((drun, final) for final in finals)
+            else:
+                plan.append((drun, addr))
+        return plan
 
     def _refuse(self, rcpt: _Rcpt, err: SMTPError) -> None:
         rcpt.status = _REFUSED

@@ -57,6 +57,13 @@ class Destination:
     modifiers: tuple[Modifier, ...] = attrs.field(default=(), converter=_modifiers)
     reject: SMTPError | None = attrs.field(default=None, converter=_reject)
 
+    #: Neither checks, modifiers nor a reject: the recipients routed here go as they are.
+    plain: bool = attrs.field(init=False, repr=False)
+
+    @plain.default
+    def _plain(self) -> bool:
+        return not (self.checks or self.modifiers or self.reject is not None)
+
     def __attrs_post_init__(self) -> None:
         if bool(self.targets) == (self.reject is not None):
             raise ConfigError(
