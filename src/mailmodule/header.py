@@ -184,7 +184,10 @@ class Header:
         if not isinstance(key, str):
             return False
         k = key.lower()
-        return any(f.key == k for f in self._bottom_up)
+        for f in self._bottom_up:  # noqa: SIM110  (no generator for a frequent test)
+            if f.key == k:
+                return True
+        return False
 
     def __iter__(self) -> Iterator[HeaderField]:
         return iter(self._bottom_up[::-1])  # a snapshot: changing the header is safe

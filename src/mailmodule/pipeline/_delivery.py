@@ -107,6 +107,7 @@ _AFTER_BODY: Final = AFTER[_BODY]
 _AFTER_BODY_OK: Final = AFTER[_BODY_OK]
 _AFTER_COMMIT: Final = AFTER[_COMMIT]
 _CoroutineType: Final[type] = types.CoroutineType
+_AUTH_RESULTS: Final = "Authentication-Results"
 
 
 @final
@@ -532,11 +533,12 @@ class PipelineDelivery:
     async def _prepare(self, header: Header, body: Buffer) -> None:
         """Body checks, their fields and ours, then the modifiers: each header to give."""
         specs: Sequence[CheckSpec] = self._p.checks  # the same tuple: its states are cached
-        extra = [*self._source.checks]
-        for drun in self._dests.values():
-            if drun.dest.checks:
-                extra.extend(drun.dest.checks)
-        if extra:
+        source = self._source
+        if source.checks or source.late_checks:
+            extra = [*source.checks]
+            for drun in self._dests.values():
+                if drun.dest.checks:
+                    extra.extend(drun.dest.checks)
             specs = [*specs]
             specs.extend(s for s in dict.fromkeys(extra) if s not in specs)
         if specs and (rest := self._runner.begin_stage(specs, "check_body", (header, body))):
@@ -544,7 +546,8 @@ class PipelineDelivery:
         if self._p.result_checks:
             await self._runner.judge(self._p.result_checks, header)
         hostname = self._p.hostname
-        remove_forged_authentication_results(header, hostname, keep=_OWN_FIELDS.get())
+        if _AUTH_RESULTS in header:  # (what the function tests first, without the call)
+            remove_forged_authentication_results(header, hostname, keep=_OWN_FIELDS.get())
         for field in reversed(self._runner.header_fields):
             header.add_field(field)
         if self._runner.auth_results:
