@@ -230,7 +230,7 @@ _DONE: Final = object()  # the pass is over
 _PRIVATE: Final = object()  # step the run at hand in its own context
 _SPLIT: Final = object()  # the run at hand set a variable: send a fresh shared context
 
-_Driver = Generator[object, object, object]
+_Driver = Generator[object, object, object]  # sent a _PassTask, a Context or None
 
 
 def _odd_step(exc: Exception, aw: object) -> Generator[object, None, object] | None:
@@ -252,9 +252,10 @@ def _driver(lane: list[bool]) -> _Driver:
     `_at_hand`); with `lane[0]` set (the caller left a waiting step to it) it returns that
     step's value once the step is over.
     """
-    task = yield _DONE
+    # What it is sent is typed by hand: a cast per pass would be a call per pass.
+    task: _PassTask = yield _DONE  # type: ignore[assignment]
     while True:
-        runs, method, args, noted, shared, base = cast("_PassTask", task)
+        runs, method, args, noted, shared, base = task
         for run in runs:
             if run.ctx is None:
                 aw = None
@@ -273,10 +274,10 @@ def _driver(lane: list[bool]) -> _Driver:
                     noted.append((run, r))
                 if shared != base:
                     run.ctx = shared
-                    shared = cast("contextvars.Context", (yield _SPLIT))
+                    shared = yield _SPLIT  # type: ignore[assignment]
             else:
                 yield _PRIVATE
-        task = yield _DONE
+        task = yield _DONE  # type: ignore[assignment]
 
 
 def _no_driver(task: object) -> object:
@@ -361,7 +362,7 @@ class CheckRunner:
 
     def __init__(self, meta: MsgMetadata) -> None:
         self._meta = meta
-        self._runs: dict[int, _Run] = {}  # id(spec) -> its state
+        self._runs: dict[CheckSpec, _Run] = {}  # spec (hashed by identity) -> its state
         # id(specs) -> (specs, their runs, each state once): kept with the tuple, whose
         # identity the key is.
         self._stages: dict[int, tuple[Sequence[CheckSpec], list[_Run]]] = {}
@@ -482,16 +483,16 @@ class CheckRunner:
 
     async def _make_states(self, specs: Sequence[CheckSpec], stage: _Stage) -> list[_Run]:
         runs = self._runs
-        new = [s for s in specs if id(s) not in runs]
+        new = [s for s in specs if s not in runs] if runs else list(specs)
         if new:
             await self._start_states(new)
             if stage != "check_connection" and (self._conn_done or self._sender is not None):
-                await self._replay([s for s in new if id(s) in runs], stage)
+                await self._replay([s for s in new if s in runs], stage)
         # A state shared by several specs (the same check twice) is called once.
         made = self._made
         out: list[_Run] = []
         for spec in specs:
-            run = runs.get(id(spec))
+            run = runs.get(spec)
             if run is not None and made[id(run.subject)] is run and run not in out:
                 out.append(run)
         return out
@@ -530,9 +531,9 @@ class CheckRunner:
         for i, (run, value) in enumerate(noted):
             if type(value) is _Raised:
                 failures.append((i, run.spec, _failed_start(run.spec, value.exc, self._meta.id)))
-            elif type(value) is not _Waits and id(run.spec) not in runs:
+            elif type(value) is not _Waits and run.spec not in runs:
                 run.subject = value
-                runs[id(run.spec)] = run
+                runs[run.spec] = run
                 made.setdefault(id(value), run)
         return failures
 
