@@ -185,17 +185,15 @@ class _Raised:
 
 @final
 class _Waits:
-    """A step that suspended: its coroutine and what it waits on."""
+    """A step that suspended: its coroutine and what it waits on; and the driver it was
+    awaited by, kept from being closed (which would close the coroutine) until it ends."""
 
-    __slots__ = ("coro", "yielded")
+    __slots__ = ("anchor", "coro", "yielded")
 
-    def __init__(
-        self,
-        coro: Coroutine[object, None, object] | Generator[object, None, object],
-        yielded: object,
-    ) -> None:
+    def __init__(self, coro: _Resumable, yielded: object, anchor: object = None) -> None:
         self.coro = coro
         self.yielded = yielded
+        self.anchor = anchor
 
 
 async def _await(value: Awaitable[object]) -> object:
@@ -242,15 +240,16 @@ def _odd_step(exc: Exception, aw: object) -> Generator[object, None, object] | N
 
 
 @types.coroutine
-def _driver(lane: list[bool]) -> _Driver:
+def _driver() -> _Driver:
     """Steps, inside the shared context, the runs of each pass it is sent that share it.
 
     A pass is (runs, method, args, noted, shared, base): each step is
     `run.subject.method(*args)` awaited by `yield from`, so a coroutine that ends at once
     costs no exception and no task. What a step gives that is not a quiet CheckResult goes
     to `noted` with its run. When it yields, its local `run` is the run at hand (see
-    `_at_hand`); with `lane[0]` set (the caller left a waiting step to it) it returns that
-    step's value once the step is over.
+    `_at_hand`). A step that waits is left to itself: the caller goes on with the awaited
+    coroutine (`gi_yieldfrom`) alone, and with a new driver for the rest; this one is
+    never resumed.
     """
     # What it is sent is typed by hand: a cast per pass would be a call per pass.
     task: _PassTask = yield _DONE  # type: ignore[assignment]
@@ -268,8 +267,6 @@ def _driver(lane: list[bool]) -> _Driver:
                         r = _Raised(exc) if rest is None else (yield from rest)
                     except Exception as again:
                         r = _Raised(again)
-                if lane[0]:
-                    return r
                 if r.__class__ is not CheckResult or not r.quiet:
                     noted.append((run, r))
                 if shared != base:
@@ -345,7 +342,6 @@ class CheckRunner:
         "_closed",
         "_conn_done",
         "_driver",
-        "_lane",
         "_made",
         "_meta",
         "_noted",
@@ -374,7 +370,6 @@ class CheckRunner:
         self._noted: _Noted = []  # what the steps of a pass said, see `_pass`
         # The driver of the shared context, made with the first states.
         self._driver: _Driver | None = None
-        self._lane: list[bool] = []
         self._send: Callable[[object], object] = _no_driver
         self._conn_done = False
         self._sender: str | None = None
@@ -422,7 +417,7 @@ class CheckRunner:
     ) -> None:
         """`_pass` after the driver stopped short of its end, on `yielded`."""
         base, noted = self._base, self._noted
-        driver, lane = self._driver, self._lane
+        driver = self._driver
         assert driver is not None
         while yielded is not _DONE:
             send: object = None
@@ -434,24 +429,23 @@ class CheckRunner:
                     noted.append((run, r))
             elif yielded is _SPLIT:  # the run took the shared context as its own
                 self._shared = send = base.copy()
-            else:  # the run's step waits: its driver is left to it
-                lane[0] = True
+            else:  # the run's step waits: it goes on alone, a new driver takes the rest
                 if self._shared != base:
                     run.ctx, self._shared = self._shared, base.copy()
                 else:
                     run.ctx = base.copy()
-                noted.append((run, _Waits(driver, yielded)))
-                driver, lane = self._new_driver()
+                step = cast("types.GeneratorType[object, object, object]", driver).gi_yieldfrom
+                noted.append((run, _Waits(cast("_Resumable", step), yielded, anchor=driver)))
+                driver = self._new_driver()
                 rest = runs[list(runs).index(run) + 1 :]
                 send = (rest, method, args, noted, self._shared, base)
             yielded = self._shared.run(driver.send, send)
 
-    def _new_driver(self) -> tuple[_Driver, list[bool]]:
-        lane = [False]
-        driver: _Driver = _driver(lane)
+    def _new_driver(self) -> _Driver:
+        driver: _Driver = _driver()
         driver.send(None)
-        self._driver, self._lane, self._send = driver, lane, driver.send
-        return driver, lane
+        self._driver, self._send = driver, driver.send
+        return driver
 
     async def _finish(self, noted: _Noted) -> None:
         """Run the steps in `noted` that wait to their end, concurrently, each in a task in
