@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import types
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from typing import TypeVar, cast
 
-__all__ = ["drive", "gather", "in_task", "resume", "to_completion"]
+__all__ = ["drive", "gather", "in_task", "to_completion"]
 
 _T = TypeVar("_T")
 _Resumable = Coroutine[object, None, _T] | Generator[object, None, _T]
-_S = TypeVar("_S")
 
 
 async def gather(
@@ -90,41 +88,6 @@ async def drive(coro: _Resumable[_T], yielded: object) -> _T:
             yielded = step()
         except StopIteration as done:
             return cast("_T", done.value)
-
-
-@types.coroutine
-def _forward(
-    steps: Generator[object, _S, None], yielded: object, is_outcome: Callable[[object], bool]
-) -> Generator[object, _S, object]:
-    # `yield from steps` up to the first outcome: what the caller awaits goes to the task
-    # as it is, and the task's answer (a value or a cancellation) back.
-    while True:
-        try:
-            try:
-                sent: _S = yield yielded
-            except BaseException as exc:
-                yielded = steps.throw(exc)
-            else:
-                yielded = steps.send(sent)
-        except StopIteration:
-            raise RuntimeError("the steps ended before their outcome") from None
-        if is_outcome(yielded):
-            return yielded
-
-
-async def resume(
-    steps: Generator[object, _S, None], yielded: object, is_outcome: Callable[[object], bool]
-) -> object:
-    """Go on running a generator of steps that suspended on `yielded`, until it yields a
-    value `is_outcome` accepts, which is returned.
-
-    For generators that await inside a step (`yield from` a coroutine) and yield each step's
-    outcome: what the step awaits is awaited here, as by the coroutine itself.
-
-    Raises:
-        RuntimeError: the generator ended before an outcome.
-    """
-    return await _forward(steps, yielded, is_outcome)
 
 
 def in_task(
