@@ -359,9 +359,9 @@ class CheckRunner:
     def __init__(self, meta: MsgMetadata) -> None:
         self._meta = meta
         self._runs: dict[CheckSpec, _Run] = {}  # spec (hashed by identity) -> its state
-        # id(specs) -> (specs, their runs, each state once): kept with the tuple, whose
-        # identity the key is.
-        self._stages: dict[int, tuple[Sequence[CheckSpec], list[_Run]]] = {}
+        # specs -> their runs, each state once (specs hash by identity: a tuple of the same
+        # specs is the same stage)
+        self._stages: dict[tuple[CheckSpec, ...], list[_Run]] = {}
         self._made: dict[int, _Run] = {}  # id(state) -> its run: each state once
         # The caller's context when the message started, and the shared copy of it:
         # `shared != base` is an identity test while no step changed the shared one.
@@ -475,13 +475,13 @@ class CheckRunner:
 
     # States
 
-    async def _make_states(self, specs: Sequence[CheckSpec], stage: _Stage) -> list[_Run]:
+    async def _make_states(self, specs: tuple[CheckSpec, ...], stage: _Stage) -> list[_Run]:
         runs = self._runs
         new = [s for s in specs if s not in runs] if runs else list(specs)
         if new:
             await self._start_states(new)
             if stage != "check_connection" and (self._conn_done or self._sender is not None):
-                await self._replay([s for s in new if s in runs], stage)
+                await self._replay(tuple(s for s in new if s in runs), stage)
         # A state shared by several specs (the same check twice) is called once.
         made = self._made
         out: list[_Run] = []
@@ -531,7 +531,7 @@ class CheckRunner:
                 made.setdefault(id(value), run)
         return failures
 
-    async def _replay(self, specs: list[CheckSpec], stage: _Stage) -> None:
+    async def _replay(self, specs: tuple[CheckSpec, ...], stage: _Stage) -> None:
         """Run for states joining at `stage` the stages the message passed before it."""
         if not specs:
             return
@@ -547,7 +547,7 @@ class CheckRunner:
     # Stages
 
     async def stage(
-        self, specs: Sequence[CheckSpec], stage: _Stage, args: tuple[object, ...]
+        self, specs: tuple[CheckSpec, ...], stage: _Stage, args: tuple[object, ...]
     ) -> None:
         """Run one stage of `specs`' states (made on first use), merge what they say.
 
@@ -556,14 +556,13 @@ class CheckRunner:
         """
         if not specs:
             return
-        cached = self._stages.get(id(specs))
-        if cached is None or cached[0] is not specs:
-            self._stages[id(specs)] = (specs, await self._make_states(specs, stage))
+        if specs not in self._stages:
+            self._stages[specs] = await self._make_states(specs, stage)
         if rest := self.begin_stage(specs, stage, args):
             await rest
 
     def begin_stage(
-        self, specs: Sequence[CheckSpec], stage: _Stage, args: tuple[object, ...]
+        self, specs: tuple[CheckSpec, ...], stage: _Stage, args: tuple[object, ...]
     ) -> Coroutine[object, None, None] | None:
         """`stage` without an await where it can end at once: None when it ended (what the
         states said merged), else what to await for the rest.
@@ -575,10 +574,9 @@ class CheckRunner:
         Raises:
             SMTPError: the first rejection, as `stage`, when the stage ended at once.
         """
-        cached = self._stages.get(id(specs))
-        if cached is None or cached[0] is not specs:
+        runs = self._stages.get(specs)
+        if runs is None:
             return self.stage(specs, stage, args)
-        runs = cached[1]
         noted = self._pass(runs, stage, args)
         if noted is None:
             return None
@@ -654,7 +652,7 @@ class CheckRunner:
             if result.reject:
                 raise fresh(_reason(result.reason, name_of(check)))
 
-    async def open(self, specs: Sequence[CheckSpec], mail_from: str) -> None:
+    async def open(self, specs: tuple[CheckSpec, ...], mail_from: str) -> None:
         """The connection stage of `specs`, then their sender stage, then `opened`.
 
         Raises:

@@ -40,7 +40,7 @@ from mailmodule.pipeline._authresults import (
     format_authentication_results,
     remove_forged_authentication_results,
 )
-from mailmodule.pipeline._checks import CheckRunner, CheckSpec, name_of
+from mailmodule.pipeline._checks import CheckRunner, name_of
 from mailmodule.pipeline._eager import drive, to_completion
 from mailmodule.pipeline._errors import as_smtp, fresh, own_failure
 from mailmodule.pipeline._modifiers import ModifierRunner
@@ -532,15 +532,14 @@ class PipelineDelivery:
 
     async def _prepare(self, header: Header, body: Buffer) -> None:
         """Body checks, their fields and ours, then the modifiers: each header to give."""
-        specs: Sequence[CheckSpec] = self._p.checks  # the same tuple: its states are cached
+        specs = self._p.checks
         source = self._source
         if source.checks or source.late_checks:
             extra = [*source.checks]
             for drun in self._dests.values():
                 if drun.dest.checks:
                     extra.extend(drun.dest.checks)
-            specs = [*specs]
-            specs.extend(s for s in dict.fromkeys(extra) if s not in specs)
+            specs += tuple(s for s in dict.fromkeys(extra) if s not in specs)
         if specs and (rest := self._runner.begin_stage(specs, "check_body", (header, body))):
             await rest
         if self._p.result_checks:
