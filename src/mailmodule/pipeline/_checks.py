@@ -476,12 +476,20 @@ class CheckRunner:
     # States
 
     async def _make_states(self, specs: tuple[CheckSpec, ...], stage: _Stage) -> list[_Run]:
+        """The runs of `specs`, each state once, the missing states made (see `_start`)."""
         runs = self._runs
-        new = [s for s in specs if s not in runs] if runs else list(specs)
+        first = not runs
+        new = specs if first else tuple(s for s in specs if s not in runs)
         if new:
-            await self._start_states(new)
+            ctx = None
+            if not first:  # late: in the caller's context now, shared while it is the same
+                current = contextvars.copy_context()
+                ctx = None if current == self._base else current
+            await self._start(new, ctx)
             if stage != "check_connection" and (self._conn_done or self._sender is not None):
                 await self._replay(tuple(s for s in new if s in runs), stage)
+            if first and len(self._made) == len(runs) == len(specs):  # each once, all made
+                return [runs[spec] for spec in specs]
         # A state shared by several specs (the same check twice) is called once.
         made = self._made
         out: list[_Run] = []
@@ -491,16 +499,11 @@ class CheckRunner:
                 out.append(run)
         return out
 
-    async def _start_states(self, specs: list[CheckSpec]) -> None:
-        """Make a state for each spec, concurrently, each in a context of its own (see the
-        class); a check that fails to start fails by its action. A state is recorded the
-        moment it exists, so that it is closed even when its siblings fail or the stage is
-        cancelled."""
-        if self._runs:  # late: the caller's context now, shared while it is the same
-            current = contextvars.copy_context()
-            ctx = None if current == self._base else current
-        else:
-            ctx = None
+    async def _start(self, specs: tuple[CheckSpec, ...], ctx: contextvars.Context | None) -> None:
+        """Make a state for each spec, concurrently, in `ctx` or else the shared context
+        (see the class); a check that fails to start fails by its action. A state is
+        recorded the moment it exists, so that it is closed even when its siblings fail or
+        the stage is cancelled."""
         if self._driver is None:
             self._new_driver()
         new = [_Run(spec, ctx) for spec in specs]
