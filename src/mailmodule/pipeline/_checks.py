@@ -228,7 +228,7 @@ _DONE: Final = object()  # the pass is over
 _PRIVATE: Final = object()  # step the run at hand in its own context
 _SPLIT: Final = object()  # the run at hand set a variable: send a fresh shared context
 
-_Driver = Generator[object, object, object]  # sent a _PassTask, a Context or None
+_Driver = Generator[object, "_PassTask", object]
 
 
 def _odd_step(exc: Exception, aw: object) -> Generator[object, None, object] | None:
@@ -251,8 +251,7 @@ def _driver() -> _Driver:
     coroutine (`gi_yieldfrom`) alone, and with a new driver for the rest; this one is
     never resumed.
     """
-    # What it is sent is typed by hand: a cast per pass would be a call per pass.
-    task: _PassTask = yield _DONE  # type: ignore[assignment]
+    task = yield _DONE
     while True:
         runs, method, args, noted, shared, base = task
         for run in runs:
@@ -271,13 +270,13 @@ def _driver() -> _Driver:
                     noted.append((run, r))
                 if shared != base:
                     run.ctx = shared
-                    shared = yield _SPLIT  # type: ignore[assignment]
+                    shared = (yield _SPLIT)[4]  # the fresh shared context
             else:
                 yield _PRIVATE
-        task = yield _DONE  # type: ignore[assignment]
+        task = yield _DONE
 
 
-def _no_driver(task: object) -> object:
+def _no_driver(task: _PassTask) -> object:
     raise RuntimeError("a pass before any state was made")
 
 
@@ -370,7 +369,7 @@ class CheckRunner:
         self._noted: _Noted = []  # what the steps of a pass said, see `_pass`
         # The driver of the shared context, made with the first states.
         self._driver: _Driver | None = None
-        self._send: Callable[[object], object] = _no_driver
+        self._send: Callable[[_PassTask], object] = _no_driver
         self._conn_done = False
         self._sender: str | None = None
         self._rcpts: list[str] = []
@@ -419,8 +418,9 @@ class CheckRunner:
         base, noted = self._base, self._noted
         driver = self._driver
         assert driver is not None
+        # What the driver is sent at a stop: at a split, the fresh shared context in [4].
+        task: _PassTask = (runs, method, args, noted, self._shared, base)
         while yielded is not _DONE:
-            send: object = None
             run = _at_hand(driver)
             if yielded is _PRIVATE:
                 assert run.ctx is not None
@@ -428,7 +428,8 @@ class CheckRunner:
                 if type(r) is not CheckResult or not r.quiet:
                     noted.append((run, r))
             elif yielded is _SPLIT:  # the run took the shared context as its own
-                self._shared = send = base.copy()
+                self._shared = base.copy()
+                task = (runs, method, args, noted, self._shared, base)
             else:  # the run's step waits: it goes on alone, a new driver takes the rest
                 if self._shared != base:
                     run.ctx, self._shared = self._shared, base.copy()
@@ -438,12 +439,12 @@ class CheckRunner:
                 noted.append((run, _Waits(cast("_Resumable", step), yielded, anchor=driver)))
                 driver = self._new_driver()
                 rest = runs[list(runs).index(run) + 1 :]
-                send = (rest, method, args, noted, self._shared, base)
-            yielded = self._shared.run(driver.send, send)
+                task = (rest, method, args, noted, self._shared, base)
+            yielded = self._shared.run(driver.send, task)
 
     def _new_driver(self) -> _Driver:
         driver: _Driver = _driver()
-        driver.send(None)
+        next(driver)
         self._driver, self._send = driver, driver.send
         return driver
 
@@ -685,7 +686,7 @@ class CheckRunner:
         self._closed = True
         for run in self._made.values():
             try:
-                run.subject.close()  # type: ignore[attr-defined]  # a state, once made
+                run.state.close()
             except Exception as exc:
                 _log.error(
                     "closing the state of %s for message %s failed: %r",
