@@ -298,7 +298,7 @@ class _Run:
     def __init__(self, spec: CheckSpec, ctx: contextvars.Context | None) -> None:
         self.spec = spec
         self.ctx = ctx
-        #: What its steps call: the check until its state is made (see `made`), then the state.
+        #: What its steps call: the check until its state is made (`_record`), then the state.
         self.subject: object = spec.check
 
     @property
@@ -325,10 +325,10 @@ class CheckRunner:
     Each state's steps, its creation included, run in a `contextvars.Context` of its own
     as they would in a task of their own: what one check sets is seen by its own later
     steps, never by its siblings or the caller. The contexts are copied on write: states
-    start out sharing one copy of the caller's context, made with the first states, and a
-    step of a state that sets a variable, or waits, leaves the shared copy to that state
-    and the others go on in a fresh one. So a stage of quiet checks that answer at once
-    enters one context, not one per check.
+    start out sharing one copy of the caller's context as the message started, and a step
+    of a state that sets a variable, or waits, leaves the shared copy to that state while
+    the others go on in a fresh one. So a stage of quiet checks that answer at once enters
+    one context, not one per check.
 
     Stages run concurrently across states; results merge in configured order, so the first
     rejecting check (in that order) decides the reply. States that join late (a
@@ -386,8 +386,8 @@ class CheckRunner:
 
         The driver steps the runs sharing the context, inside it; it stops at each run of a
         context of its own, stepped here, at a step that set a variable (the run takes the
-        shared context, a fresh one is entered) and at one that waits (the driver is left
-        to that step, finished later in a task; a new driver takes the rest).
+        shared context, a fresh one is entered) and at one that waits (the step goes on
+        alone, later, in a task; a new driver takes the rest).
         """
         noted = self._noted
         shared = self._shared
