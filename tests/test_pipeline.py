@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 import pytest
@@ -585,6 +585,44 @@ async def test_a_check_stage_may_return_any_awaitable_as_await_would_take() -> N
     )
     await deliver(pipeline, ["b@example.org"])
     assert b"X-Seen: a@example.org\r\n" in target.messages[0].header
+
+
+class Awaited:
+    """An awaitable that is not iterable (it has `__await__` alone), waiting first or not."""
+
+    def __init__(self, result: CheckResult, *, waits: bool) -> None:
+        self.result = result
+        self.waits = waits
+
+    def __await__(self) -> Generator[object, None, CheckResult]:
+        if self.waits:
+            yield from asyncio.sleep(0).__await__()
+        return self.result
+
+
+class AwaitedStageState(RecordingState):
+    waits = False
+
+    def check_sender(self, mail_from: str) -> Awaited:  # type: ignore[override]
+        return Awaited(
+            CheckResult(header=(HeaderField.build("X-Seen", mail_from),)), waits=self.waits
+        )
+
+
+class WaitingAwaitedStageState(AwaitedStageState):
+    waits = True
+
+
+@pytest.mark.parametrize("state_type", [AwaitedStageState, WaitingAwaitedStageState])
+async def test_a_check_stage_may_return_an_awaitable_that_only_has_await(
+    state_type: type[RecordingState],
+) -> None:
+    target = MemoryTarget()
+    check = StateOf(state_type)
+    pipeline = Pipeline(checks=[check], default=Destination(targets=[target]))
+    await deliver(pipeline, ["b@example.org"])
+    assert b"X-Seen: a@example.org\r\n" in target.messages[0].header
+    assert check.states[0].closes == 1
 
 
 async def test_check_fields_are_added_after_body_checks_with_auth_results_on_top() -> None:
