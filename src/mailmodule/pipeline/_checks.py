@@ -170,7 +170,7 @@ _CoroutineType: Final[type] = types.CoroutineType
 _MAKE: Final = "check_state_for_msg"
 
 
-_Resumable = Coroutine[object, None, object] | Generator[object, None, object]
+_Resumable = _eager.Resumable[object]
 
 
 @final

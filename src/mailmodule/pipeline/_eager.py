@@ -16,10 +16,11 @@ import contextvars
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from typing import TypeVar, cast
 
-__all__ = ["drive", "gather", "in_task", "to_completion"]
+__all__ = ["Resumable", "drive", "gather", "in_task", "to_completion"]
 
 _T = TypeVar("_T")
-_Resumable = Coroutine[object, None, _T] | Generator[object, None, _T]
+#: What `drive` goes on with: a coroutine, or a generator-based one.
+Resumable = Coroutine[object, None, _T] | Generator[object, None, _T]
 
 
 async def gather(
@@ -63,7 +64,7 @@ async def gather(
     return cast("list[_T]", results)
 
 
-async def drive(coro: _Resumable[_T], yielded: object) -> _T:
+async def drive(coro: Resumable[_T], yielded: object) -> _T:
     """Go on running a coroutine (or a generator-based one) that suspended on `yielded`,
     as a Task would.
 
@@ -123,11 +124,9 @@ async def to_completion(coro: Coroutine[object, None, _T]) -> _T:
     return result
 
 
-def _sender(
-    coro: _Resumable[_T],
-) -> Callable[[], object]:
+def _sender(coro: Resumable[_T]) -> Callable[[], object]:
     return lambda: coro.send(None)
 
 
-def _thrower(coro: _Resumable[_T], exc: BaseException) -> Callable[[], object]:
+def _thrower(coro: Resumable[_T], exc: BaseException) -> Callable[[], object]:
     return lambda: coro.throw(exc)
