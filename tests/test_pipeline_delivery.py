@@ -833,6 +833,48 @@ async def test_recipients_are_recorded_in_the_clients_order() -> None:
     assert [r.given for r in delivery.recipients] == given
 
 
+async def plain_pair() -> tuple[PipelineDelivery, MemoryTarget, MemoryTarget]:
+    """A delivery into one default destination of two targets, the second refusing bad@."""
+    one, two = MemoryTarget("one"), MemoryTarget("two")
+    two.refuse.add("bad@example.org")
+    pipeline = Pipeline(default=Destination(targets=[one, two]))
+    return await pipeline.start(MsgMetadata(id="m"), "a@example.org"), one, two
+
+
+async def test_a_recipient_of_a_plain_destination_is_recorded_with_each_of_its_targets() -> None:
+    delivery, _, _ = await plain_pair()
+    await delivery.add_rcpt("B@Example.org")
+    (record,) = delivery.recipients
+    assert record.addresses == ("B@Example.org",)
+    assert record.targets == (
+        TargetOutcome(target="one", address="B@Example.org"),
+        TargetOutcome(target="two", address="B@Example.org"),
+    )
+
+
+async def test_a_recipient_the_second_target_refused_is_recorded_with_the_first_alone() -> None:
+    delivery, one, _ = await plain_pair()
+    await delivery.add_rcpt("ok@example.org")
+    with pytest.raises(SMTPError):
+        await delivery.add_rcpt("bad@example.org")
+    _, refused = delivery.recipients
+    assert refused.status is RecipientStatus.REFUSED
+    assert refused.targets == (TargetOutcome(target="one", address="bad@example.org"),)
+    await delivery.body(header(), BODY)
+    await delivery.commit()
+    assert [m.rcpts for m in one.messages] == [["ok@example.org"]]
+
+
+async def test_records_keep_their_targets_after_commit() -> None:
+    delivery, _, _ = await plain_pair()
+    await delivery.add_rcpt("b@example.org")
+    await delivery.body(header(), BODY)
+    await delivery.commit()
+    (record,) = delivery.recipients
+    assert record.status is RecipientStatus.DELIVERED
+    assert [t.target for t in record.targets] == ["one", "two"]
+
+
 async def recorded_after(end: str) -> tuple[RecipientRecord, ...]:
     delivery = await Records().start()
     await delivery.add_rcpt("b@one.example")

@@ -395,17 +395,21 @@ class CheckRunner:
             yielded = shared.run(self._send, (runs, method, args, noted, shared, self._base))
             if yielded is not _DONE:
                 self._rest_of_pass(runs, method, args, yielded)
-        except BaseException:  # a step raised a cancellation: nothing of the pass goes on
-            self._new_driver()
-            noted, self._noted = self._noted, []
-            if method == _MAKE:
-                self._record(noted)  # the states made before it, to be closed
-            self._close_waiting(noted)
+        except BaseException:
+            self._pass_broken(method)
             raise
         if not noted:
             return None
         self._noted = []
         return noted
+
+    def _pass_broken(self, method: str) -> None:
+        """After a step raised a cancellation: nothing of the pass goes on."""
+        self._new_driver()
+        noted, self._noted = self._noted, []
+        if method == _MAKE:
+            self._record(noted)  # the states made before it, to be closed
+        self._close_waiting(noted)
 
     def _rest_of_pass(
         self,
@@ -581,9 +585,18 @@ class CheckRunner:
         runs = self._stages.get(specs)
         if runs is None:
             return self.stage(specs, stage, args)
-        noted = self._pass(runs, stage, args)
-        if noted is None:
+        noted = self._noted  # `_pass`, written out: the hot path
+        shared = self._shared
+        try:
+            yielded = shared.run(self._send, (runs, stage, args, noted, shared, self._base))
+            if yielded is not _DONE:
+                self._rest_of_pass(runs, stage, args, yielded)
+        except BaseException:
+            self._pass_broken(stage)
+            raise
+        if not noted:
             return None
+        self._noted = []
         if any(type(w) is _Waits for _, w in noted):
             return self._finish_stage(runs, noted, stage)
         self._merge(self._results(runs, noted, stage))

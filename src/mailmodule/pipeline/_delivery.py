@@ -134,16 +134,30 @@ class RecipientRecord:
 
 @final
 class _Rcpt:
-    """The mutable record behind a `RecipientRecord`."""
+    """The mutable record behind a `RecipientRecord`.
 
-    __slots__ = ("addresses", "error", "given", "held", "status")
+    Kept small, since a message may have many: a recipient routed as it came to a plain
+    destination (the common case) holds no list or pair of its own, only `via`.
+    """
+
+    __slots__ = ("addresses", "error", "given", "held", "status", "via")
 
     def __init__(self, given: str) -> None:
         self.given = given
         self.status = _PENDING
         self.error: SMTPError | None = None
         self.addresses: Sequence[str] = ()
-        self.held: list[tuple[_TargetRun, str]] = []  # (run, address) a target took for it
+        #: (run, address) for each target that took an address for it, unless `via` is set
+        self.held: Sequence[tuple[_TargetRun, str]] = ()
+        #: The plain destination every target of which took its one address.
+        self.via: _DestRun | None = None
+
+    def pairs(self) -> Sequence[tuple[_TargetRun, str]]:
+        """(run, address) for each target that took an address for it."""
+        via = self.via
+        if via is None:
+            return self.held
+        return [(run, self.addresses[0]) for run in via.runs]
 
     def fail(self, err: SMTPError) -> None:
         if self.status is _ACCEPTED:
@@ -218,6 +232,13 @@ class _Collector:
             self.run.errors.setdefault(rcpt_to, as_smtp(err, target=self.run.name))
 
 
+def _taken(rcpt: _Rcpt, plan: Sequence[tuple[_DestRun, str]]) -> list[tuple[_TargetRun, str]]:
+    """The (run, address) pairs of `plan` whose target took the address for `rcpt`."""
+    return [
+        (run, addr) for drun, addr in plan for run in drun.runs if rcpt in run.holders.get(addr, ())
+    ]
+
+
 def _needed(holders: list[_Rcpt]) -> bool:
     return any(h.status is _ACCEPTED for h in holders)
 
@@ -249,6 +270,7 @@ class PipelineDelivery:
         "_mods",
         "_own_fields",
         "_p",
+        "_plain",
         "_rcpts",
         "_runner",
         "_runs",
@@ -269,6 +291,8 @@ class PipelineDelivery:
         self._source_mods: list[ModifierState] = []  # the pipeline's and the source's
         self._source: Source = pipeline.default_source
         self._dests: dict[int, _DestRun] = {}
+        # The source's destination for all recipients, when it is plain (see `add_rcpt`).
+        self._plain: _DestRun | None = None
         self._runs: dict[tuple[int, int], _TargetRun] = {}
         self._rcpts: dict[str, _Rcpt] = {}  # lookup key -> record, in the client's order
         self._header: Header | None = None
@@ -295,7 +319,7 @@ class PipelineDelivery:
                 addresses=tuple(r.addresses),
                 targets=tuple(
                     TargetOutcome(target=run.name, address=a, error=run.errors.get(a))
-                    for run, a in r.held
+                    for run, a in r.pairs()
                 ),
             )
             for r in self._rcpts.values()
@@ -332,6 +356,9 @@ class PipelineDelivery:
             states.extend(own)
         self._source_mods = states
         self._sender = sender
+        static = source.static_route
+        if static is not None and static.plain:
+            self._plain = self._add_dest_run(static, [], sender)
         if self._debug:
             _log.debug("msg %s: started, sender %r", self._meta.id, sender)
 
@@ -352,36 +379,35 @@ class PipelineDelivery:
             rcpt = self._rcpts[key] = _Rcpt(rcpt_to)  # a refused one given again starts over
             runner = self._runner
             checks = self._p.checks
-            if checks and (rest := runner.begin_stage(checks, "check_rcpt", (rcpt_to,))):
+            one = (rcpt_to,)  # the stages' arguments, and its addresses if kept as it is
+            if checks and (rest := runner.begin_stage(checks, "check_rcpt", one)):
                 await rest
             source = self._source
             if source.checks:
-                await runner.stage(source.checks, "check_rcpt", (rcpt_to,))
+                await runner.stage(source.checks, "check_rcpt", one)
             mods = self._source_mods
+            addrs: Sequence[str]
             if len(mods) == 1:  # the common case, without a layer of calls
                 try:
                     new = await mods[0].rewrite_rcpt(rcpt_to)
                 except Exception as exc:
                     raise as_smtp(exc, what="a recipient modifier") from exc
-                if new.__class__ is list and len(new) == 1 and new[0].__class__ is str and new[0]:
-                    addrs = [new[0]]
+                if new.__class__ is list and len(new) == 1 and (a := new[0]).__class__ is str and a:
+                    addrs = one if a == rcpt_to else (a,)
                 else:
                     addrs = []
                     ModifierRunner.add_rcpts(addrs, rcpt_to, new)
             elif mods:
                 addrs = await ModifierRunner.rewrite_rcpt(mods, rcpt_to)
             else:
-                addrs = [rcpt_to]
+                addrs = one
             rcpt.addresses = addrs
-            static = source.static_route
-            if static is not None and static.plain and len(addrs) == 1:
+            plain = self._plain
+            if plain is not None and len(addrs) == 1:
                 # The common case: one address, one destination that does not change it.
-                plan: Sequence[tuple[_DestRun, str]] = (
-                    (self._dests.get(id(static)) or await self._dest_run(static), addrs[0]),
-                )
+                plan: Sequence[tuple[_DestRun, str]] = ((plain, addrs[0]),)
             else:
                 plan = await self._plan(source, key, rcpt_to, addrs)
-            held = rcpt.held
             for drun, addr in plan:
                 for run in drun.runs:
                     holders = run.holders.get(addr)
@@ -394,12 +420,18 @@ class PipelineDelivery:
                                     self._meta, drun.sender
                                 )
                             await delivery.add_rcpt(addr)
-                        except Exception as exc:
+                        except BaseException as exc:
+                            rcpt.held = _taken(rcpt, plan)
+                            if not isinstance(exc, Exception):
+                                raise
                             raise as_smtp(exc, target=run.name) from exc
                         run.holders[addr] = [rcpt]
                     else:
                         holders.append(rcpt)
-                    held.append((run, addr))
+            if len(plan) == 1 and plan[0][0] is plain:
+                rcpt.via = plain
+            else:
+                rcpt.held = [(run, addr) for drun, addr in plan for run in drun.runs]
         except asyncio.CancelledError:
             if rcpt is not None:
                 self._refuse(rcpt, SMTPError(451, (4, 4, 5), "Cancelled"))
@@ -421,8 +453,11 @@ class PipelineDelivery:
         originals = self._meta.original_rcpts
         if originals is None:
             originals = self._meta.original_rcpts = {}
-        for _, addr in held:
-            originals[addr] = rcpt_to
+        if rcpt.via is not None:
+            originals[addrs[0]] = rcpt_to
+        else:
+            for _, addr in rcpt.held:
+                originals[addr] = rcpt_to
         self._state = _AFTER_RCPT_DONE.get(self._state) or advance(self._state, _RCPT_DONE)
         if self._debug:
             _log.debug("msg %s: recipient %r accepted as %r", self._meta.id, rcpt_to, addrs)
@@ -462,7 +497,7 @@ class PipelineDelivery:
     def _refuse(self, rcpt: _Rcpt, err: SMTPError) -> None:
         rcpt.status = _REFUSED
         rcpt.error = err
-        for run, addr in rcpt.held:
+        for run, addr in rcpt.pairs():
             run.release(addr, rcpt)
 
     async def body(self, header: Header, body: Buffer) -> None:
@@ -750,6 +785,9 @@ class PipelineDelivery:
             return drun
         mods = await self._mods.states(dest.modifiers) if dest.modifiers else []
         sender = await ModifierRunner.rewrite_sender(mods, self._sender) if mods else self._sender
+        return self._add_dest_run(dest, mods, sender)
+
+    def _add_dest_run(self, dest: Destination, mods: list[ModifierState], sender: str) -> _DestRun:
         drun = _DestRun(dest, mods, sender)
         for target in dest.targets:
             # A destination with modifiers makes its own message: its own deliveries.
