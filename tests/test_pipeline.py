@@ -470,6 +470,25 @@ async def test_checks_that_cannot_start_fail_in_configured_order_and_others_clos
     assert fine.calls == ["close"]  # made, never run, closed
 
 
+async def test_a_destination_check_that_cannot_start_leaves_its_sibling_checking() -> None:
+    """Two destination checks join a message that has a check of its own; one cannot
+    start and is ignored by its action: the other still checks each recipient."""
+    own, joining = RecordingCheck("check.own"), RecordingCheck("check.joining")
+    broken = CheckSpec(
+        Unstartable("check.broken", delay=0), fail_action=FailAction(action="ignore")
+    )
+    pipeline = Pipeline(
+        checks=[own],
+        default=Destination(targets=[MemoryTarget()], checks=[joining, broken]),
+    )
+    delivery = await pipeline.start(MsgMetadata(id="m"), "a@x")
+    await delivery.add_rcpt("b@x.example")
+    await delivery.add_rcpt("c@x.example")
+    await delivery.abort()
+    assert joining.calls.count("rcpt:b@x.example") == 1
+    assert joining.calls.count("rcpt:c@x.example") == 1
+
+
 async def test_checks_of_one_stage_run_concurrently() -> None:
     """Each check waits until all three have started: only concurrent stages finish."""
     checks = [RecordingCheck(f"check.{i}") for i in range(3)]

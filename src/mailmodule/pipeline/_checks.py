@@ -7,7 +7,7 @@ import contextvars
 import logging
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
-from operator import itemgetter
+from operator import itemgetter, methodcaller
 from typing import Final, Literal, cast, final
 
 import attrs
@@ -168,6 +168,7 @@ def _raised(state: CheckState, stage: _Stage, exc: Exception, msg_id: str) -> Ch
 
 _CoroutineType: Final[type] = types.CoroutineType
 _MAKE: Final = "check_state_for_msg"
+_close: Final = methodcaller("close")
 
 
 _Resumable = _eager.Resumable[object]
@@ -490,13 +491,19 @@ class CheckRunner:
             if not first:  # late: in the caller's context now, shared while it is the same
                 current = contextvars.copy_context()
                 ctx = None if current == self._base else current
-            await self._start(new, ctx)
+            if rest := self._start(new, ctx):
+                await rest
             if stage != "check_connection" and (self._conn_done or self._sender is not None):
                 await self._replay(tuple(s for s in new if s in runs), stage)
-            if first and len(self._made) == len(runs) == len(specs):  # each once, all made
-                return [runs[spec] for spec in specs]
-        # A state shared by several specs (the same check twice) is called once.
-        made = self._made
+        return self._runs_of(specs, first=first)
+
+    def _runs_of(self, specs: tuple[CheckSpec, ...], *, first: bool) -> list[_Run]:
+        """The runs of the states of `specs` made so far, each state once: a state shared
+        by several specs (the same check twice) is called once. `first`: `specs` were the
+        first made."""
+        runs, made = self._runs, self._made
+        if first and len(made) == len(runs) == len(specs):  # each once, all made
+            return [runs[spec] for spec in specs]
         out: list[_Run] = []
         for spec in specs:
             run = runs.get(spec)
@@ -504,11 +511,17 @@ class CheckRunner:
                 out.append(run)
         return out
 
-    async def _start(self, specs: tuple[CheckSpec, ...], ctx: contextvars.Context | None) -> None:
+    def _start(
+        self, specs: tuple[CheckSpec, ...], ctx: contextvars.Context | None
+    ) -> Coroutine[object, None, None] | None:
         """Make a state for each spec, concurrently, in `ctx` or else the shared context
         (see the class); a check that fails to start fails by its action. A state is
         recorded the moment it exists, so that it is closed even when its siblings fail or
-        the stage is cancelled."""
+        the stage is cancelled.
+
+        As `begin_stage`: None when every state was made at once, else what to await for
+        the rest.
+        """
         if self._driver is None:
             self._new_driver()
         new = [_Run(spec, ctx) for spec in specs]
@@ -516,15 +529,21 @@ class CheckRunner:
         noted = self._pass(new, _MAKE, (self._meta,)) or []
         failures = self._record(noted)
         if len(self._runs) - before < len(noted) - len(failures):  # some are being made
-            try:
-                await self._finish(noted)
-            except BaseException:
-                self._record(noted)
-                self._close_waiting(noted)
-                raise
-            failures = self._record(noted)
+            return self._finish_start(noted)
         if failures:
             self._merge(failures)  # a check that could not start fails by its action
+        return None
+
+    async def _finish_start(self, noted: _Noted) -> None:
+        try:
+            await self._finish(noted)
+        except BaseException:
+            self._record(noted)
+            self._close_waiting(noted)
+            raise
+        failures = self._record(noted)
+        if failures:
+            self._merge(failures)
 
     def _record(self, noted: _Noted) -> _Said:
         """Record the states made in `noted` (idempotent); the failures to start."""
@@ -565,7 +584,12 @@ class CheckRunner:
         if not specs:
             return
         if specs not in self._stages:
-            self._stages[specs] = await self._make_states(specs, stage)
+            if self._runs or stage != "check_connection":
+                self._stages[specs] = await self._make_states(specs, stage)
+            else:  # the message's first states: no layer of awaits when made at once
+                if rest := self._start(specs, None):
+                    await rest
+                self._stages[specs] = self._runs_of(specs, first=True)
         if rest := self.begin_stage(specs, stage, args):
             await rest
 
@@ -699,7 +723,7 @@ class CheckRunner:
         self._closed = True
         for run in self._made.values():
             try:
-                run.state.close()
+                _close(run.subject)  # (the state: `run.state` costs a call of cast)
             except Exception as exc:
                 _log.error(
                     "closing the state of %s for message %s failed: %r",

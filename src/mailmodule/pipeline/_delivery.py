@@ -550,9 +550,20 @@ class PipelineDelivery:
             token = _OWN_FIELDS.set(_OWN_FIELDS.get() + own) if own else None
             try:
                 runs = [run for run in self._runs.values() if run.holders]
+                prepared = self._header
+                assert prepared is not None
                 while runs:
                     for run in runs:
-                        await self._give_body(run, body, partial)
+                        if partial or run.dirty or run.dest is not None:
+                            await self._give_body(run, body, partial)
+                            continue
+                        delivery = run.delivery  # the common case, without a layer of calls
+                        assert delivery is not None
+                        try:
+                            await delivery.body(prepared, body)
+                        except Exception as exc:
+                            raise self._body_refused(run, exc) from exc
+                        run.body = _OK
                     if not partial:
                         break
                     runs = self._spread_failures()
@@ -587,7 +598,14 @@ class PipelineDelivery:
         if self._runner.auth_results:
             value = format_authentication_results(hostname, self._runner.auth_results)
             self._own_fields = (header.add("Authentication-Results", value),)
-        await ModifierRunner.rewrite_body(self._source_mods, header, body)
+        mods = self._source_mods
+        if len(mods) == 1:  # the common case, without a layer of calls
+            try:
+                await mods[0].rewrite_body(header, body)
+            except Exception as exc:
+                raise as_smtp(exc, what="a header modifier") from exc
+        else:
+            await ModifierRunner.rewrite_body(mods, header, body)
         self._header = header
         for drun in self._dests.values():
             if drun.mods and drun.runs:
@@ -610,9 +628,7 @@ class PipelineDelivery:
                 await delivery.body(header, body)
             run.body = _OK
         except Exception as exc:
-            run.body = _BAD
-            err = as_smtp(exc, target=run.name)
-            _log.warning("msg %s: target %s refused the body: %s", self._meta.id, run.name, err)
+            err = self._body_refused(run, exc)
             if not partial:
                 raise err from exc
             for addr in run.holders:
@@ -620,6 +636,12 @@ class PipelineDelivery:
         for addr, err in run.errors.items():
             for rcpt in run.holders.get(addr, ()):
                 rcpt.fail(err)
+
+    def _body_refused(self, run: _TargetRun, exc: Exception) -> SMTPError:
+        run.body = _BAD
+        err = as_smtp(exc, target=run.name)
+        _log.warning("msg %s: target %s refused the body: %s", self._meta.id, run.name, err)
+        return err
 
     def _spread_failures(self) -> list[_TargetRun]:
         """The runs that took the body for an address only failed recipients need: started
