@@ -253,20 +253,24 @@ def _driver() -> _Driver:
     never resumed.
     """
     task = yield _DONE
+    r: object  # what a step gave (an annotation: no cost per step)
     while True:
         runs, method, args, noted, shared, base = task
         for run in runs:
             if run.ctx is None:
-                aw = None
                 try:
                     aw = getattr(run.subject, method)(*args)
-                    r = yield from aw
                 except Exception as exc:
-                    rest = _odd_step(exc, aw)
+                    r = _Raised(exc)
+                else:
                     try:
-                        r = _Raised(exc) if rest is None else (yield from rest)
-                    except Exception as again:
-                        r = _Raised(again)
+                        r = yield from aw
+                    except Exception as exc:
+                        rest = _odd_step(exc, aw)
+                        try:
+                            r = _Raised(exc) if rest is None else (yield from rest)
+                        except Exception as again:
+                            r = _Raised(again)
                 if r.__class__ is not CheckResult or not r.quiet:
                     noted.append((run, r))
                 if shared != base:

@@ -392,8 +392,8 @@ class PipelineDelivery:
                     new = await mods[0].rewrite_rcpt(rcpt_to)
                 except Exception as exc:
                     raise as_smtp(exc, what="a recipient modifier") from exc
-                if new.__class__ is list and len(new) == 1 and (a := new[0]).__class__ is str and a:
-                    addrs = one if a == rcpt_to else (a,)
+                if new.__class__ is list and len(new) == 1 and new[0] == rcpt_to:
+                    addrs = one  # kept as it is: the common case
                 else:
                     addrs = []
                     ModifierRunner.add_rcpts(addrs, rcpt_to, new)
@@ -402,8 +402,8 @@ class PipelineDelivery:
             else:
                 addrs = one
             rcpt.addresses = addrs
-            plain = self._plain
-            if plain is not None and len(addrs) == 1:
+            plain = self._plain if len(addrs) == 1 else None
+            if plain is not None:
                 # The common case: one address, one destination that does not change it.
                 plan: Sequence[tuple[_DestRun, str]] = ((plain, addrs[0]),)
             else:
@@ -428,7 +428,7 @@ class PipelineDelivery:
                         run.holders[addr] = [rcpt]
                     else:
                         holders.append(rcpt)
-            if len(plan) == 1 and plan[0][0] is plain:
+            if plain is not None:
                 rcpt.via = plain
             else:
                 rcpt.held = [(run, addr) for drun, addr in plan for run in drun.runs]
