@@ -644,6 +644,23 @@ async def test_a_check_stage_may_return_an_awaitable_that_only_has_await(
     assert check.states[0].closes == 1
 
 
+class TypeErrorState(RecordingState):
+    async def check_sender(self, mail_from: str) -> CheckResult:
+        raise TypeError("the check's own bug")
+
+
+async def test_a_check_raising_a_type_error_fails_with_that_error_as_the_cause() -> None:
+    pipeline = Pipeline(
+        checks=[StateOf(TypeErrorState)], default=Destination(targets=[MemoryTarget()])
+    )
+    with pytest.raises(SMTPError) as info:
+        await pipeline.start(MsgMetadata(id="m"), "a@example.org")
+    assert (info.value.code, info.value.enhanced_code) == (451, (4, 7, 0))
+    cause = info.value.__cause__
+    assert isinstance(cause, TypeError)
+    assert str(cause) == "the check's own bug"
+
+
 async def test_check_fields_are_added_after_body_checks_with_auth_results_on_top() -> None:
     spf = SPFAuthenticationResult(result="pass", smtp_mailfrom="josé@bücher.example")
     dkim = DKIMAuthenticationResult(

@@ -234,8 +234,15 @@ _Driver = Generator[object, "_PassTask", object]
 
 def _odd_step(exc: Exception, aw: object) -> Generator[object, None, object] | None:
     """What to await instead when `yield from aw` failed only because `aw` is an awaitable
-    that is not iterable (it has `__await__` alone); None when `exc` is a real failure."""
-    if type(exc) is TypeError and aw is not None and hasattr(type(aw), "__await__"):
+    that is not iterable (it has `__await__` alone, so `yield from` never started it); None
+    when `exc` is a real failure, such as a TypeError the coroutine itself raised."""
+    kind = type(aw)
+    if (
+        type(exc) is TypeError
+        and kind is not _CoroutineType
+        and not hasattr(kind, "__iter__")
+        and hasattr(kind, "__await__")
+    ):
         return _await(cast("Awaitable[object]", aw)).__await__()
     return None
 
