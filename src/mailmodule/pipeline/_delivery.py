@@ -598,14 +598,7 @@ class PipelineDelivery:
         if self._runner.auth_results:
             value = format_authentication_results(hostname, self._runner.auth_results)
             self._own_fields = (header.add("Authentication-Results", value),)
-        mods = self._source_mods
-        if len(mods) == 1:  # the common case, without a layer of calls
-            try:
-                await mods[0].rewrite_body(header, body)
-            except Exception as exc:
-                raise as_smtp(exc, what="a header modifier") from exc
-        else:
-            await ModifierRunner.rewrite_body(mods, header, body)
+        await ModifierRunner.rewrite_body(self._source_mods, header, body)
         self._header = header
         for drun in self._dests.values():
             if drun.mods and drun.runs:
