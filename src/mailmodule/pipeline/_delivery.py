@@ -197,12 +197,6 @@ class _TargetRun:
             del self.holders[addr]
             self.dirty = True
 
-    def recipients(self) -> list[_Rcpt]:
-        out: list[_Rcpt] = []
-        for holders in self.holders.values():
-            out.extend(h for h in holders if h not in out)
-        return out
-
 
 @final
 class _DestRun:
