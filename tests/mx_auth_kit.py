@@ -8,12 +8,13 @@ import contextlib
 import hashlib
 import ssl
 from collections.abc import AsyncIterator, Mapping
-from typing import cast
+from typing import TypedDict, cast
 
 import attrs
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from typing_extensions import Unpack
 
 from mailmodule import MXAuthPolicy
 from mailmodule.dns import TLSA, Resolver
@@ -95,10 +96,21 @@ class PolicyHost:
             writer.close()
 
 
+class Answer(TypedDict, total=False):
+    """How a `PolicyHost` answers: its fields, each optional."""
+
+    status: str
+    content_type: str
+    body: bytes
+    chunked: bool
+
+
 @contextlib.asynccontextmanager
-async def policy_host(ca: trustme.CA, name: str, **answer: object) -> AsyncIterator[PolicyHost]:
+async def policy_host(
+    ca: trustme.CA, name: str, **answer: Unpack[Answer]
+) -> AsyncIterator[PolicyHost]:
     """A `PolicyHost` on a free loopback port with a certificate for `name` from `ca`."""
-    host = PolicyHost(**answer)  # type: ignore[arg-type]  # the fields, by keyword
+    host = PolicyHost(**answer)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(name).configure_cert(context)
     server = await asyncio.start_server(host._serve, "127.0.0.1", 0, ssl=context)

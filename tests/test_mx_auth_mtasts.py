@@ -13,7 +13,7 @@ from mailmodule.interfaces import MXLevel, TLSLevel
 from mailmodule.metadata import TLSState
 from mailmodule.modules.mx_auth import MTASTSPolicy, STSMode
 from mailmodule.testing.dnsserver import DNSServer
-from tests.mx_auth_kit import PolicyHost, policy, policy_host
+from tests.mx_auth_kit import Answer, PolicyHost, policy, policy_host
 
 DOMAIN = "example.net"
 POLICY = b"version: STSv1\r\nmode: enforce\r\nmx: *.example.net\r\nmax_age: 86400\r\n"
@@ -145,7 +145,7 @@ async def test_a_certificate_for_another_name_gives_no_policy(
     ids=["redirect", "not-found", "html", "broken", "not-utf8", "too-long"],
 )
 async def test_a_reply_other_than_a_valid_text_policy_gives_no_policy(
-    dns_server: DNSServer, ca: trustme.CA, ca_file: str, answer: dict[str, object]
+    dns_server: DNSServer, ca: trustme.CA, ca_file: str, answer: Answer
 ) -> None:
     publish(dns_server)
     async with policy_host(ca, f"mta-sts.{DOMAIN}", **answer) as host:
