@@ -716,6 +716,44 @@ class CheckRunner:
             await rest
         self._sender = mail_from
 
+    def begin_open(
+        self, specs: tuple[CheckSpec, ...], mail_from: str
+    ) -> Coroutine[object, None, None] | None:
+        """`open` without an await where it can end at once, as `begin_stage`: None when
+        the states were made and passed their connection and sender stages at once, else
+        what to await for the rest.
+
+        Raises:
+            SMTPError: the first rejection, as `stage`, when it came at once.
+        """
+        if self._runs or self._stages:  # not the message's first states
+            return self.open(specs, mail_from)
+        if rest := self._start(specs, None):
+            return self._open_rest(rest, specs, mail_from, done=0)
+        self._stages[specs] = self._runs_of(specs, first=True)
+        if rest := self.begin_stage(specs, "check_connection", ()):
+            return self._open_rest(rest, specs, mail_from, done=1)
+        self._conn_done = True
+        if rest := self.begin_stage(specs, "check_sender", (mail_from,)):
+            return self._open_rest(rest, specs, mail_from, done=2)
+        self._sender = mail_from
+        return None
+
+    async def _open_rest(
+        self, rest: Awaitable[None], specs: tuple[CheckSpec, ...], mail_from: str, *, done: int
+    ) -> None:
+        """`begin_open` from where it had to wait: making the states (`done` 0), their
+        connection stage (1) or their sender stage (2)."""
+        await rest
+        if done == 0:
+            await self.open(specs, mail_from)
+            return
+        if done == 1:
+            self._conn_done = True
+            if rest := self.begin_stage(specs, "check_sender", (mail_from,)):
+                await rest
+        self._sender = mail_from
+
     def opened(self, mail_from: str) -> None:
         """The message passed its connection and sender stages (`open`, or no checks):
         states joining later see them replayed."""

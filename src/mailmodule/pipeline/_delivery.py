@@ -41,7 +41,7 @@ from mailmodule.pipeline._authresults import (
     remove_forged_authentication_results,
 )
 from mailmodule.pipeline._checks import CheckRunner, name_of
-from mailmodule.pipeline._eager import drive, to_completion
+from mailmodule.pipeline._eager import begin_to_completion, drive, to_completion
 from mailmodule.pipeline._errors import as_smtp, fresh, own_failure
 from mailmodule.pipeline._modifiers import ModifierRunner
 from mailmodule.pipeline._routes import Destination, Source
@@ -333,11 +333,14 @@ class PipelineDelivery:
         p = self._p
         checks = p.checks
         if checks:
-            await self._runner.open(checks, self._mail_from)
+            if rest := self._runner.begin_open(checks, self._mail_from):
+                await rest
         else:
             self._runner.opened(self._mail_from)
-        states = await self._mods.states(p.modifiers) if p.modifiers else []
-        sender = await ModifierRunner.rewrite_sender(states, self._mail_from)
+        states: list[ModifierState] = []
+        sender = self._mail_from
+        if p.modifiers:
+            states, sender = await self._mods.open(p.modifiers, sender)
         source = await p.source_for(sender) if p.routes_senders else p.default_source
         if source.reject is not None:
             raise fresh(source.reject)
@@ -345,8 +348,7 @@ class PipelineDelivery:
         if source.checks:
             await self._runner.open(source.checks, sender)
         if source.modifiers:
-            own = await self._mods.states(source.modifiers)
-            sender = await ModifierRunner.rewrite_sender(own, sender)
+            own, sender = await self._mods.open(source.modifiers, sender)
             states.extend(own)
         self._source_mods = states
         self._sender = sender
@@ -680,7 +682,8 @@ class PipelineDelivery:
 
     async def commit(self) -> None:
         self._state = _AFTER_COMMIT.get(self._state) or advance(self._state, _COMMIT)
-        await to_completion(self._commit_all())
+        if rest := begin_to_completion(self._commit_all()):
+            await rest
 
     async def _commit_all(self) -> None:
         failures: list[SMTPError] = []
@@ -792,8 +795,10 @@ class PipelineDelivery:
         drun = self._dests.get(id(dest))
         if drun is not None:
             return drun
-        mods = await self._mods.states(dest.modifiers) if dest.modifiers else []
-        sender = await ModifierRunner.rewrite_sender(mods, self._sender) if mods else self._sender
+        mods: list[ModifierState] = []
+        sender = self._sender
+        if dest.modifiers:
+            mods, sender = await self._mods.open(dest.modifiers, sender)
         return self._add_dest_run(dest, mods, sender)
 
     def _add_dest_run(self, dest: Destination, mods: list[ModifierState], sender: str) -> _DestRun:

@@ -16,7 +16,7 @@ import contextvars
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from typing import TypeVar, cast
 
-__all__ = ["Resumable", "drive", "gather", "in_task", "to_completion"]
+__all__ = ["Resumable", "begin_to_completion", "drive", "gather", "in_task", "to_completion"]
 
 _T = TypeVar("_T")
 #: What `drive` goes on with: a coroutine, or a generator-based one.
@@ -109,6 +109,23 @@ async def to_completion(coro: Coroutine[object, None, _T]) -> _T:
         yielded = coro.send(None)
     except StopIteration as done:
         return cast("_T", done.value)
+    return await _shielded(coro, yielded)
+
+
+def begin_to_completion(
+    coro: Coroutine[object, None, None],
+) -> Coroutine[object, None, None] | None:
+    """`to_completion` of a coroutine giving None, without an await where it ends at once:
+    None when it did, else what to await for the rest."""
+    try:
+        yielded = coro.send(None)
+    except StopIteration:
+        return None
+    return _shielded(coro, yielded)
+
+
+async def _shielded(coro: Coroutine[object, None, _T], yielded: object) -> _T:
+    """The rest of `to_completion` once `coro` first waited on `yielded`."""
     task = in_task(coro, yielded)
     cancelled = False
     while not task.done():

@@ -40,20 +40,18 @@ class ModifierRunner:
         self._meta = meta
         self._states: list[ModifierState] = []
 
-    async def states(self, modifiers: Sequence[Modifier]) -> list[ModifierState]:
-        """A fresh state of each modifier, in order."""
-        out: list[ModifierState] = []
+    async def open(
+        self, modifiers: Sequence[Modifier], sender: str
+    ) -> tuple[list[ModifierState], str]:
+        """A fresh state of each modifier, in order, and what they make of `sender`."""
+        states: list[ModifierState] = []
         for mod in modifiers:
             try:
                 state = await mod.mod_state_for_msg(self._meta)
             except Exception as exc:
                 raise as_smtp(exc, what=f"modifier {name_of(mod)}") from exc
             self._states.append(state)
-            out.append(state)
-        return out
-
-    @staticmethod
-    async def rewrite_sender(states: Sequence[ModifierState], sender: str) -> str:
+            states.append(state)
         for state in states:
             try:
                 sender = await state.rewrite_sender(sender)
@@ -63,7 +61,7 @@ class ModifierRunner:
                 raise as_smtp(
                     TypeError(f"rewrite_sender returned {sender!r}"), what="a sender modifier"
                 )
-        return sender
+        return states, sender
 
     @staticmethod
     async def rewrite_rcpt(states: Sequence[ModifierState], rcpt: str) -> list[str]:
