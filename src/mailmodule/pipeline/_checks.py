@@ -750,8 +750,8 @@ class CheckRunner:
             return
         if done == 1:
             self._conn_done = True
-            if rest := self.begin_stage(specs, "check_sender", (mail_from,)):
-                await rest
+            if sender_rest := self.begin_stage(specs, "check_sender", (mail_from,)):
+                await sender_rest
         self._sender = mail_from
 
     def opened(self, mail_from: str) -> None:
