@@ -719,15 +719,15 @@ class CheckRunner:
     def begin_open(
         self, specs: tuple[CheckSpec, ...], mail_from: str
     ) -> Coroutine[object, None, None] | None:
-        """`open` without an await where it can end at once, as `begin_stage`: None when
-        the states were made and passed their connection and sender stages at once, else
-        what to await for the rest.
+        """`open` of the message's first states (before any other stage), without an
+        await where it can end at once, as `begin_stage`: None when the states were made
+        and passed their connection and sender stages at once, else what to await for
+        the rest.
 
         Raises:
             SMTPError: the first rejection, as `stage`, when it came at once.
         """
-        if self._runs or self._stages:  # not the message's first states
-            return self.open(specs, mail_from)
+        assert not self._stages, "begin_open opens the first states only"
         if rest := self._start(specs, None):
             return self._open_rest(rest, specs, mail_from, done=0)
         self._stages[specs] = self._runs_of(specs, first=True)
