@@ -35,6 +35,7 @@ from mailmodule.pipeline import (
 from tests.pipeline_kit import (
     DirTarget,
     MapModifier,
+    MapState,
     MemoryTarget,
     Named,
     RecordingCheck,
@@ -742,6 +743,28 @@ async def test_modifiers_rewrite_sender_then_recipients_then_body_in_order() -> 
     }
     assert stored.meta.original_from == "a@example.org"
     assert Header.parse(stored.header).get("x-modified") == "yes"
+
+
+class _SenderToNone(MapState):
+    async def rewrite_sender(self, mail_from: str) -> str:
+        return None  # type: ignore[return-value]  # wrong on purpose
+
+
+class SenderToNoneModifier(MapModifier):
+    async def mod_state_for_msg(self, msg_meta: MsgMetadata) -> MapState:
+        return _SenderToNone(self)
+
+
+async def test_a_modifier_making_the_sender_no_string_fails_the_start_and_closes_states() -> None:
+    first, broken = MapModifier("modify.first"), SenderToNoneModifier("modify.broken")
+    pipeline = Pipeline(modifiers=[first, broken], default=Destination(targets=[MemoryTarget()]))
+    with pytest.raises(SMTPError) as info:
+        await pipeline.start(MsgMetadata(id="m"), "a@example.org")
+    assert (info.value.code, info.value.enhanced_code) == (451, (4, 0, 0))
+    assert "a sender modifier" in str(info.value)
+    assert "rewrite_sender returned None" in str(info.value.__cause__)
+    assert first.calls == ["sender:a@example.org", "close"]
+    assert broken.calls == ["close"]
 
 
 async def test_an_alias_with_an_unroutable_member_is_refused_whole() -> None:
