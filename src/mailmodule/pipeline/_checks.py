@@ -729,26 +729,31 @@ class CheckRunner:
         """
         assert not self._stages, "begin_open opens the first states only"
         if rest := self._start(specs, None):
-            return self._open_rest(rest, specs, mail_from, done=0)
+            return self._open_rest(rest, specs, mail_from, waited=_MAKE)
         self._stages[specs] = self._runs_of(specs, first=True)
         if rest := self.begin_stage(specs, "check_connection", ()):
-            return self._open_rest(rest, specs, mail_from, done=1)
+            return self._open_rest(rest, specs, mail_from, waited="check_connection")
         self._conn_done = True
         if rest := self.begin_stage(specs, "check_sender", (mail_from,)):
-            return self._open_rest(rest, specs, mail_from, done=2)
+            return self._open_rest(rest, specs, mail_from, waited="check_sender")
         self._sender = mail_from
         return None
 
     async def _open_rest(
-        self, rest: Awaitable[None], specs: tuple[CheckSpec, ...], mail_from: str, *, done: int
+        self,
+        rest: Awaitable[None],
+        specs: tuple[CheckSpec, ...],
+        mail_from: str,
+        *,
+        waited: Literal["check_state_for_msg", "check_connection", "check_sender"],
     ) -> None:
-        """`begin_open` from where it had to wait: making the states (`done` 0), their
-        connection stage (1) or their sender stage (2)."""
+        """`begin_open` from the step that had to wait: making the states (`_MAKE`), their
+        connection stage or their sender stage."""
         await rest
-        if done == 0:
+        if waited == _MAKE:
             await self.open(specs, mail_from)
             return
-        if done == 1:
+        if waited == "check_connection":
             self._conn_done = True
             if sender_rest := self.begin_stage(specs, "check_sender", (mail_from,)):
                 await sender_rest
